@@ -1,0 +1,482 @@
+//! Cgroups: the host's layout (v1, hybrid, v2) as mounted, and the container's
+//! own cgroup directories: created, joined, listed, frozen-checked, removed.
+//!
+//! The layout is read from /proc/self/mountinfo and /proc/self/cgroup, never
+//! assumed. Resource limits are applied by the v1 and v2 modules.
+
+pub mod v1;
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Errors of cgroup handling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {path}: {err}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+    #[error("linux.cgroupsPath {0:?}: must not contain '..'")]
+    BadPath(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Mount point on the host, e.g. /sys/fs/cgroup/memory.
+    pub mount: PathBuf,
+    /// The cgroup path (inside the hierarchy) that the mount's root shows.
+    pub root: String,
+    /// Controllers on a v1 hierarchy (`cpu`, `cpuacct`, `name=systemd`); empty for v2.
+    pub controllers: Vec<String>,
+    /// True for cgroup2.
+    pub unified: bool,
+}
+
+/// The host's cgroup hierarchies and this process's place in each.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    pub hierarchies: Vec<Hierarchy>,
+    /// (hierarchy id, controllers, path) from /proc/self/cgroup.
+    pub own: Vec<(u32, Vec<String>, String)>,
+}
+
+/// v1 controllers a container gets its own cgroup in.
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "pids",
+    "blkio",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "rdma",
+    "misc",
+];
+
+impl Layout {
+    /// Reads the layout of the calling process.
+    pub fn detect() -> Result<Layout, Error> {
+        let mi = fs::read_to_string("/proc/self/mountinfo").map_err(|err| Error::Io {
+            what: "read",
+            path: "/proc/self/mountinfo".into(),
+            err,
+        })?;
+        let cg = fs::read_to_string("/proc/self/cgroup").map_err(|err| Error::Io {
+            what: "read",
+            path: "/proc/self/cgroup".into(),
+            err,
+        })?;
+        Ok(Layout::parse(&mi, &cg))
+    }
+
+    /// Parses mountinfo and /proc/self/cgroup text.
+    pub fn parse(mountinfo: &str, self_cgroup: &str) -> Layout {
+        let mut hierarchies = Vec::new();
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let fstype = post[0];
+            let root = unescape(pre[3]);
+            let mount = PathBuf::from(unescape(pre[4]));
+            match fstype {
+                "cgroup2" => hierarchies.push(Hierarchy {
+                    mount,
+                    root,
+                    controllers: vec![],
+                    unified: true,
+                }),
+                "cgroup" => {
+                    let controllers: Vec<String> = post[2]
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                        .map(String::from)
+                        .collect();
+                    // Keep the first mount of each hierarchy.
+                    if !hierarchies
+                        .iter()
+                        .any(|h: &Hierarchy| !h.unified && h.controllers == controllers)
+                    {
+                        hierarchies.push(Hierarchy {
+                            mount,
+                            root,
+                            controllers,
+                            unified: false,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let own = self_cgroup
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ':');
+                let id = it.next()?.parse().ok()?;
+                let ctrls = it
+                    .next()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                Some((id, ctrls, it.next()?.to_string()))
+            })
+            .collect();
+        Layout { hierarchies, own }
+    }
+
+    /// True when only cgroup2 is mounted (no v1 controller hierarchies).
+    pub fn is_pure_v2(&self) -> bool {
+        self.hierarchies
+            .iter()
+            .any(|h| h.unified && h.mount == Path::new("/sys/fs/cgroup"))
+            || (!self.hierarchies.is_empty() && self.hierarchies.iter().all(|h| h.unified))
+    }
+
+    /// The v1 hierarchy holding `controller`.
+    pub fn v1(&self, controller: &str) -> Option<&Hierarchy> {
+        self.hierarchies
+            .iter()
+            .find(|h| !h.unified && h.controllers.iter().any(|c| c == controller))
+    }
+
+    /// The cgroup2 hierarchy, if mounted.
+    pub fn unified(&self) -> Option<&Hierarchy> {
+        self.hierarchies.iter().find(|h| h.unified)
+    }
+
+    /// This process's cgroup path in hierarchy `h`.
+    fn own_path(&self, h: &Hierarchy) -> String {
+        let found = self.own.iter().find(|(id, ctrls, _)| {
+            if h.unified {
+                *id == 0 && ctrls.is_empty()
+            } else {
+                !ctrls.is_empty() && ctrls.iter().all(|c| h.controllers.contains(c))
+            }
+        });
+        found
+            .map(|(_, _, p)| p.clone())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    /// The directories a container with `cgroups_path` (absolute, relative to
+    /// our own cgroup, or None for `<id>` beside... under our own) gets: one per
+    /// v1 hierarchy with a known controller, or the one cgroup2 directory on a
+    /// pure v2 host.
+    pub fn container_dirs(
+        &self,
+        cgroups_path: Option<&str>,
+        id: &str,
+    ) -> Result<Vec<PathBuf>, Error> {
+        let rel = cgroups_path.unwrap_or(id);
+        if Path::new(rel)
+            .components()
+            .any(|c| c == Component::ParentDir)
+        {
+            return Err(Error::BadPath(rel.to_string()));
+        }
+        let mut out = Vec::new();
+        for h in &self.hierarchies {
+            if h.unified != self.is_pure_v2() {
+                continue;
+            }
+            if !h.unified && !h.controllers.iter().any(|c| !c.starts_with("name=")) {
+                continue;
+            }
+            let full = if rel.starts_with('/') {
+                rel.to_string()
+            } else {
+                format!("{}/{}", self.own_path(h), rel)
+            };
+            // The mount shows the hierarchy from `h.root` down.
+            let inside = full
+                .strip_prefix(h.root.trim_end_matches('/'))
+                .unwrap_or(&full);
+            let mut p = h.mount.clone();
+            for c in Path::new(inside).components() {
+                if let Component::Normal(n) = c {
+                    p.push(n);
+                }
+            }
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Creates the container's cgroup directories (and missing parents), copying
+/// cpuset values down on v1 so the new group is usable. Returns the ones this
+/// call created, which are the ones `delete` will remove.
+pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut created = Vec::new();
+    for d in dirs {
+        let mut missing = Vec::new();
+        let mut p = d.as_path();
+        while !p.exists() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(pp) => p = pp,
+                None => break,
+            }
+        }
+        for m in missing.iter().rev() {
+            match fs::create_dir(m) {
+                Ok(()) => created.push(m.clone()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => {
+                    return Err(Error::Io {
+                        what: "create cgroup",
+                        path: m.clone(),
+                        err,
+                    })
+                }
+            }
+            if m.join("cpuset.cpus").exists() && m.parent().is_some() {
+                v1::inherit_cpuset(m)?;
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Moves `pid` into every directory.
+pub fn add_pid(dirs: &[PathBuf], pid: i32) -> Result<(), Error> {
+    for d in dirs {
+        let f = d.join("cgroup.procs");
+        fs::write(&f, pid.to_string()).map_err(|err| Error::Io {
+            what: "join cgroup",
+            path: d.clone(),
+            err,
+        })?;
+    }
+    Ok(())
+}
+
+/// Pids in the container's cgroup (from the first directory that has them).
+pub fn procs(dirs: &[PathBuf]) -> Vec<i32> {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    Vec::new()
+}
+
+/// True when the container's cgroup is frozen (v1 freezer or v2 cgroup.freeze).
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("freezer.state")) {
+            return s.trim() != "THAWED";
+        }
+        if let Ok(s) = fs::read_to_string(d.join("cgroup.freeze")) {
+            return s.trim() == "1";
+        }
+    }
+    false
+}
+
+/// Removes directories deepest first; a directory still holding processes is
+/// retried briefly, since the kernel empties it asynchronously after exit.
+pub fn remove_dirs(dirs: &[PathBuf]) -> Result<(), Error> {
+    let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in sorted {
+        let mut tries = 0;
+        loop {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(err) => {
+                    return Err(Error::Io {
+                        what: "remove cgroup",
+                        path: d.clone(),
+                        err,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MI: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+35 30 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct
+";
+    const HYBRID_CG: &str = "4:memory:/ci/job\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn hybrid_layout() {
+        let l = Layout::parse(HYBRID_MI, HYBRID_CG);
+        assert!(!l.is_pure_v2());
+        assert_eq!(
+            l.v1("cpuacct").unwrap().mount,
+            Path::new("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert!(l.unified().is_some());
+        let dirs = l.container_dirs(None, "c1").unwrap();
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/memory/ci/job/c1"),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")
+            ]
+        );
+        let abs = l.container_dirs(Some("/x/y"), "c1").unwrap();
+        assert_eq!(abs[0], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
+        assert!(l.container_dirs(Some("../../etc"), "c1").is_err());
+    }
+
+    #[test]
+    fn pure_v2_layout() {
+        let mi = "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let l = Layout::parse(mi, "0::/user/a\n");
+        assert!(l.is_pure_v2());
+        assert_eq!(
+            l.container_dirs(None, "c").unwrap(),
+            vec![PathBuf::from("/sys/fs/cgroup/user/a/c")]
+        );
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+}
+
+/// Applies `linux.resources` to the container's directories. Device rules are
+/// applied on v1; limits beyond them are refused by name until they are
+/// implemented, so no config silently runs without a limit it asked for.
+pub fn apply(
+    layout: &Layout,
+    dirs: &[PathBuf],
+    res: Option<&oci_spec::runtime::LinuxResources>,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> Result<(), Error> {
+    if let Some(r) = res {
+        check_supported(r)?;
+    }
+    let mut rules: Vec<(bool, String)> = Vec::new();
+    if let Some(list) = res.and_then(|r| r.devices().as_ref()) {
+        rules.extend(list.iter().map(v1::device_rule));
+    }
+    rules.extend(v1::default_allowed().into_iter().map(|r| (true, r)));
+    for d in devices {
+        let ty = if d.typ() == oci_spec::runtime::LinuxDeviceType::B {
+            "b"
+        } else {
+            "c"
+        };
+        rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
+    }
+    if layout.is_pure_v2() {
+        let asked = res
+            .and_then(|r| r.devices().as_ref())
+            .is_some_and(|d| !d.is_empty());
+        if asked {
+            return Err(Error::Unsupported(
+                "linux.resources.devices: device rules on cgroup v2 need the BPF device filter, which is not implemented yet".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(h) = layout.v1("devices") {
+        if let Some(dir) = dirs.iter().find(|d| d.starts_with(&h.mount)) {
+            v1::apply_devices(dir, &rules)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
+    let mut asked = Vec::new();
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
+    {
+        asked.push("memory");
+    }
+    if r.cpu()
+        .as_ref()
+        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
+    {
+        asked.push("cpu");
+    }
+    if r.pids().is_some() {
+        asked.push("pids");
+    }
+    if r.block_io()
+        .as_ref()
+        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
+    {
+        asked.push("blockIO");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        asked.push("hugepageLimits");
+    }
+    if r.network().is_some() {
+        asked.push("network");
+    }
+    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
+        asked.push("rdma");
+    }
+    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
+        asked.push("unified");
+    }
+    if asked.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "linux.resources.{}: cgroup resource limits are not implemented yet; only device rules are",
+            asked.join(", linux.resources.")
+        )))
+    }
+}

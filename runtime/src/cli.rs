@@ -1,0 +1,467 @@
+//! The `berth` command line, compatible with runc's: the same commands,
+//! flags (`--flag`, `-flag`, `-f`, `--flag=value`), flags before or after the
+//! container id, exit codes, and error output.
+//!
+//! Hand-rolled rather than clap: runc's parser accepts single-dash long flags,
+//! which clap does not, and `berth` starts once per container, so its
+//! start-up cost matters.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::container::{self, CreateOpts, RunOpts};
+use crate::{exe, log, spec};
+
+/// A flag a command accepts: its names (the first is canonical) and whether
+/// it takes a value.
+struct Flag {
+    names: &'static [&'static str],
+    value: bool,
+}
+
+const fn f(names: &'static [&'static str], value: bool) -> Flag {
+    Flag { names, value }
+}
+
+const GLOBAL: &[Flag] = &[
+    f(&["root"], true),
+    f(&["log"], true),
+    f(&["log-format"], true),
+    f(&["debug"], false),
+    f(&["systemd-cgroup"], false),
+    f(&["criu"], true),
+    f(&["rootless"], true),
+    f(&["version", "v"], false),
+    f(&["help", "h"], false),
+];
+
+const CREATE: &[Flag] = &[
+    f(&["bundle", "b"], true),
+    f(&["console-socket"], true),
+    f(&["pid-file"], true),
+    f(&["no-pivot"], false),
+    f(&["no-new-keyring"], false),
+    f(&["preserve-fds"], true),
+];
+
+const RUN: &[Flag] = &[
+    f(&["bundle", "b"], true),
+    f(&["console-socket"], true),
+    f(&["pid-file"], true),
+    f(&["no-pivot"], false),
+    f(&["no-new-keyring"], false),
+    f(&["preserve-fds"], true),
+    f(&["detach", "d"], false),
+    f(&["keep"], false),
+    f(&["no-subreaper"], false),
+];
+
+/// Parsed flags and positional arguments.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    flags: HashMap<&'static str, Vec<String>>,
+    pub pos: Vec<String>,
+}
+
+impl Parsed {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.flags
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    fn bool(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v != "false")
+    }
+}
+
+/// Parses `args` against `flags`. With `stop_at_pos`, the first positional
+/// ends flag parsing (the rest belong to a command line); otherwise flags
+/// may follow positionals, as runc allows. `--` always ends flags.
+fn parse(args: &[String], flags: &[Flag], stop_at_pos: bool) -> Result<Parsed, String> {
+    let mut p = Parsed::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        if a == "--" {
+            p.pos.extend(args[i..].iter().cloned());
+            break;
+        }
+        if !a.starts_with('-') || a == "-" {
+            p.pos.push(a.clone());
+            if stop_at_pos {
+                p.pos.extend(args[i..].iter().cloned());
+                break;
+            }
+            continue;
+        }
+        let body = a.trim_start_matches('-');
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = flags
+            .iter()
+            .find(|fl| fl.names.contains(&name))
+            .ok_or_else(|| format!("flag provided but not defined: -{name}"))?;
+        let value = if flag.value {
+            match inline {
+                Some(v) => v,
+                None => {
+                    let v = args
+                        .get(i)
+                        .ok_or_else(|| format!("flag needs an argument: -{name}"))?;
+                    i += 1;
+                    v.clone()
+                }
+            }
+        } else {
+            inline.unwrap_or_else(|| "true".to_string())
+        };
+        p.flags.entry(flag.names[0]).or_default().push(value);
+    }
+    Ok(p)
+}
+
+fn exact_args(cmd: &str, p: &Parsed, n: usize) -> Result<(), String> {
+    if p.pos.len() != n {
+        return Err(format!("berth: {cmd:?} requires exactly {n} argument(s)"));
+    }
+    Ok(())
+}
+
+const USAGE: &str = "berth: an OCI runtime, compatible with runc
+
+usage: berth [global options] command [command options] [arguments...]
+
+commands:
+  create    create a container from a bundle, blocked before its process runs
+  start     run the process of a created container
+  run       create and start a container
+  state     print the state of a container (OCI state JSON)
+  kill      send a signal to the container's init process (--all: every process)
+  delete    delete a container and everything it holds (--force: kill it first)
+  list      list containers (--format table|json, -q)
+  spec      write a default config.json into a bundle (--rootless)
+  features  print the runtime's features (runtime-spec features JSON)
+
+global options:
+  --root DIR            state directory (default /run/berth)
+  --log FILE            log file (default stderr)
+  --log-format FORMAT   text or json
+  --debug               log debug messages
+  --systemd-cgroup      use systemd for cgroups (not supported yet)
+  --version, -v         print the version
+";
+
+fn version() -> String {
+    format!(
+        "berth version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("BERTH_COMMIT").unwrap_or("unknown"),
+        spec::OCI_VERSION
+    )
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main(args: Vec<String>) -> i32 {
+    let rest = args.get(1..).unwrap_or_default();
+    let g = match parse(rest, GLOBAL, true) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{e}\n\n{USAGE}");
+            return 1;
+        }
+    };
+    let format = match g.get("log-format").unwrap_or("text") {
+        "text" => log::Format::Text,
+        "json" => log::Format::Json,
+        other => {
+            eprintln!("unknown log-format {other:?} (text or json)");
+            return 1;
+        }
+    };
+    if let Err(e) = log::init(
+        g.get("log").map(std::path::Path::new),
+        format,
+        g.bool("debug"),
+    ) {
+        eprintln!("open log file {}: {e}", g.get("log").unwrap_or_default());
+        return 1;
+    }
+    if g.bool("version") {
+        print!("{}", version());
+        return 0;
+    }
+    let Some((cmd, cargs)) = g.pos.split_first() else {
+        print!("{USAGE}");
+        return if g.bool("help") { 0 } else { 1 };
+    };
+    let root = PathBuf::from(g.get("root").unwrap_or("/run/berth"));
+    let result = if g.bool("systemd-cgroup") && matches!(cmd.as_str(), "create" | "run") {
+        Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver".to_string())
+    } else {
+        dispatch(cmd, cargs, root)
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            log::log("error", &msg);
+            if !log::to_stderr() {
+                eprintln!("{msg}");
+            }
+            1
+        }
+    }
+}
+
+fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
+    let e = |e: container::Error| e.to_string();
+    match cmd {
+        "create" | "run" => {
+            let p = parse(args, if cmd == "run" { RUN } else { CREATE }, false)?;
+            exact_args(cmd, &p, 1)?;
+            // Before anything forks into a container: run from a sealed copy.
+            exe::reexec_sealed().map_err(|x| x.to_string())?;
+            let o = CreateOpts {
+                root,
+                id: p.pos[0].clone(),
+                bundle: PathBuf::from(p.get("bundle").unwrap_or(".")),
+                pid_file: p.get("pid-file").map(PathBuf::from),
+                console_socket: p.get("console-socket").map(PathBuf::from),
+                no_pivot: p.bool("no-pivot"),
+                preserve_fds: p
+                    .get("preserve-fds")
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| format!("invalid --preserve-fds {v:?}"))
+                    })
+                    .transpose()?
+                    .unwrap_or(0),
+                detach: cmd == "create" || p.bool("detach"),
+            };
+            if cmd == "create" {
+                container::create(&o).map_err(e)?;
+                Ok(0)
+            } else {
+                let r = RunOpts {
+                    keep: p.bool("keep"),
+                    no_subreaper: p.bool("no-subreaper"),
+                };
+                container::run(&o, &r).map_err(e)
+            }
+        }
+        "start" => {
+            let p = parse(args, &[], false)?;
+            exact_args(cmd, &p, 1)?;
+            container::start(&root, &p.pos[0]).map_err(e)?;
+            Ok(0)
+        }
+        "state" => {
+            let p = parse(args, &[], false)?;
+            exact_args(cmd, &p, 1)?;
+            let v = container::state_json(&root, &p.pos[0]).map_err(e)?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(0)
+        }
+        "kill" => {
+            let p = parse(args, &[f(&["all", "a"], false)], false)?;
+            if p.pos.is_empty() || p.pos.len() > 2 {
+                return Err(
+                    "berth: \"kill\" requires 1 or 2 arguments (container id and optional signal)"
+                        .into(),
+                );
+            }
+            let sig =
+                container::parse_signal(p.pos.get(1).map(String::as_str).unwrap_or("SIGTERM"))
+                    .map_err(e)?;
+            container::kill(&root, &p.pos[0], sig, p.bool("all")).map_err(e)?;
+            Ok(0)
+        }
+        "delete" => {
+            let p = parse(args, &[f(&["force", "f"], false)], false)?;
+            exact_args(cmd, &p, 1)?;
+            container::delete(&root, &p.pos[0], p.bool("force")).map_err(e)?;
+            Ok(0)
+        }
+        "list" => {
+            let p = parse(
+                args,
+                &[f(&["format", "f"], true), f(&["quiet", "q"], false)],
+                false,
+            )?;
+            exact_args(cmd, &p, 0)?;
+            let list = container::list(&root).map_err(e)?;
+            let mut out = std::io::stdout().lock();
+            if p.bool("quiet") {
+                for c in &list {
+                    let _ = writeln!(out, "{}", c["id"].as_str().unwrap_or_default());
+                }
+            } else {
+                match p.get("format").unwrap_or("table") {
+                    "json" => {
+                        let _ = writeln!(out, "{}", serde_json::Value::Array(list));
+                    }
+                    "table" => {
+                        let _ = out.write_all(list_table(&list).as_bytes());
+                    }
+                    other => {
+                        return Err(format!("invalid format option {other:?} (table or json)"))
+                    }
+                }
+            }
+            Ok(0)
+        }
+        "spec" => {
+            let p = parse(
+                args,
+                &[f(&["bundle", "b"], true), f(&["rootless"], false)],
+                false,
+            )?;
+            exact_args(cmd, &p, 0)?;
+            let bundle = PathBuf::from(p.get("bundle").unwrap_or("."));
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err("File config.json exists. Remove it first".into());
+            }
+            let v = spec::default_spec(
+                p.bool("rootless"),
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            let data = serde_json::to_string_pretty(&v).unwrap_or_default();
+            std::fs::write(&path, data + "\n")
+                .map_err(|x| format!("write {}: {x}", path.display()))?;
+            Ok(0)
+        }
+        "features" => {
+            let p = parse(args, &[], false)?;
+            exact_args(cmd, &p, 0)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::features::features()).unwrap_or_default()
+            );
+            Ok(0)
+        }
+        "help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(format!("berth: no such command {other:?}\n\n{USAGE}")),
+    }
+}
+
+/// Formats `list` as runc's table (tabwriter: min width 12, padding 3).
+pub fn list_table(list: &[serde_json::Value]) -> String {
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
+    for c in list {
+        let s = |k: &str| {
+            c[k].as_str()
+                .map(String::from)
+                .unwrap_or_else(|| c[k].to_string())
+        };
+        rows.push(vec![
+            s("id"),
+            s("pid"),
+            s("status"),
+            s("bundle"),
+            s("created"),
+            s("owner"),
+        ]);
+    }
+    let cols = rows[0].len();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == cols {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_before_and_after_id() {
+        let p = parse(
+            &s(&["--bundle", "/b", "id1", "--pid-file=/p", "-no-pivot"]),
+            CREATE,
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.pos, vec!["id1"]);
+        assert_eq!(p.get("bundle"), Some("/b"));
+        assert_eq!(p.get("pid-file"), Some("/p"));
+        assert!(p.bool("no-pivot"));
+        let p = parse(&s(&["-b", "x", "id"]), CREATE, false).unwrap();
+        assert_eq!(p.get("bundle"), Some("x"));
+    }
+
+    #[test]
+    fn global_stops_at_command() {
+        let p = parse(
+            &s(&[
+                "--root",
+                "/r",
+                "--log-format=json",
+                "kill",
+                "--all",
+                "c",
+                "KILL",
+            ]),
+            GLOBAL,
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.get("root"), Some("/r"));
+        assert_eq!(p.pos, s(&["kill", "--all", "c", "KILL"]));
+    }
+
+    #[test]
+    fn unknown_flag_is_an_error() {
+        assert!(parse(&s(&["--bogus"]), CREATE, false)
+            .unwrap_err()
+            .contains("flag provided but not defined"));
+        assert!(parse(&s(&["--bundle"]), CREATE, false).is_err());
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = list_table(&[
+            serde_json::json!({"id":"a","pid":1,"status":"running","bundle":"/b","created":"T","owner":"root"}),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID          PID         STATUS"));
+        assert!(lines[1].starts_with("a           1           running"));
+    }
+}

@@ -1,0 +1,771 @@
+//! The container lifecycle as the runtime spec and runc define it: create,
+//! start, run, state, kill, delete, list.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::{self, Layout};
+use crate::namespaces::{self, Plan};
+use crate::state::{self, Dir, Saved, Status};
+use crate::{hooks, init, process, rootfs, sync, syscall, terminal};
+
+/// Errors of lifecycle commands, as `berth` prints them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Namespace(#[from] namespaces::Error),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::Error),
+    #[error(transparent)]
+    Process(#[from] process::Error),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::Error),
+    #[error(transparent)]
+    Hook(#[from] hooks::Error),
+    #[error(transparent)]
+    Sync(#[from] sync::Error),
+    #[error(transparent)]
+    Terminal(#[from] terminal::Error),
+    #[error("{what}: {err}")]
+    Io { what: String, err: io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("container not running")]
+    NotRunning,
+    #[error("cannot start a container that has stopped")]
+    StartStopped,
+    #[error("cannot start an already running container")]
+    StartRunning,
+    #[error("cannot delete container {0} that is not stopped: {1}")]
+    DeleteNotStopped(String, &'static str),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |err| Error::Io { what, err }
+}
+
+/// Options of `create` and `run`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// True for `create` and `run -d`: the container process becomes a child
+    /// of our caller (CLONE_PARENT), so a subreaper caller such as a shim
+    /// reaps it, and nothing of `berth` stays behind.
+    pub detach: bool,
+}
+
+/// A loaded and validated bundle.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+    pub plan: Plan,
+}
+
+/// Loads `config.json` from the bundle and validates it: every refusal names
+/// the field and happens before anything is created.
+pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
+    let dir = fs::canonicalize(bundle).map_err(io_err(format!("bundle {}", bundle.display())))?;
+    let cfg = dir.join("config.json");
+    let data = fs::read(&cfg).map_err(io_err(format!("read {}", cfg.display())))?;
+    let spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Config("root: missing from config.json".into()))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs =
+        fs::canonicalize(&rootfs).map_err(io_err(format!("root.path {}", rootfs.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::Config(format!(
+            "root.path {}: not a directory",
+            rootfs.display()
+        )));
+    }
+    let p = spec.process().as_ref().ok_or_else(|| {
+        Error::Config("process: missing from config.json (needed to create a container)".into())
+    })?;
+    process::validate(p)?;
+    let plan = namespaces::plan(&spec)?;
+    if !plan.has(LinuxNamespaceType::Mount) {
+        return Err(Error::Config(
+            "linux.namespaces: a mount namespace is required".into(),
+        ));
+    }
+    if let Some(linux) = spec.linux() {
+        for k in linux.sysctl().iter().flat_map(|s| s.keys()) {
+            rootfs::validate_sysctl(
+                k,
+                plan.has(LinuxNamespaceType::Network),
+                plan.has(LinuxNamespaceType::Ipc),
+                plan.has(LinuxNamespaceType::Uts),
+            )?;
+        }
+        if let Some(p) = linux
+            .rootfs_propagation()
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            rootfs::propagation_flag(p)?;
+        }
+        if let Some(s) = linux.seccomp() {
+            return Err(Error::Config(format!(
+                "linux.seccomp (default action {:?}): seccomp filters are not implemented yet",
+                s.default_action()
+            )));
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Config("linux.intelRdt: not supported".into()));
+        }
+        for m in spec.mounts().iter().flatten() {
+            rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))?;
+            if !m.destination().is_absolute() {
+                return Err(Error::Config(format!(
+                    "mounts: destination {} is not absolute",
+                    m.destination().display()
+                )));
+            }
+        }
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
+        && !plan.creates(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(
+            "hostname: setting it needs a new uts namespace".into(),
+        ));
+    }
+    if let Some(h) = spec.hooks() {
+        hooks::validate("prestart", &hooks::from_spec(h.prestart()))?;
+        hooks::validate("createRuntime", &hooks::from_spec(h.create_runtime()))?;
+        hooks::validate("createContainer", &hooks::from_spec(h.create_container()))?;
+        hooks::validate("startContainer", &hooks::from_spec(h.start_container()))?;
+        hooks::validate("poststart", &hooks::from_spec(h.poststart()))?;
+        hooks::validate("poststop", &hooks::from_spec(h.poststop()))?;
+    }
+    Ok(Bundle {
+        dir,
+        spec,
+        rootfs,
+        plan,
+    })
+}
+
+/// Partial state to undo if `create` fails, so a failure leaves nothing.
+struct Undo {
+    pidfd: Option<OwnedFd>,
+    our_child: bool,
+    cgroups: Vec<PathBuf>,
+}
+
+impl Undo {
+    fn run(&mut self) {
+        if let Some(fd) = self.pidfd.take() {
+            let _ = syscall::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            if self.our_child {
+                let _ = syscall::wait_pidfd(fd.as_fd(), false);
+            } else {
+                wait_gone(&fd, 5000);
+            }
+        }
+        let _ = cgroups::remove_dirs(&self.cgroups);
+    }
+}
+
+/// Waits until the process behind a pidfd has exited (or `ms` passed).
+fn wait_gone(pidfd: &OwnedFd, ms: i32) -> bool {
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// The result of a successful create.
+pub struct Created {
+    pub dir: Dir,
+    pub saved: Saved,
+    pub pidfd: OwnedFd,
+}
+
+/// `create`: builds the container process, blocked before exec, and returns
+/// once it is fully set up.
+pub fn create(o: &CreateOpts) -> Result<Created, Error> {
+    let b = load_bundle(&o.bundle)?;
+    let terminal = b
+        .spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    if terminal && o.console_socket.is_none() {
+        return Err(Error::Config(
+            "process.terminal is true but no --console-socket was given; berth cannot allocate a terminal without one".into(),
+        ));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::Config(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    let dir = Dir::create(&o.root, &o.id)?;
+    fs::write(dir.path.join(state::CREATING_FILE), b"")
+        .map_err(io_err("mark container as creating"))?;
+    let mut undo = Undo {
+        pidfd: None,
+        our_child: !o.detach,
+        cgroups: Vec::new(),
+    };
+    match create_in(o, &b, &dir, &mut undo) {
+        Ok((saved, pidfd)) => Ok(Created { dir, saved, pidfd }),
+        Err(e) => {
+            undo.run();
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+fn create_in(
+    o: &CreateOpts,
+    b: &Bundle,
+    dir: &Dir,
+    undo: &mut Undo,
+) -> Result<(Saved, OwnedFd), Error> {
+    let spec = &b.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let layout = Layout::detect()?;
+    let cgroup_dirs = layout.container_dirs(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &o.id,
+    )?;
+    undo.cgroups = cgroups::create_dirs(&cgroup_dirs)?;
+    cgroups::apply(
+        &layout,
+        &cgroup_dirs,
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or(&[]),
+    )?;
+
+    let fifo = dir.fifo();
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| io_err(format!("mkfifo {}", fifo.display()))(e.into()))?;
+    let (parent_sock, child_sock) = sync::pair()?;
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(terminal::connect)
+        .transpose()?;
+
+    let hooks_cfg = spec.hooks().clone().unwrap_or_default();
+    let prestart = hooks::from_spec(hooks_cfg.prestart());
+    let create_runtime = hooks::from_spec(hooks_cfg.create_runtime());
+    let create_container = hooks::from_spec(hooks_cfg.create_container());
+    let start_container = hooks::from_spec(hooks_cfg.start_container());
+
+    for (t, path) in &b.plan.join_before_clone {
+        namespaces::join(*t, path)?;
+    }
+    if b.plan.new_time {
+        nix::sched::unshare(namespaces::flag(LinuxNamespaceType::Time))
+            .map_err(|e| io_err("unshare time namespace")(e.into()))?;
+        namespaces::write_time_offsets(spec)?;
+    }
+    // Not dumpable from here on: processes in the container cannot open the
+    // /proc entries of the container process while it runs Berth code.
+    process::set_not_dumpable()?;
+
+    let mut flags = b.plan.clone.bits();
+    if o.detach {
+        flags |= libc::CLONE_PARENT;
+    }
+    let pid = syscall::clone_fork(flags).map_err(io_err("clone container process"))?;
+    if pid == 0 {
+        drop(parent_sock);
+        init::run(init::Args {
+            spec,
+            plan: &b.plan,
+            id: &o.id,
+            bundle: &b.dir,
+            rootfs: &b.rootfs,
+            layout: &layout,
+            cgroup_dirs: &cgroup_dirs,
+            fifo: &fifo,
+            sync: child_sock,
+            console,
+            no_pivot: o.no_pivot,
+            preserve_fds: o.preserve_fds,
+            create_container_hooks: &create_container,
+            start_container_hooks: &start_container,
+            has_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+        });
+    }
+    drop(child_sock);
+    drop(console);
+    let pidfd = syscall::pidfd_open(pid).map_err(io_err(format!("pidfd_open {pid}")))?;
+    undo.pidfd = Some(pidfd.try_clone().map_err(io_err("dup pidfd"))?);
+
+    if b.plan.creates(LinuxNamespaceType::User) {
+        let uid = linux.uid_mappings().clone().unwrap_or_default();
+        let gid = linux.gid_mappings().clone().unwrap_or_default();
+        namespaces::write_id_maps(pid, &uid, &gid, false)?;
+    }
+    cgroups::add_pid(&cgroup_dirs, pid)?;
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let proc_dir = nix::fcntl::open(
+            format!("/proc/{pid}").as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(format!("open /proc/{pid}"))(e.into()))?;
+        rootfs::ensure_procfs(&proc_dir, "/proc")?;
+        let f = nix::fcntl::openat(
+            &proc_dir,
+            "oom_score_adj",
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open oom_score_adj")(e.into()))?;
+        nix::unistd::write(&f, adj.to_string().as_bytes())
+            .map_err(|e| io_err(format!("set process.oomScoreAdj {adj}"))(e.into()))?;
+    }
+
+    let (_, start_time) = state::proc_stat(pid).ok_or_else(|| Error::Sync(sync::Error::Closed))?;
+    let mut saved = Saved {
+        id: o.id.clone(),
+        pid,
+        start_time,
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
+        created: crate::clock::now_rfc3339_nano(),
+        owner: owner_name(&dir.path),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        poststart: hooks::from_spec(hooks_cfg.poststart()),
+        poststop: hooks::from_spec(hooks_cfg.poststop()),
+        cgroup_paths: cgroup_dirs.clone(),
+        cgroup_owned: undo.cgroups.clone(),
+        shared_pidns: !b.plan.creates(LinuxNamespaceType::Pid),
+        started: false,
+    };
+
+    sync::send(&parent_sock, sync::GO, "")?;
+    loop {
+        let (tag, _) = sync::recv(&parent_sock).map_err(|e| match e {
+            sync::Error::Closed => {
+                let status = if o.detach {
+                    None
+                } else {
+                    syscall::wait_pidfd(pidfd.as_fd(), false).ok().flatten()
+                };
+                Error::Config(format!(
+                    "container process exited during setup{}",
+                    status
+                        .map(|s| format!(" with status {s}"))
+                        .unwrap_or_default()
+                ))
+            }
+            e => Error::Sync(e),
+        })?;
+        match tag {
+            sync::HOOKS => {
+                let st = state::hook_state(&saved, Status::Creating);
+                let r = hooks::run_all("prestart", &prestart, &st)
+                    .and_then(|_| hooks::run_all("createRuntime", &create_runtime, &st));
+                if let Err(e) = r {
+                    return Err(e.into());
+                }
+                sync::send(&parent_sock, sync::HOOKS_DONE, "")?;
+            }
+            sync::READY => break,
+            other => return Err(Error::Sync(sync::Error::Unexpected(other as char))),
+        }
+    }
+    drop(parent_sock);
+    dir.save(&saved)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    saved.started = false;
+    Ok((saved, pidfd))
+}
+
+/// Writes the pid file atomically (temp file then rename), as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let tmp = abs.with_file_name(format!(
+        ".{}.tmp",
+        abs.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(io_err(format!("write pid file {}", abs.display())))?;
+    f.write_all(pid.to_string().as_bytes())
+        .map_err(io_err(format!("write pid file {}", abs.display())))?;
+    fs::rename(&tmp, &abs).map_err(io_err(format!("write pid file {}", abs.display())))
+}
+
+fn owner_name(path: &Path) -> String {
+    let uid = fs::metadata(path).map(|m| m.uid()).unwrap_or(0);
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// `start`: releases a created container to exec its process, then runs the
+/// poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let mut saved = dir.load()?;
+    start_loaded(&dir, &mut saved)
+}
+
+fn start_loaded(dir: &Dir, saved: &mut Saved) -> Result<(), Error> {
+    match state::status_of(dir, saved) {
+        Status::Created => {}
+        Status::Stopped => return Err(Error::StartStopped),
+        _ => return Err(Error::StartRunning),
+    }
+    let fifo_path = dir.fifo();
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(format!("open {}", fifo_path.display()))(e.into()))?;
+    let pidfd = syscall::pidfd_open(saved.pid).map_err(|_| Error::StartStopped)?;
+    // Wait for the container process's byte; if it dies first, say so.
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(io_err("wait for container process")(e.into())),
+            Ok(_) => {}
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(&fifo, &mut b) {
+            Ok(1) => break,
+            Ok(_) | Err(nix::Error::EAGAIN) => {
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    return Err(Error::StartStopped);
+                }
+                // No writer yet: the fifo reports HUP until the process opens it.
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            Err(e) => return Err(io_err("read exec fifo")(e.into())),
+        }
+    }
+    let _ = fs::remove_file(&fifo_path);
+    saved.started = true;
+    dir.save(saved)?;
+    if !saved.poststart.is_empty() {
+        let st = state::hook_state(saved, Status::Running);
+        if let Err(e) = hooks::run_all("poststart", &saved.poststart, &st) {
+            crate::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+/// Parses a signal by name (`KILL`, `SIGKILL`) or number.
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::Config(format!("invalid signal {s:?}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    if let Some(rt) = name.strip_prefix("SIGRTMIN") {
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+')
+                .parse()
+                .map_err(|_| Error::Config(format!("invalid signal {s:?}")))?
+        };
+        return Ok(libc::SIGRTMIN() + off);
+    }
+    if let Some(rt) = name.strip_prefix("SIGRTMAX") {
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('-')
+                .parse()
+                .map_err(|_| Error::Config(format!("invalid signal {s:?}")))?
+        };
+        return Ok(libc::SIGRTMAX() - off);
+    }
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| Error::Config(format!("invalid signal {s:?}")))
+}
+
+/// Sends `sig` to the container's init, or with `all` to every process in its cgroup.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    if !state::init_alive(&saved) {
+        return Err(Error::NotRunning);
+    }
+    signal_container(&saved, sig, all)
+}
+
+fn signal_container(saved: &Saved, sig: i32, all: bool) -> Result<(), Error> {
+    if all {
+        for pid in cgroups::procs(&saved.cgroup_paths) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
+        }
+    }
+    let pidfd = syscall::pidfd_open(saved.pid).map_err(|_| Error::NotRunning)?;
+    // The pid could have been recycled between the liveness check and the
+    // pidfd: check again through the pidfd's process.
+    if !state::init_alive(saved) {
+        return Err(Error::NotRunning);
+    }
+    match syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            if all {
+                Ok(())
+            } else {
+                Err(Error::NotRunning)
+            }
+        }
+        Err(e) => Err(io_err(format!(
+            "send signal {sig} to container {}",
+            saved.id
+        ))(e)),
+    }
+}
+
+/// `delete`: removes a stopped (or created) container and everything it made;
+/// with `force`, kills a running one first. A missing id with `force` is fine.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    let dir = match Dir::open(root, id) {
+        Ok(d) => d,
+        Err(state::Error::NotExist) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let saved = match dir.load() {
+        Ok(s) => s,
+        // A create that died half-way: nothing to run, just remove it.
+        Err(state::Error::NotExist) => {
+            dir.remove()?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = state::status_of(&dir, &saved);
+    match st {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&saved)?,
+        other => {
+            if !force {
+                return Err(Error::DeleteNotStopped(id.to_string(), other.as_str()));
+            }
+            kill_and_wait(&saved)?;
+        }
+    }
+    destroy(dir, &saved)
+}
+
+fn kill_and_wait(saved: &Saved) -> Result<(), Error> {
+    let pidfd = match syscall::pidfd_open(saved.pid) {
+        Ok(fd) if state::init_alive(saved) => fd,
+        _ => return Ok(()),
+    };
+    let _ = signal_container(saved, libc::SIGKILL, saved.shared_pidns);
+    if !wait_gone(&pidfd, 10_000) {
+        return Err(Error::Config(format!(
+            "container {} did not exit 10s after SIGKILL",
+            saved.id
+        )));
+    }
+    Ok(())
+}
+
+/// Removes everything a stopped container holds, then runs poststop hooks.
+pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
+    if saved.shared_pidns {
+        for pid in cgroups::procs(&saved.cgroup_paths) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    cgroups::remove_dirs(&saved.cgroup_owned)?;
+    if !saved.poststop.is_empty() {
+        let st = state::hook_state(saved, Status::Stopped);
+        if let Err(e) = hooks::run_all("poststop", &saved.poststop, &st) {
+            crate::warn!("{e}");
+        }
+    }
+    dir.remove()?;
+    Ok(())
+}
+
+/// `state`: the OCI state JSON of one container.
+pub fn state_json(root: &Path, id: &str) -> Result<serde_json::Value, Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    let st = state::status_of(&dir, &saved);
+    Ok(state::oci_state(&saved, st))
+}
+
+/// `list`: the state of every container under the root.
+pub fn list(root: &Path) -> Result<Vec<serde_json::Value>, Error> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        let Ok(dir) = Dir::open(root, &id) else {
+            continue;
+        };
+        let Ok(saved) = dir.load() else { continue };
+        let st = state::status_of(&dir, &saved);
+        out.push(state::oci_state(&saved, st));
+    }
+    Ok(out)
+}
+
+/// Options of a foreground `run` beyond create's.
+pub struct RunOpts {
+    pub keep: bool,
+    pub no_subreaper: bool,
+}
+
+/// `run`: create and start; in the foreground, forward signals, reap, and
+/// return the container's exit status (128+N for a signal), deleting the
+/// container unless `keep`.
+pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
+    if o.detach {
+        let mut c = create(o)?;
+        if let Err(e) = start_loaded(&c.dir, &mut c.saved) {
+            let _ = kill_and_wait(&c.saved);
+            let _ = destroy(c.dir, &c.saved);
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    if !r.no_subreaper {
+        syscall::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map_err(io_err("become subreaper"))?;
+    }
+    // Signals are blocked before the clone so none is lost; the container
+    // process unblocks them before it execs.
+    let all = forwardable_signals();
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .map_err(|e| io_err("block signals")(e.into()))?;
+    let mut c = create(o)?;
+    if let Err(e) = start_loaded(&c.dir, &mut c.saved) {
+        let _ = kill_and_wait(&c.saved);
+        let _ = syscall::wait_pidfd(c.pidfd.as_fd(), false);
+        let _ = destroy(c.dir, &c.saved);
+        return Err(e);
+    }
+    let status = forward_until_exit(c.saved.pid, &all)?;
+    if !r.keep {
+        destroy(c.dir, &c.saved)?;
+    }
+    Ok(status)
+}
+
+fn forwardable_signals() -> nix::sys::signal::SigSet {
+    let mut all = nix::sys::signal::SigSet::all();
+    for s in [
+        nix::sys::signal::Signal::SIGKILL,
+        nix::sys::signal::Signal::SIGSTOP,
+    ] {
+        all.remove(s);
+    }
+    all
+}
+
+/// Waits for the container's init while forwarding every catchable signal to
+/// it and reaping any other child (we are their subreaper).
+fn forward_until_exit(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32, Error> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        // Reap first: the child may have exited before we started waiting.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
+                    return Ok(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let sig = set
+            .wait()
+            .map_err(|e| io_err("wait for signals")(e.into()))?;
+        if sig != nix::sys::signal::Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("hup").unwrap(), 1);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}

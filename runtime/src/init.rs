@@ -1,0 +1,325 @@
+//! The container process's side of `create`: from the clone to the exec of
+//! the user's program. It runs in a single-threaded copy of `berth`, so all
+//! ordinary code is safe here; it reports failures to the parent over the
+//! sync channel and exits.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::Layout;
+use crate::namespaces::{self, Plan};
+use crate::state::SavedHook;
+use crate::{hooks, process, rootfs, sync, syscall, terminal};
+
+/// Everything the container process needs, prepared by the parent before the
+/// clone (so the child reads it from its copy of memory).
+pub struct Args<'a> {
+    pub spec: &'a Spec,
+    pub plan: &'a Plan,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub layout: &'a Layout,
+    pub cgroup_dirs: &'a [PathBuf],
+    pub fifo: &'a Path,
+    pub sync: OwnedFd,
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub create_container_hooks: &'a [SavedHook],
+    pub start_container_hooks: &'a [SavedHook],
+    pub has_runtime_hooks: bool,
+}
+
+/// Errors in the container process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::Error),
+    #[error(transparent)]
+    Process(#[from] process::Error),
+    #[error(transparent)]
+    Namespace(#[from] namespaces::Error),
+    #[error(transparent)]
+    Hook(#[from] hooks::Error),
+    #[error(transparent)]
+    Sync(#[from] sync::Error),
+    #[error(transparent)]
+    Terminal(#[from] terminal::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn other(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("{what}: {e}"))
+}
+
+/// Runs the container process to the exec; never returns.
+pub fn run(args: Args) -> ! {
+    match setup(&args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            // Before READY the parent is listening and reports the error; after
+            // it, the parent may be gone, so stderr is the only witness.
+            if sync::send(&args.sync, sync::ERROR, &e.to_string()).is_err() {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("berth: {e}\n").as_bytes(),
+                );
+            }
+            syscall::exit_now(1)
+        }
+    }
+}
+
+enum Never {}
+
+fn setup(a: &Args) -> Result<Never, Error> {
+    let spec = a.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let proc_ = spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::Other("process: missing".into()))?;
+    let sync = &a.sync;
+
+    sync::expect(sync, sync::GO)?;
+
+    let new_user = a.plan.creates(LinuxNamespaceType::User);
+    if new_user {
+        syscall::setresgid(0)
+            .map_err(|e| other("become root in the user namespace (setresgid 0)", e))?;
+        syscall::setresuid(0)
+            .map_err(|e| other("become root in the user namespace (setresuid 0)", e))?;
+    }
+    for (t, path) in &a.plan.join {
+        namespaces::join(*t, path)?;
+    }
+    if a.plan.new_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| other("unshare cgroup namespace", e))?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| other(&format!("set hostname {h}"), e))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        let c = CString::new(d).map_err(|e| other("domainname", e))?;
+        // SAFETY: `c` is a valid C string of the given length.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(other(
+                &format!("set domainname {d}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+
+    // Host /proc and the fifo, opened before the root change: the fifo is
+    // reopened for writing through them at the very end.
+    let host_proc = nix::fcntl::open(
+        "/proc",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| other("open /proc", e))?;
+    rootfs::ensure_procfs(&host_proc, "/proc")?;
+    let fifo = nix::fcntl::open(a.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| other(&format!("open {}", a.fifo.display()), e))?;
+
+    let uid_map = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_map = linux.gid_mappings().clone().unwrap_or_default();
+    let to_host = |maps: &[oci_spec::runtime::LinuxIdMapping]| {
+        maps.iter()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+            .unwrap_or(0)
+    };
+    let in_userns = new_user || a.plan.joins(LinuxNamespaceType::User);
+    let ctx = rootfs::Context {
+        rootfs: a.rootfs,
+        bundle: a.bundle,
+        layout: a.layout,
+        cgroup_dirs: a.cgroup_dirs,
+        new_cgroupns: a.plan.new_cgroup,
+        in_userns,
+        // Inside a new user namespace, ids are the container's own.
+        root_uid: if new_user { 0 } else { to_host(&uid_map) },
+        root_gid: if new_user { 0 } else { to_host(&gid_map) },
+    };
+    let new_mnt = a.plan.creates(LinuxNamespaceType::Mount);
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    if new_mnt {
+        let rootfd = rootfs::prepare_root(&ctx, linux.rootfs_propagation().as_deref())?;
+        syscall::umask(0o022);
+        for m in &mounts {
+            rootfs::mount_one(&ctx, rootfd.as_raw_fd(), m)?;
+        }
+        if !rootfs::binds_dev(&mounts) {
+            rootfs::setup_dev(&ctx, rootfd.as_raw_fd())?;
+        }
+        rootfs::create_devices(
+            &ctx,
+            rootfd.as_raw_fd(),
+            linux.devices().as_deref().unwrap_or(&[]),
+        )?;
+    }
+
+    if a.has_runtime_hooks {
+        sync::send(sync, sync::HOOKS, "")?;
+        sync::expect(sync, sync::HOOKS_DONE)?;
+    }
+    if !a.create_container_hooks.is_empty() {
+        let state = hook_state(a.id, a.bundle, spec);
+        hooks::run_all("createContainer", a.create_container_hooks, &state)?;
+    }
+
+    if new_mnt {
+        rootfs::change_root(a.rootfs, a.no_pivot)?;
+        let sysctl = linux.sysctl().clone().unwrap_or_default();
+        rootfs::write_sysctls(&sysctl)?;
+        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly().unwrap_or(false))
+        {
+            rootfs::readonly_root()?;
+        }
+        if let Some(p) = linux
+            .rootfs_propagation()
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
+            rootfs::set_root_propagation(p)?;
+        }
+    }
+
+    if let Some(console) = &a.console {
+        let (master, slave) = terminal::open_pty()?;
+        terminal::send_fd(console, "/dev/ptmx", master.as_raw_fd())?;
+        drop(master);
+        terminal::make_controlling(&slave)?;
+    }
+
+    process::set_rlimits(&proc_)?;
+    process::set_sched_io_persona(&proc_, linux.personality().as_ref())?;
+    process::set_lsm_labels(&proc_)?;
+
+    // The working directory is resolved inside the new root, refusing magic
+    // links (a leaked /proc/self/fd/N must not become the cwd).
+    let slash = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| other("open /", e))?;
+    let cwd = proc_.cwd();
+    let cwd_fd = rootfs::open_in_root(slash.as_raw_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| other(&format!("process.cwd {}", cwd.display()), e))?;
+    nix::unistd::fchdir(&cwd_fd)
+        .map_err(|e| other(&format!("chdir to process.cwd {}", cwd.display()), e))?;
+    let now = syscall::getcwd().map_err(|e| other("getcwd after chdir", e))?;
+    if now.first() != Some(&b'/') {
+        return Err(Error::Other(format!(
+            "process.cwd {}: outside the container root",
+            cwd.display()
+        )));
+    }
+    drop(cwd_fd);
+    drop(slash);
+
+    let caps = proc_
+        .capabilities()
+        .as_ref()
+        .map(process::to_caps)
+        .transpose()?;
+    if let Some(c) = &caps {
+        process::drop_bounding(c)?;
+    }
+    let setgroups_ok = !new_user
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true);
+    process::set_user(&proc_, setgroups_ok)?;
+    if proc_.user().umask().is_none() {
+        syscall::umask(0o022);
+    }
+    match &caps {
+        Some(c) => process::set_caps(c)?,
+        None => {
+            let none = process::CapSets {
+                bounding: Default::default(),
+                effective: Default::default(),
+                permitted: Default::default(),
+                inheritable: Default::default(),
+                ambient: Default::default(),
+            };
+            process::set_caps(&none)?;
+        }
+    }
+    if proc_.no_new_privileges().unwrap_or(false) {
+        process::set_no_new_privs()?;
+    }
+
+    let env: Vec<String> = proc_.env().clone().unwrap_or_default();
+    let argv: Vec<String> = proc_.args().clone().unwrap_or_default();
+    let exe = process::find_executable(&argv[0], &env)?;
+
+    // Nothing the caller did not pass reaches the container: every fd past
+    // stdio and the preserved ones is close-on-exec.
+    syscall::cloexec_from(3 + a.preserve_fds).map_err(|e| other("mark fds close-on-exec", e))?;
+    for fd in 3..3 + a.preserve_fds as i32 {
+        let _ = syscall::clear_cloexec(fd);
+    }
+
+    sync::send(sync, sync::READY, "")?;
+
+    // Block until `start` opens the fifo for reading.
+    let w = nix::fcntl::openat(
+        &host_proc,
+        format!("thread-self/fd/{}", fifo.as_raw_fd()).as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| other("open exec fifo", e))?;
+    nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
+    drop(w);
+    drop(fifo);
+    drop(host_proc);
+
+    if !a.start_container_hooks.is_empty() {
+        let state = hook_state(a.id, a.bundle, spec);
+        hooks::run_all("startContainer", a.start_container_hooks, &state)?;
+    }
+
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
+    };
+    let cargv = argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;
+    let cenv = env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;
+    let cexe = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?;
+    syscall::reset_signals();
+    let err = syscall::execve(&cexe, &cargv, &cenv);
+    Err(other(&format!("exec {}", exe.display()), err))
+}
+
+fn hook_state(id: &str, bundle: &Path, spec: &Spec) -> String {
+    let mut v = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": "created",
+        "pid": std::process::id(),
+        "bundle": bundle,
+    });
+    if let Some(a) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    v.to_string()
+}

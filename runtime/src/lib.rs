@@ -1,0 +1,22 @@
+//! Berth's OCI runtime as a library: the `berth` binary is a thin shell over
+//! [`cli::main`]. Modules follow the runtime's concepts: namespaces, rootfs,
+//! process attributes, cgroups, hooks, state, and the lifecycle that ties
+//! them together; raw system calls live only in [`syscall`].
+
+pub mod cgroups;
+pub mod cli;
+pub mod clock;
+pub mod container;
+pub mod exe;
+pub mod features;
+pub mod hooks;
+pub mod init;
+pub mod log;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod syscall;
+pub mod terminal;

@@ -1,0 +1,5 @@
+//! `berth`: an OCI runtime, CLI-compatible with runc.
+
+fn main() {
+    std::process::exit(berth::cli::main(std::env::args().collect()));
+}

@@ -1,0 +1,294 @@
+//! Linux namespaces from `linux.namespaces`: which to create with the clone,
+//! which to join by path, and the id maps of a new user namespace.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+/// Errors of namespace handling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("linux.namespaces: {0} namespace listed twice")]
+    Duplicate(&'static str),
+    #[error("linux.namespaces: {0}")]
+    Invalid(String),
+    #[error("{what} {path}: {err}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+}
+
+/// The proc name of a namespace type (`/proc/<pid>/ns/<name>`).
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The clone/unshare flag of a namespace type.
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// What to do about namespaces, decided once from the config.
+#[derive(Debug)]
+pub struct Plan {
+    /// Namespaces created by the clone itself (user, mount, uts, ipc, net, pid).
+    pub clone: CloneFlags,
+    /// Created by `unshare` in the child after it joined its cgroup, so that
+    /// the namespace's root is the container's cgroup.
+    pub new_cgroup: bool,
+    /// Created by `unshare` in the parent before the clone (only children enter
+    /// a new time namespace), with offsets written first.
+    pub new_time: bool,
+    /// Namespaces joined by path in the child, user namespace first.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// Joined in the parent before the clone (pid and time apply to children).
+    pub join_before_clone: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            clone: CloneFlags::empty(),
+            new_cgroup: false,
+            new_time: false,
+            join: Vec::new(),
+            join_before_clone: Vec::new(),
+        }
+    }
+}
+
+impl Plan {
+    /// True when the container gets or joins a namespace of this type.
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.clone.contains(flag(t))
+            || (t == LinuxNamespaceType::Cgroup && self.new_cgroup)
+            || (t == LinuxNamespaceType::Time && self.new_time)
+            || self
+                .join
+                .iter()
+                .chain(&self.join_before_clone)
+                .any(|(j, _)| *j == t)
+    }
+
+    /// True when the container gets a new namespace of this type.
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.clone.contains(flag(t))
+            || (t == LinuxNamespaceType::Cgroup && self.new_cgroup)
+            || (t == LinuxNamespaceType::Time && self.new_time)
+    }
+
+    /// True when the container joins an existing namespace of this type.
+    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.join
+            .iter()
+            .chain(&self.join_before_clone)
+            .any(|(j, _)| *j == t)
+    }
+}
+
+/// Builds the plan from the config, rejecting duplicates and contradictions.
+pub fn plan(spec: &Spec) -> Result<Plan, Error> {
+    let mut p = Plan::default();
+    let Some(linux) = spec.linux() else {
+        return Ok(p);
+    };
+    let mut seen = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let t = ns.typ();
+        if seen.contains(&t) {
+            return Err(Error::Duplicate(proc_name(t)));
+        }
+        seen.push(t);
+        match ns.path() {
+            Some(path) if !path.as_os_str().is_empty() => {
+                if !path.is_absolute() {
+                    return Err(Error::Invalid(format!(
+                        "{} namespace path {} is not absolute",
+                        proc_name(t),
+                        path.display()
+                    )));
+                }
+                if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+                    p.join_before_clone.push((t, path.clone()));
+                } else if t == LinuxNamespaceType::User {
+                    p.join.insert(0, (t, path.clone()));
+                } else {
+                    p.join.push((t, path.clone()));
+                }
+            }
+            _ => match t {
+                LinuxNamespaceType::Cgroup => p.new_cgroup = true,
+                LinuxNamespaceType::Time => p.new_time = true,
+                _ => p.clone |= flag(t),
+            },
+        }
+    }
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if has_maps && !p.creates(LinuxNamespaceType::User) {
+        return Err(Error::Invalid(
+            "uidMappings/gidMappings need a new user namespace".into(),
+        ));
+    }
+    if p.creates(LinuxNamespaceType::User) && !has_maps {
+        return Err(Error::Invalid(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
+        ));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) && !p.new_time {
+        return Err(Error::Invalid(
+            "linux.timeOffsets need a new time namespace".into(),
+        ));
+    }
+    Ok(p)
+}
+
+/// setns(2) into the namespace at `path`; the kernel checks it is one of type `t`.
+pub fn join(t: LinuxNamespaceType, path: &PathBuf) -> Result<(), Error> {
+    let f = File::open(path).map_err(|err| Error::Io {
+        what: "open namespace",
+        path: path.clone(),
+        err,
+    })?;
+    nix::sched::setns(f.as_fd(), flag(t)).map_err(|e| Error::Io {
+        what: "join namespace",
+        path: path.clone(),
+        err: e.into(),
+    })
+}
+
+/// Formats id mappings as written to uid_map/gid_map.
+pub fn format_map(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes the id maps of a child's new user namespace (as a privileged parent).
+pub fn write_id_maps(
+    pid: i32,
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+    deny_setgroups: bool,
+) -> Result<(), Error> {
+    let w = |name: &str, data: &str| {
+        let path = PathBuf::from(format!("/proc/{pid}/{name}"));
+        std::fs::write(&path, data).map_err(|err| Error::Io {
+            what: "write",
+            path,
+            err,
+        })
+    };
+    if deny_setgroups {
+        w("setgroups", "deny")?;
+    }
+    if !uid.is_empty() {
+        w("uid_map", &format_map(uid))?;
+    }
+    if !gid.is_empty() {
+        w("gid_map", &format_map(gid))?;
+    }
+    Ok(())
+}
+
+/// Writes time namespace offsets for the calling process's new time
+/// namespace (before any process has entered it).
+pub fn write_time_offsets(spec: &Spec) -> Result<(), Error> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
+        return Ok(());
+    };
+    let mut data = String::new();
+    for (clock, off) in &offsets {
+        let name = match clock.as_str() {
+            "monotonic" => "monotonic",
+            "boottime" => "boottime",
+            other => {
+                return Err(Error::Invalid(format!(
+                    "timeOffsets: unknown clock {other:?} (monotonic or boottime)"
+                )))
+            }
+        };
+        data.push_str(&format!(
+            "{name} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    let path = PathBuf::from("/proc/self/timens_offsets");
+    std::fs::write(&path, data).map_err(|err| Error::Io {
+        what: "write",
+        path,
+        err,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn plan_splits_new_and_joined() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/1/ns/net"},
+            {"type":"cgroup"},{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}"#,
+        );
+        let p = plan(&s).unwrap();
+        assert!(p
+            .clone
+            .contains(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS));
+        assert!(!p.clone.contains(CloneFlags::CLONE_NEWNET));
+        assert!(p.new_cgroup);
+        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        assert!(p.has(LinuxNamespaceType::Network) && !p.creates(LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn duplicates_and_maps_rejected() {
+        let dup = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#,
+        );
+        assert!(plan(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("pid namespace listed twice"));
+        let maps = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
+        );
+        assert!(plan(&maps).is_err());
+    }
+
+    #[test]
+    fn map_format() {
+        let m: Vec<LinuxIdMapping> =
+            serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+        assert_eq!(format_map(&m), "0 100000 65536\n");
+    }
+}

@@ -1,0 +1,478 @@
+//! The container process's attributes from `process`: rlimits, user and
+//! groups, capabilities, no_new_privs, scheduler, I/O priority, personality,
+//! LSM labels, and the executable lookup.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use caps::{CapSet, Capability};
+use oci_spec::runtime::{LinuxCapabilities, Process};
+
+use crate::syscall;
+
+/// Errors of process setup.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {err}")]
+    Sys { what: String, err: io::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: {msg}")]
+    Caps { what: String, msg: String },
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    #[error("exec: {0:?}: {1}")]
+    NotExecutable(String, &'static str),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |err| Error::Sys { what, err }
+}
+
+fn nix_sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Sys {
+        what,
+        err: e.into(),
+    }
+}
+
+/// Resource number of an `RLIMIT_*` name.
+pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Checks what can be checked before any process exists.
+pub fn validate(p: &Process) -> Result<(), Error> {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Invalid("process.args: must not be empty".into()));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(Error::Invalid(format!(
+            "process.cwd {}: must be an absolute path",
+            p.cwd().display()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for r in p.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        if rlimit_resource(&name).is_none() {
+            return Err(Error::Invalid(format!(
+                "process.rlimits: unknown type {name:?}"
+            )));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(Error::Invalid(format!(
+                "process.rlimits: {name} listed twice"
+            )));
+        }
+        if r.soft() > r.hard() {
+            return Err(Error::Invalid(format!(
+                "process.rlimits: {name} soft limit {} exceeds hard limit {}",
+                r.soft(),
+                r.hard()
+            )));
+        }
+    }
+    if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
+        if !apparmor_enabled() {
+            return Err(Error::Invalid(format!(
+                "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
+            )));
+        }
+    }
+    if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
+        if !selinux_enabled() {
+            return Err(Error::Invalid(format!(
+                "process.selinuxLabel {label:?}: SELinux is not enabled on this host"
+            )));
+        }
+    }
+    if let Some(caps) = p.capabilities() {
+        to_caps(caps)?;
+    }
+    Ok(())
+}
+
+/// True when AppArmor is enabled in the running kernel.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// True when SELinux is enabled (selinuxfs mounted).
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Sets every rlimit of the config on the calling process.
+pub fn set_rlimits(p: &Process) -> Result<(), Error> {
+    for r in p.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let res = rlimit_resource(&name)
+            .ok_or_else(|| Error::Invalid(format!("unknown rlimit {name}")))?;
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: `lim` is a valid rlimit; setrlimit only reads it.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(Error::Sys {
+                what: format!("set {name} to soft {} hard {}", r.soft(), r.hard()),
+                err: io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies scheduler, I/O priority and personality.
+pub fn set_sched_io_persona(
+    p: &Process,
+    linux_personality: Option<&oci_spec::runtime::LinuxPersonality>,
+) -> Result<(), Error> {
+    if let Some(s) = p.scheduler() {
+        let policy = match serde_json::to_value(s.policy())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .as_deref()
+        {
+            Some("SCHED_OTHER") => 0,
+            Some("SCHED_FIFO") => 1,
+            Some("SCHED_RR") => 2,
+            Some("SCHED_BATCH") => 3,
+            Some("SCHED_IDLE") => 5,
+            Some("SCHED_DEADLINE") => 6,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "process.scheduler.policy {other:?} unknown"
+                )))
+            }
+        };
+        let mut flags = 0u64;
+        for f in s.flags().iter().flatten() {
+            let name = serde_json::to_value(f)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            flags |= match name.as_str() {
+                "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+                "SCHED_FLAG_RECLAIM" => 0x02,
+                "SCHED_FLAG_DL_OVERRUN" => 0x04,
+                "SCHED_FLAG_KEEP_POLICY" => 0x08,
+                "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+                "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "process.scheduler.flags: unknown {name:?}"
+                    )))
+                }
+            };
+        }
+        syscall::sched_setattr(
+            policy,
+            flags,
+            s.nice().unwrap_or(0),
+            s.priority().unwrap_or(0) as u32,
+            s.runtime().unwrap_or(0),
+            s.deadline().unwrap_or(0),
+            s.period().unwrap_or(0),
+        )
+        .map_err(sys("set process.scheduler"))?;
+    }
+    if let Some(io) = p.io_priority() {
+        let class = match serde_json::to_value(io.class())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .as_deref()
+        {
+            Some("IOPRIO_CLASS_RT") => 1,
+            Some("IOPRIO_CLASS_BE") => 2,
+            Some("IOPRIO_CLASS_IDLE") => 3,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "process.ioPriority.class {other:?} unknown"
+                )))
+            }
+        };
+        let prio = (class << 13) | (io.priority() as i32 & 0x1fff);
+        syscall::ioprio_set(prio).map_err(sys("set process.ioPriority"))?;
+    }
+    if let Some(pers) = linux_personality {
+        let domain = match serde_json::to_value(pers.domain())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .as_deref()
+        {
+            Some("LINUX") => 0x0000,
+            Some("LINUX32") => 0x0008,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "linux.personality.domain {other:?} unknown"
+                )))
+            }
+        };
+        syscall::personality(domain).map_err(sys("set linux.personality"))?;
+    }
+    Ok(())
+}
+
+/// Writes the LSM labels the next exec will take. Validation already refused
+/// labels on hosts without the LSM.
+pub fn set_lsm_labels(p: &Process) -> Result<(), Error> {
+    if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
+        let path = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(path, format!("exec {profile}"))
+            .map_err(sys(format!("set apparmor profile {profile}")))?;
+    }
+    if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
+        std::fs::write("/proc/self/attr/exec", label)
+            .map_err(sys(format!("set selinux label {label}")))?;
+    }
+    Ok(())
+}
+
+fn cap_names(set: &Option<oci_spec::runtime::Capabilities>) -> Result<HashSet<Capability>, Error> {
+    let mut out = HashSet::new();
+    for c in set.iter().flatten() {
+        let name = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let cap = Capability::from_str(&name).map_err(|_| {
+            Error::Invalid(format!("process.capabilities: unknown capability {name:?}"))
+        })?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+/// The five capability sets of the config.
+pub struct CapSets {
+    pub bounding: HashSet<Capability>,
+    pub effective: HashSet<Capability>,
+    pub permitted: HashSet<Capability>,
+    pub inheritable: HashSet<Capability>,
+    pub ambient: HashSet<Capability>,
+}
+
+/// Converts the config's capabilities, rejecting unknown names.
+pub fn to_caps(c: &LinuxCapabilities) -> Result<CapSets, Error> {
+    Ok(CapSets {
+        bounding: cap_names(c.bounding())?,
+        effective: cap_names(c.effective())?,
+        permitted: cap_names(c.permitted())?,
+        inheritable: cap_names(c.inheritable())?,
+        ambient: cap_names(c.ambient())?,
+    })
+}
+
+/// Drops the bounding set to what the config keeps. Needs CAP_SETPCAP, so it
+/// runs before the user changes.
+pub fn drop_bounding(c: &CapSets) -> Result<(), Error> {
+    for cap in caps::all() {
+        if !c.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+        {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::Caps {
+                what: format!("drop {cap} from the bounding set"),
+                msg: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets effective, permitted, inheritable and ambient sets (after the user change).
+pub fn set_caps(c: &CapSets) -> Result<(), Error> {
+    let set = |which: CapSet, v: &HashSet<Capability>, name: &str| {
+        caps::set(None, which, v).map_err(|e| Error::Caps {
+            what: format!("set {name} capabilities"),
+            msg: e.to_string(),
+        })
+    };
+    // Each capset must keep effective within permitted and inheritable within
+    // the old permitted set: shrink effective first, set inheritable while
+    // permitted is still full, then permitted, then raise ambient.
+    let mut permitted = c.permitted.clone();
+    permitted.extend(c.effective.iter().copied());
+    set(CapSet::Effective, &c.effective, "effective")?;
+    set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
+    set(CapSet::Permitted, &permitted, "permitted")?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| Error::Caps {
+        what: "clear ambient capabilities".into(),
+        msg: e.to_string(),
+    })?;
+    for cap in &c.ambient {
+        // Ambient needs the cap in permitted and inheritable; the kernel refuses
+        // otherwise, and runc skips such entries too.
+        if permitted.contains(cap) && c.inheritable.contains(cap) {
+            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| Error::Caps {
+                what: format!("raise ambient {cap}"),
+                msg: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Changes groups, gid and uid, keeping capabilities across the uid change.
+pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), Error> {
+    let u = p.user();
+    syscall::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(sys("prctl PR_SET_KEEPCAPS"))?;
+    if setgroups_allowed {
+        let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
+        syscall::setgroups(&groups).map_err(sys("setgroups"))?;
+    } else if u.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
+        return Err(Error::Invalid(
+            "process.user.additionalGids: cannot be set when setgroups is denied in the user namespace".into(),
+        ));
+    }
+    syscall::setresgid(u.gid()).map_err(sys(format!("setresgid {}", u.gid())))?;
+    syscall::setresuid(u.uid()).map_err(sys(format!("setresuid {}", u.uid())))?;
+    syscall::prctl(libc::PR_SET_KEEPCAPS, 0).map_err(sys("prctl PR_SET_KEEPCAPS"))?;
+    if let Some(mask) = u.umask() {
+        syscall::umask(mask);
+    }
+    Ok(())
+}
+
+/// Sets no_new_privs.
+pub fn set_no_new_privs() -> Result<(), Error> {
+    syscall::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
+        .map_err(sys("prctl PR_SET_NO_NEW_PRIVS"))
+        .map(drop)
+}
+
+/// Finds the executable as execvp would, with the container's PATH, after the
+/// root change; returns its path.
+pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, Error> {
+    let check = |p: &Path| -> Result<(), Error> {
+        let md = std::fs::metadata(p);
+        match md {
+            Ok(m) if m.is_dir() => Err(Error::NotExecutable(arg0.to_string(), "is a directory")),
+            Ok(_) => {
+                let c = CString::new(p.as_os_str().as_bytes())
+                    .map_err(|_| Error::NotFound(arg0.into()))?;
+                // SAFETY: `c` is a valid C string; access only reads it.
+                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                    Ok(())
+                } else {
+                    Err(Error::NotExecutable(arg0.to_string(), "permission denied"))
+                }
+            }
+            Err(_) => Err(Error::NotFound(arg0.to_string())),
+        }
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        check(&p).map_err(|e| match e {
+            Error::NotFound(a) => Error::NotExecutable(a, "no such file or directory"),
+            e => e,
+        })?;
+        return Ok(p);
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut last = Error::NotFound(arg0.to_string());
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(arg0);
+        match check(&cand) {
+            Ok(()) => return Ok(cand),
+            Err(e @ Error::NotExecutable(..)) => last = e,
+            Err(_) => {}
+        }
+    }
+    Err(last)
+}
+
+/// Marks the calling process not dumpable, so that processes in the container
+/// cannot open its /proc entries (exe, mem, fds) while it runs Berth code.
+pub fn set_not_dumpable() -> Result<(), Error> {
+    syscall::prctl(libc::PR_SET_DUMPABLE, 0)
+        .map_err(sys("prctl PR_SET_DUMPABLE"))
+        .map(drop)
+}
+
+/// Converts a nix error for callers that build their own context.
+pub fn nix_err(what: &str, e: nix::Error) -> Error {
+    nix_sys(what.to_string())(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rlimit_names() {
+        assert_eq!(rlimit_resource("RLIMIT_NOFILE"), Some(libc::RLIMIT_NOFILE));
+        assert_eq!(rlimit_resource("RLIMIT_BOGUS"), None);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let p: Process =
+            serde_json::from_str(r#"{"cwd":"relative","args":["sh"],"user":{"uid":0,"gid":0}}"#)
+                .unwrap();
+        assert!(validate(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("process.cwd"));
+        let p: Process = serde_json::from_str(
+            r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}"#,
+        )
+        .unwrap();
+        assert!(validate(&p).unwrap_err().to_string().contains("soft limit"));
+    }
+
+    #[test]
+    fn lookup_in_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        let p = find_executable("sh", &env).unwrap();
+        assert!(p.ends_with("sh"));
+        assert!(matches!(
+            find_executable("no-such-binary-xyz", &env),
+            Err(Error::NotFound(_))
+        ));
+        assert!(find_executable("/no/such", &env)
+            .unwrap_err()
+            .to_string()
+            .contains("no such file"));
+    }
+}

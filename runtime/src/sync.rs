@@ -1,0 +1,89 @@
+//! The channel between `berth` and the container process it is building: a
+//! SOCK_SEQPACKET pair carrying one-byte tags with optional text.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+/// Parent → child: id maps and cgroups are in place, go on.
+pub const GO: u8 = b'G';
+/// Child → parent: run prestart and createRuntime hooks now.
+pub const HOOKS: u8 = b'H';
+/// Parent → child: hooks done.
+pub const HOOKS_DONE: u8 = b'h';
+/// Child → parent: set up and waiting for start.
+pub const READY: u8 = b'R';
+/// Either way: failed, with a message.
+pub const ERROR: u8 = b'E';
+
+/// Errors of the sync channel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sync with container process: {0}")]
+    Io(#[from] io::Error),
+    #[error("container process exited during setup")]
+    Closed,
+    #[error("{0}")]
+    Remote(String),
+    #[error("sync with container process: unexpected message {0:?}")]
+    Unexpected(char),
+}
+
+/// A connected pair: (parent end, child end).
+pub fn pair() -> Result<(OwnedFd, OwnedFd), Error> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Io(e.into()))
+}
+
+/// Sends one message.
+pub fn send(fd: &OwnedFd, tag: u8, text: &str) -> Result<(), Error> {
+    let mut buf = Vec::with_capacity(1 + text.len());
+    buf.push(tag);
+    buf.extend_from_slice(text.as_bytes());
+    nix::sys::socket::send(
+        fd.as_raw_fd(),
+        &buf,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    )
+    .map_err(|e| Error::Io(e.into()))?;
+    Ok(())
+}
+
+/// Receives one message; an ERROR message becomes `Error::Remote`.
+pub fn recv(fd: &OwnedFd) -> Result<(u8, String), Error> {
+    let mut buf = vec![0u8; 65536];
+    let n = loop {
+        match nix::sys::socket::recv(
+            fd.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
+            Ok(n) => break n,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::Io(e.into())),
+        }
+    };
+    if n == 0 {
+        return Err(Error::Closed);
+    }
+    let text = String::from_utf8_lossy(&buf[1..n]).into_owned();
+    if buf[0] == ERROR {
+        return Err(Error::Remote(text));
+    }
+    Ok((buf[0], text))
+}
+
+/// Receives a message and checks its tag.
+pub fn expect(fd: &OwnedFd, tag: u8) -> Result<String, Error> {
+    let (t, text) = recv(fd)?;
+    if t != tag {
+        return Err(Error::Unexpected(t as char));
+    }
+    Ok(text)
+}

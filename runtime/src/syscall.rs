@@ -1,0 +1,415 @@
+//! The fenced unsafe layer: every raw system call that nix does not wrap is
+//! wrapped here, once, with its safety argument. Everything above this module
+//! is safe Rust.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// `openat2` resolve flags (linux/openat2.h).
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `mount_setattr` attribute bits (linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+pub const MOUNT_ATTR__ATIME: u64 = 0x0000_0070;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0000_0000;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x0000_0080;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(2)`: opens `path` relative to `dirfd` with the given resolve
+/// restrictions. Retries on EAGAIN, which the kernel returns when a rename
+/// raced a RESOLVE_IN_ROOT walk.
+pub fn openat2(
+    dirfd: RawFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    loop {
+        // SAFETY: `p` is a valid NUL-terminated string and `how` a properly laid out
+        // `struct open_how` that lives across the call; the size passed matches it.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                p.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match cvt(ret) {
+            // SAFETY: a non-negative return is a new file descriptor that we now own.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(2)` on the mount at `fd` (AT_EMPTY_PATH), optionally recursive.
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: the empty path is a valid C string, `attr` is a valid `struct mount_attr`
+    // for the duration of the call and its size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `pivot_root(2)`.
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let a = cstr(new_root)?;
+    let b = cstr(put_old)?;
+    // SAFETY: both arguments are valid NUL-terminated strings.
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) }).map(drop)
+}
+
+/// A raw `clone(2)` with fork semantics (no new stack, SIGCHLD on exit).
+/// Returns 0 in the child and the child's pid in the parent.
+///
+/// Only sound in a single-threaded process: the child is a copy of this one
+/// thread, and libc's atfork handlers do not run. The runtime never starts a
+/// second thread, which is what makes all later work in the child safe.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: with a NULL stack the child continues on a copy-on-write copy of the
+    // caller's stack, exactly like fork(2); the caller is single-threaded.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_ulong,
+        )
+    };
+    cvt(ret).map(|pid| pid as libc::pid_t)
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a new pidfd that we now own.
+    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process the pidfd refers to,
+/// so a recycled pid is never hit.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a NULL siginfo and zero flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: marks every fd from `first`
+/// on close-on-exec, so nothing the caller did not pass reaches the container.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain integer arguments; only fd flags change.
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+        .map(drop)
+}
+
+/// `memfd_create(2)`.
+pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let ret = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) };
+    // SAFETY: a non-negative return is a new fd that we now own.
+    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: executes the file behind `fd`.
+/// Returns only on failure.
+pub fn fexecve(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to C strings that
+    // outlive the call; the empty path with AT_EMPTY_PATH names `fd` itself.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    io::Error::last_os_error()
+}
+
+/// `execve(2)`. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: all pointers are to NUL-terminated strings or NULL-terminated arrays
+    // that outlive the call.
+    unsafe {
+        libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr());
+    }
+    io::Error::last_os_error()
+}
+
+/// `prctl(2)` with integer arguments.
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the options used by this crate take integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    cvt(ret as libc::c_long).map(|r| r as libc::c_int)
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)` for the calling process.
+pub fn ioprio_set(prio: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) }).map(drop)
+}
+
+/// `sched_setattr(2)` for the calling process.
+#[allow(clippy::too_many_arguments)]
+pub fn sched_setattr(
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+) -> io::Result<()> {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice,
+        priority,
+        runtime,
+        deadline,
+        period,
+    };
+    // SAFETY: `attr` is a valid `struct sched_attr` (version 0 layout) with its size set.
+    cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) })
+        .map(drop)
+}
+
+/// `personality(2)`.
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::personality(persona) } as libc::c_long).map(drop)
+}
+
+/// `umask(2)`.
+pub fn umask(mask: u32) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// `setgroups(2)` with the raw syscall, so that it applies to this thread only
+/// (the process is single-threaded) and needs no libc set-id broadcast.
+pub fn setgroups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: `groups` is a valid array of the length passed.
+    cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
+}
+
+/// `setresuid(2)`, raw.
+pub fn setresuid(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+/// `setresgid(2)`, raw.
+pub fn setresgid(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+/// `_exit(2)`: leaves the child without running the parent's atexit handlers
+/// or flushing buffers it shares with the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// `getcwd(3)` into a fixed buffer; returns the raw bytes.
+pub fn getcwd() -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: the buffer is valid for the given length.
+    let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    let n = cvt(ret)? as usize;
+    buf.truncate(n.saturating_sub(1));
+    Ok(buf)
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED)` on a pidfd; returns the exit status as a
+/// shell would report it (128+N for a signal).
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<i32>> {
+    const P_PIDFD: libc::idtype_t = 3;
+    // SAFETY: zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut opts = libc::WEXITED;
+    if nohang {
+        opts |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: `info` is a valid siginfo_t out-parameter.
+        let ret =
+            unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, opts) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    // SAFETY: waitid filled `info` for a child event (or left si_pid 0 with WNOHANG).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if code == libc::CLD_EXITED {
+        status
+    } else {
+        128 + status
+    }))
+}
+
+/// `ioctl(fd, req, arg)` with an integer argument.
+pub fn ioctl_int(fd: RawFd, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: the requests used with this wrapper (TIOCSPTLCK takes a pointer,
+    // handled below; TIOCGPTPEER and TIOCSCTTY take integers) read no memory.
+    let ret = unsafe { libc::ioctl(fd, req as _, arg) };
+    cvt(ret as libc::c_long).map(|r| r as libc::c_int)
+}
+
+/// Unlocks a pty master (`TIOCSPTLCK` with 0).
+pub fn unlockpt(fd: RawFd) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSPTLCK as _, &zero as *const libc::c_int) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// Sets every signal's disposition back to default and unblocks all signals,
+/// so the container process starts as a fresh process would (Rust's runtime
+/// ignores SIGPIPE, and `run` blocks signals to forward them).
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always valid; invalid numbers just fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty, initialized set passed to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// `dup2(2)` onto a fixed descriptor number (stdio).
+pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `new` is replaced atomically.
+    cvt(unsafe { libc::dup2(old, new) } as libc::c_long).map(drop)
+}
+
+/// Clears FD_CLOEXEC on a descriptor number the caller passed us.
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD with 0 only changes the flag of an fd number; a closed
+    // number fails with EBADF.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
+}
