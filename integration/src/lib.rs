@@ -1,1 +1,258 @@
+//! Helpers for Berth's end-to-end tests: a busybox rootfs built from Debian's
+//! `busybox-static`, per-test bundles and state roots, and a runner for the
+//! `berth` binary. Every test owns its ids and directories, and `Drop` removes
+//! what it made (containers, state, temp dirs) even when the test fails.
 
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// The `berth` binary under test: `$BERTH_BIN`, or the workspace's debug build.
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    target.join("debug/berth")
+}
+
+/// Builds (once per test process) a busybox rootfs and returns its path.
+pub fn busybox_rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("berth-it-rootfs-{}", std::process::id()));
+        make_rootfs(&dir);
+        dir
+    })
+}
+
+/// Makes a busybox rootfs at `dir`: /bin/busybox, a link per applet, and the
+/// usual empty directories.
+pub fn make_rootfs(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+    for d in [
+        "bin", "proc", "sys", "dev", "etc", "tmp", "root", "var", "mnt",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let bb = Path::new("/bin/busybox");
+    assert!(
+        bb.exists(),
+        "/bin/busybox missing: apt-get install busybox-static"
+    );
+    fs::copy(bb, dir.join("bin/busybox")).unwrap();
+    let out = Command::new(bb).arg("--list").output().unwrap();
+    for app in String::from_utf8_lossy(&out.stdout).lines() {
+        if app != "busybox" && !app.is_empty() {
+            let _ = symlink("busybox", dir.join("bin").join(app));
+        }
+    }
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One test's world: a state root, a bundle with a config, and an id.
+pub struct Ctx {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub bundle: PathBuf,
+    pub id: String,
+    pub config: Value,
+    ids: Vec<String>,
+}
+
+impl Ctx {
+    /// A fresh context whose config is `berth spec`'s default with terminal
+    /// off, the shared busybox rootfs, and `args` as the process.
+    pub fn new(name: &str, args: &[&str]) -> Ctx {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{name}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("berth-it-{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        let root = dir.join("state");
+        let bundle = dir.join("bundle");
+        fs::create_dir_all(&bundle).unwrap();
+        let out = Command::new(berth_bin())
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "berth spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: Value =
+            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = Value::Bool(false);
+        config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+        config["root"]["path"] = Value::from(busybox_rootfs().to_str().unwrap());
+        Ctx {
+            dir,
+            root,
+            bundle,
+            id: tag.clone(),
+            config,
+            ids: vec![tag],
+        }
+    }
+
+    /// Gives this test its own writable copy of the rootfs (for tests that
+    /// plant files in it) and returns its path.
+    pub fn own_rootfs(&mut self) -> PathBuf {
+        let r = self.dir.join("rootfs");
+        make_rootfs(&r);
+        self.config["root"]["path"] = Value::from(r.to_str().unwrap());
+        r
+    }
+
+    /// Writes the current config into the bundle.
+    pub fn write_config(&self) {
+        fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// A second id owned (and cleaned up) by this test.
+    pub fn another_id(&mut self, suffix: &str) -> String {
+        let id = format!("{}-{suffix}", self.id);
+        self.ids.push(id.clone());
+        id
+    }
+
+    /// `berth --root <root> <args>` with the config written first. Output
+    /// goes through files, not pipes: a created or detached container keeps
+    /// berth's stdio (as with runc), and a pipe would stay open until it exits.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.write_config();
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let (op, ep) = (
+            self.dir.join(format!("out.{n}")),
+            self.dir.join(format!("err.{n}")),
+        );
+        let status = self
+            .berth_cmd(args)
+            .stdout(fs::File::create(&op).unwrap())
+            .stderr(fs::File::create(&ep).unwrap())
+            .status()
+            .unwrap();
+        let out = Output {
+            status,
+            stdout: fs::read(&op).unwrap_or_default(),
+            stderr: fs::read(&ep).unwrap_or_default(),
+        };
+        let _ = fs::remove_file(op);
+        let _ = fs::remove_file(ep);
+        out
+    }
+
+    /// The command, for tests that need to adjust stdio or fds.
+    pub fn berth_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `run --bundle <bundle> <id>` in the foreground.
+    pub fn run(&self) -> Output {
+        let b = self.bundle.to_str().unwrap().to_string();
+        self.berth(&["run", "--bundle", &b, &self.id])
+    }
+
+    /// `create --bundle <bundle> <id>`, asserting success.
+    pub fn create(&self, id: &str) {
+        let b = self.bundle.to_str().unwrap().to_string();
+        let out = self.berth(&["create", "--bundle", &b, id]);
+        assert!(out.status.success(), "create failed: {}", stderr(&out));
+    }
+
+    /// Parsed `state <id>`.
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.berth(&["state", id]);
+        assert!(out.status.success(), "state failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.berth_cmd(&["delete", "--force", id]).output();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Cgroup directories (v1 or v2) named `name` anywhere under /sys/fs/cgroup,
+/// searched a few levels deep, for leak checks.
+pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    fn walk(p: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        if depth == 0 {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if e.file_name().to_string_lossy() == name {
+                    out.push(e.path());
+                }
+                walk(&e.path(), name, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, 5, &mut out);
+    out
+}

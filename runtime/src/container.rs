@@ -269,6 +269,24 @@ fn create_in(
     let fifo = dir.fifo();
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .map_err(|e| io_err(format!("mkfifo {}", fifo.display()))(e.into()))?;
+    // The container process opens it for writing after it changed user: give
+    // it to the container's root and undo the umask.
+    let root_host = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    std::os::unix::fs::chown(
+        &fifo,
+        root_host(linux.uid_mappings()),
+        root_host(linux.gid_mappings()),
+    )
+    .map_err(io_err(format!("chown {}", fifo.display())))?;
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(io_err(format!("chmod {}", fifo.display())))?;
+    let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io_err(format!("open {}", fifo.display()))(e.into()))?;
     let (parent_sock, child_sock) = sync::pair()?;
     let console = o
         .console_socket
@@ -309,7 +327,7 @@ fn create_in(
             rootfs: &b.rootfs,
             layout: &layout,
             cgroup_dirs: &cgroup_dirs,
-            fifo: &fifo,
+            fifo: &fifo_fd,
             sync: child_sock,
             console,
             no_pivot: o.no_pivot,
@@ -349,7 +367,7 @@ fn create_in(
             .map_err(|e| io_err(format!("set process.oomScoreAdj {adj}"))(e.into()))?;
     }
 
-    let (_, start_time) = state::proc_stat(pid).ok_or_else(|| Error::Sync(sync::Error::Closed))?;
+    let (_, start_time) = state::proc_stat(pid).ok_or(Error::Sync(sync::Error::Closed))?;
     let mut saved = Saved {
         id: o.id.clone(),
         pid,

@@ -27,7 +27,9 @@ pub struct Args<'a> {
     pub rootfs: &'a Path,
     pub layout: &'a Layout,
     pub cgroup_dirs: &'a [PathBuf],
-    pub fifo: &'a Path,
+    /// O_PATH fd of the exec fifo, opened by the parent: the state root may
+    /// not be reachable once the process is an unprivileged user.
+    pub fifo: &'a OwnedFd,
     pub sync: OwnedFd,
     pub console: Option<OwnedFd>,
     pub no_pivot: bool,
@@ -128,8 +130,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
     )
     .map_err(|e| other("open /proc", e))?;
     rootfs::ensure_procfs(&host_proc, "/proc")?;
-    let fifo = nix::fcntl::open(a.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| other(&format!("open {}", a.fifo.display()), e))?;
+    let fifo = a.fifo;
 
     let uid_map = linux.uid_mappings().clone().unwrap_or_default();
     let gid_map = linux.gid_mappings().clone().unwrap_or_default();
@@ -290,7 +291,6 @@ fn setup(a: &Args) -> Result<Never, Error> {
     .map_err(|e| other("open exec fifo", e))?;
     nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
     drop(w);
-    drop(fifo);
     drop(host_proc);
 
     if !a.start_container_hooks.is_empty() {

@@ -209,33 +209,71 @@ pub fn open_in_root(
 }
 
 /// Creates every missing directory of `path` inside the root, and returns an
-/// O_PATH fd of the last one.
+/// O_PATH fd of the last one. A symlink met on the way is followed inside the
+/// root (a dangling one is created where it points, within the root), as a
+/// container's own path resolution would see it.
 pub fn mkdir_all_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd, Error> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = components(path);
     let mut prefix = PathBuf::from("/");
-    let mut cur = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)
+    let mut cur = open_in_root(root, &prefix, flags, 0)
         .map_err(sys(format!("open rootfs for {}", path.display())))?;
-    for comp in path.components() {
-        let name: &OsStr = match comp {
-            Component::Normal(n) => n,
-            Component::ParentDir => OsStr::new(".."),
-            _ => continue,
-        };
-        prefix.push(name);
-        let flags = libc::O_PATH | libc::O_DIRECTORY;
-        cur = match open_in_root(root, &prefix, flags, 0) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                match nix::sys::stat::mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(mode)) {
-                    Ok(()) | Err(nix::Error::EEXIST) => {}
-                    Err(e) => return Err(nsys(format!("mkdir {} in rootfs", prefix.display()))(e)),
-                }
-                open_in_root(root, &prefix, flags, 0)
-                    .map_err(sys(format!("open {} in rootfs", prefix.display())))?
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        let next = prefix.join(&name);
+        match open_in_root(root, &next, flags, 0) {
+            Ok(fd) => {
+                cur = fd;
+                prefix = next;
+                continue;
             }
-            Err(e) => return Err(sys(format!("open {} in rootfs", prefix.display()))(e)),
-        };
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(sys(format!("open {} in rootfs", next.display()))(e)),
+        }
+        match nix::sys::stat::mkdirat(
+            cur.as_fd(),
+            name.as_os_str(),
+            Mode::from_bits_truncate(mode),
+        ) {
+            Ok(()) => {}
+            Err(nix::Error::EEXIST) => {
+                // A dangling symlink: continue from where it points, inside the root.
+                let target = nix::fcntl::readlinkat(cur.as_fd(), name.as_os_str())
+                    .map_err(nsys(format!("mkdir {} in rootfs", next.display())))?;
+                links += 1;
+                if links > 40 {
+                    return Err(Error::Sys {
+                        what: format!("mkdir {} in rootfs", path.display()),
+                        err: io::Error::from_raw_os_error(libc::ELOOP),
+                    });
+                }
+                let target = PathBuf::from(target);
+                let mut rest = components(&target);
+                rest.extend(todo.drain(..));
+                todo = rest;
+                if target.is_absolute() {
+                    prefix = PathBuf::from("/");
+                    cur = open_in_root(root, &prefix, flags, 0).map_err(sys("open rootfs"))?;
+                }
+                continue;
+            }
+            Err(e) => return Err(nsys(format!("mkdir {} in rootfs", next.display()))(e)),
+        }
+        cur = open_in_root(root, &next, flags, 0)
+            .map_err(sys(format!("open {} in rootfs", next.display())))?;
+        prefix = next;
     }
     Ok(cur)
+}
+
+fn components(p: &Path) -> std::collections::VecDeque<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some(OsStr::new("..").to_owned()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Creates an empty file at `path` inside the root if nothing is there (the

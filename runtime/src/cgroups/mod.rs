@@ -339,59 +339,6 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> Result<(), Error> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID_MI: &str = "\
-30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
-32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
-33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-35 30 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct
-";
-    const HYBRID_CG: &str = "4:memory:/ci/job\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
-
-    #[test]
-    fn hybrid_layout() {
-        let l = Layout::parse(HYBRID_MI, HYBRID_CG);
-        assert!(!l.is_pure_v2());
-        assert_eq!(
-            l.v1("cpuacct").unwrap().mount,
-            Path::new("/sys/fs/cgroup/cpu,cpuacct")
-        );
-        assert!(l.unified().is_some());
-        let dirs = l.container_dirs(None, "c1").unwrap();
-        assert_eq!(
-            dirs,
-            vec![
-                PathBuf::from("/sys/fs/cgroup/memory/ci/job/c1"),
-                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")
-            ]
-        );
-        let abs = l.container_dirs(Some("/x/y"), "c1").unwrap();
-        assert_eq!(abs[0], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
-        assert!(l.container_dirs(Some("../../etc"), "c1").is_err());
-    }
-
-    #[test]
-    fn pure_v2_layout() {
-        let mi = "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
-        let l = Layout::parse(mi, "0::/user/a\n");
-        assert!(l.is_pure_v2());
-        assert_eq!(
-            l.container_dirs(None, "c").unwrap(),
-            vec![PathBuf::from("/sys/fs/cgroup/user/a/c")]
-        );
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-    }
-}
-
 /// Applies `linux.resources` to the container's directories. Device rules are
 /// applied on v1; limits beyond them are refused by name until they are
 /// implemented, so no config silently runs without a limit it asked for.
@@ -478,5 +425,58 @@ fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
             "linux.resources.{}: cgroup resource limits are not implemented yet; only device rules are",
             asked.join(", linux.resources.")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MI: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+35 30 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct
+";
+    const HYBRID_CG: &str = "4:memory:/ci/job\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn hybrid_layout() {
+        let l = Layout::parse(HYBRID_MI, HYBRID_CG);
+        assert!(!l.is_pure_v2());
+        assert_eq!(
+            l.v1("cpuacct").unwrap().mount,
+            Path::new("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert!(l.unified().is_some());
+        let dirs = l.container_dirs(None, "c1").unwrap();
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/memory/ci/job/c1"),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")
+            ]
+        );
+        let abs = l.container_dirs(Some("/x/y"), "c1").unwrap();
+        assert_eq!(abs[0], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
+        assert!(l.container_dirs(Some("../../etc"), "c1").is_err());
+    }
+
+    #[test]
+    fn pure_v2_layout() {
+        let mi = "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let l = Layout::parse(mi, "0::/user/a\n");
+        assert!(l.is_pure_v2());
+        assert_eq!(
+            l.container_dirs(None, "c").unwrap(),
+            vec![PathBuf::from("/sys/fs/cgroup/user/a/c")]
+        );
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

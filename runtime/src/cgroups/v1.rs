@@ -1,7 +1,7 @@
 //! cgroup v1 controllers: cpuset inheritance and the devices controller.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -70,7 +70,7 @@ pub fn device_rule(r: &LinuxDeviceCgroup) -> (bool, String) {
 
 /// Applies the device rules in order to a v1 devices cgroup: deny all first,
 /// then each rule, so the result does not depend on the parent's list.
-pub fn apply_devices(dir: &PathBuf, rules: &[(bool, String)]) -> Result<(), Error> {
+pub fn apply_devices(dir: &Path, rules: &[(bool, String)]) -> Result<(), Error> {
     let write = |file: &str, v: &str| {
         fs::write(dir.join(file), v).map_err(|err| Error::Io {
             what: "write",

@@ -1,0 +1,62 @@
+# Berth — build, demo and tests. Run as root on Debian 12 (bookworm).
+CARGO   ?= cargo
+TARGET  ?= $(CURDIR)/target
+BERTH   := $(TARGET)/release/berth
+CACHE   := $(CURDIR)/.cache
+BUNDLE  := $(CACHE)/bundle
+APT_PKGS := busybox-static
+
+.PHONY: all deps build release bundle demo test unit integration lint clean
+
+all: build
+
+# System packages the project needs (installed only when missing).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release -p berth
+
+# A busybox bundle from Debian's busybox-static: rootfs with applet links,
+# config.json from `berth spec`, the process set to print from inside.
+bundle: deps release
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/rootfs/bin
+	cd $(BUNDLE)/rootfs && mkdir -p proc sys dev etc tmp root
+	cp /bin/busybox $(BUNDLE)/rootfs/bin/busybox
+	for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -s busybox $(BUNDLE)/rootfs/bin/$$a; done
+	$(BERTH) spec --bundle $(BUNDLE)
+	printf 'root:x:0:0:root:/root:/bin/sh\n' > $(BUNDLE)/rootfs/etc/passwd
+	printf 'root:x:0:\n' > $(BUNDLE)/rootfs/etc/group
+	sed -i -e 's/"terminal": true/"terminal": false/' \
+	    -e '/"args": \[/,/\]/c\    "args": ["sh", "-c", "echo hello from inside a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"],' \
+	    $(BUNDLE)/config.json
+
+# The main job: build, make the bundle, run it.
+demo: bundle
+	$(BERTH) --root $(CACHE)/state run --bundle $(BUNDLE) demo-$$$$
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+integration: deps
+	$(CARGO) build -p berth
+	$(CARGO) test -p berth-integration -- --test-threads=4
+
+test: deps
+	$(CARGO) build -p berth
+	$(CARGO) test --workspace -- --test-threads=4
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(CACHE)
