@@ -4,7 +4,7 @@ TARGET  ?= $(CURDIR)/target
 BERTH   := $(TARGET)/release/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static
+APT_PKGS := busybox-static containerd
 
 .PHONY: all deps build release bundle demo test unit integration lint clean
 

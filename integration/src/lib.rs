@@ -35,8 +35,17 @@ pub fn berth_bin() -> PathBuf {
 pub fn busybox_rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-it-rootfs-{}", std::process::id()));
-        make_rootfs(&dir);
+        // Shared by every test binary and run: built once into a temp name and
+        // renamed into place, so concurrent builders never see a partial tree.
+        let dir = std::env::temp_dir().join("berth-it-rootfs");
+        if !dir.join("bin/busybox").exists() {
+            let tmp =
+                std::env::temp_dir().join(format!("berth-it-rootfs.tmp-{}", std::process::id()));
+            make_rootfs(&tmp);
+            if fs::rename(&tmp, &dir).is_err() {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+        }
         dir
     })
 }

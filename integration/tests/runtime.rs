@@ -757,3 +757,18 @@ fn spec_features_version() {
     let out = c.berth(&["--systemd-cgroup", "run", "x"]);
     assert!(stderr(&out).contains("not supported yet"));
 }
+
+#[test]
+fn cpu_shares_applied() {
+    let mut c = Ctx::new(
+        "shares",
+        &sh("cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"),
+    );
+    c.config["linux"]["resources"]["cpu"] = json!({"shares": 512});
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    let out = ok(&c.run());
+    assert!(out.trim() == "512" || out.trim() == "20", "{out}");
+}

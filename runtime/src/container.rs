@@ -188,7 +188,7 @@ impl Undo {
                 wait_gone(&fd, 5000);
             }
         }
-        let _ = cgroups::remove_dirs(&self.cgroups);
+        let _ = cgroups::remove_dirs(&self.cgroups, &self.cgroups);
     }
 }
 
@@ -576,29 +576,27 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<(), Error> {
 }
 
 fn signal_container(saved: &Saved, sig: i32, all: bool) -> Result<(), Error> {
-    if all {
-        for pid in cgroups::procs(&saved.cgroup_paths) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(sig).ok(),
-            );
-        }
-    }
+    // Take the pidfd first and check it names our init: after this a recycled
+    // pid cannot be hit, whatever the kill below does to init.
     let pidfd = syscall::pidfd_open(saved.pid).map_err(|_| Error::NotRunning)?;
-    // The pid could have been recycled between the liveness check and the
-    // pidfd: check again through the pidfd's process.
     if !state::init_alive(saved) {
         return Err(Error::NotRunning);
     }
-    match syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
-            if all {
-                Ok(())
-            } else {
-                Err(Error::NotRunning)
+    if all {
+        for pid in cgroups::procs(&saved.cgroup_paths) {
+            if pid != saved.pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::try_from(sig).ok(),
+                );
             }
         }
+    }
+    match syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
+        Ok(()) => Ok(()),
+        // Exited since the check: with --all that is the goal reached.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) && all => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(Error::NotRunning),
         Err(e) => Err(io_err(format!(
             "send signal {sig} to container {}",
             saved.id
@@ -662,7 +660,7 @@ pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
             );
         }
     }
-    cgroups::remove_dirs(&saved.cgroup_owned)?;
+    cgroups::remove_dirs(&saved.cgroup_owned, &saved.cgroup_paths)?;
     if !saved.poststop.is_empty() {
         let st = state::hook_state(saved, Status::Stopped);
         if let Err(e) = hooks::run_all("poststop", &saved.poststop, &st) {

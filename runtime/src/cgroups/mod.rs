@@ -311,9 +311,11 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     false
 }
 
-/// Removes directories deepest first; a directory still holding processes is
-/// retried briefly, since the kernel empties it asynchronously after exit.
-pub fn remove_dirs(dirs: &[PathBuf]) -> Result<(), Error> {
+/// Removes directories deepest first. The container's own directories still
+/// holding processes are retried briefly (the kernel empties them
+/// asynchronously after exit); a parent we created that another container now
+/// uses is left in place.
+pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
     let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
     sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in sorted {
@@ -322,6 +324,15 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> Result<(), Error> {
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e)
+                    if !leaves.contains(d)
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EBUSY) | Some(libc::ENOTEMPTY)
+                        ) =>
+                {
+                    break
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -364,6 +375,9 @@ pub fn apply(
         };
         rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
     }
+    if let Some(shares) = res.and_then(|r| r.cpu().as_ref()).and_then(|c| c.shares()) {
+        set_cpu_shares(layout, dirs, shares)?;
+    }
     if layout.is_pure_v2() {
         let asked = res
             .and_then(|r| r.devices().as_ref())
@@ -383,6 +397,39 @@ pub fn apply(
     Ok(())
 }
 
+/// cpu.shares (v1), or cpu.weight (v2) with the conversion runc uses so one
+/// config means the same on both: [2, 262144] maps onto [1, 10000].
+fn set_cpu_shares(layout: &Layout, dirs: &[PathBuf], shares: u64) -> Result<(), Error> {
+    if shares == 0 {
+        return Ok(());
+    }
+    let (file, value) = if layout.is_pure_v2() {
+        ("cpu.weight", shares_to_weight(shares).to_string())
+    } else {
+        ("cpu.shares", shares.to_string())
+    };
+    let dir = if layout.is_pure_v2() {
+        dirs.first()
+    } else {
+        layout
+            .v1("cpu")
+            .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
+    };
+    let dir = dir.ok_or_else(|| {
+        Error::Unsupported("linux.resources.cpu.shares: no cpu controller is mounted".into())
+    })?;
+    fs::write(dir.join(file), &value).map_err(|err| Error::Io {
+        what: "write",
+        path: dir.join(file),
+        err,
+    })
+}
+
+/// Converts v1 cpu shares to a v2 cpu weight.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
 fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
     let mut asked = Vec::new();
     if r.memory()
@@ -391,10 +438,14 @@ fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
     {
         asked.push("memory");
     }
-    if r.cpu()
-        .as_ref()
-        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
-    {
+    let cpu_beyond_shares = r.cpu().as_ref().is_some_and(|c| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("shares");
+        }
+        v != serde_json::json!({})
+    });
+    if cpu_beyond_shares {
         asked.push("cpu");
     }
     if r.pids().is_some() {
@@ -473,6 +524,13 @@ mod tests {
             l.container_dirs(None, "c").unwrap(),
             vec![PathBuf::from("/sys/fs/cgroup/user/a/c")]
         );
+    }
+
+    #[test]
+    fn shares_convert_like_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
     }
 
     #[test]

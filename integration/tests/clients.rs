@@ -1,0 +1,256 @@
+//! Real clients drive `berth` where they would drive runc. Each test starts a
+//! private daemon (own root, state and sockets under a temp dir) and stops it
+//! by pid; on failure the daemon's log is printed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_integration::*;
+use serde_json::json;
+
+fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Writes an OCI image archive holding the busybox rootfs as one layer.
+fn busybox_oci_archive(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let layer = dir.join("layer.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(busybox_rootfs())
+        .args(["-cf"])
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ld = sha256_file(&layer);
+    let lsize = fs::metadata(&layer).unwrap().len();
+    fs::rename(&layer, blobs.join(&ld)).unwrap();
+    let put = |v: serde_json::Value| -> (String, usize) {
+        let data = serde_json::to_vec(&v).unwrap();
+        let tmp = dir.join("blob.tmp");
+        fs::write(&tmp, &data).unwrap();
+        let d = sha256_file(&tmp);
+        fs::rename(&tmp, blobs.join(&d)).unwrap();
+        (d, data.len())
+    };
+    let (cd, cs) = put(
+        json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{ld}")]}}),
+    );
+    let (md, ms) = put(
+        json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cd}"), "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{ld}"), "size": lsize}]}),
+    );
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{md}"), "size": ms, "annotations": {"org.opencontainers.image.ref.name": "test"}}]});
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let archive = dir.join("busybox.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    archive
+}
+
+/// A private containerd, stopped (by its pid) and cleaned up on drop.
+struct Containerd {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        fs::create_dir_all(dir).unwrap();
+        let cfg = dir.join("config.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd-ttrpc.sock\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd: apt-get install containerd");
+        let sock = dir.join("containerd.sock");
+        let t = Instant::now();
+        while !sock.exists() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(sock.exists(), "containerd did not start");
+        Containerd {
+            dir: dir.to_path_buf(),
+            child,
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(self.dir.join("containerd.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "ctr {args:?}: {}\ncontainerd log:\n{}",
+                stderr(&out),
+                fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = nix_kill(self.child.id() as i32, libc::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // containerd leaves the image snapshot mounts only while containers run;
+        // unmount anything left under our dir before removing it.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for l in mounts.lines() {
+            if let Some(mp) = l.split(' ').nth(4) {
+                if mp.starts_with(self.dir.to_str().unwrap()) {
+                    let _ = Command::new("umount").arg("-l").arg(mp).status();
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nix_kill(pid: i32, sig: i32) -> i32 {
+    // SAFETY: sending a signal to a process this test started.
+    unsafe { libc::kill(pid, sig) }
+}
+
+#[test]
+fn containerd_ctr_runs_berth() {
+    let dir = std::env::temp_dir().join(format!("berth-it-ctr-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let archive = busybox_oci_archive(&dir);
+    let d = Containerd::start(&dir.join("containerd"));
+    let berth = berth_bin();
+    let berth = berth.to_str().unwrap();
+    let runc_root = dir.join("runc-root");
+    let runc_root = runc_root.to_str().unwrap();
+    ok(&d.ctr(&[
+        "images",
+        "import",
+        "--base-name",
+        "docker.io/library/bbtest",
+        archive.to_str().unwrap(),
+    ]));
+    let image = "docker.io/library/bbtest:test";
+
+    // Foreground run to completion, with the container's output and exit status.
+    let out = d.ctr(&[
+        "run",
+        "--runc-binary",
+        berth,
+        "--runc-root",
+        runc_root,
+        "--rm",
+        image,
+        "fg",
+        "sh",
+        "-c",
+        "echo hello via ctr; exit 3",
+    ]);
+    assert_eq!(stdout(&out).trim(), "hello via ctr", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3));
+
+    // Detached: the task runs under the shim, is listed, killed and deleted.
+    ok(&d.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        berth,
+        "--runc-root",
+        runc_root,
+        image,
+        "bg",
+        "sleep",
+        "1000",
+    ]));
+    let tasks = ok(&d.ctr(&["tasks", "ls"]));
+    assert!(tasks.contains("bg") && tasks.contains("RUNNING"), "{tasks}");
+    let st: serde_json::Value = serde_json::from_slice(
+        &Command::new(berth)
+            .args(["--root", &format!("{runc_root}/default"), "state", "bg"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st["status"], "running");
+    ok(&d.ctr(&["tasks", "kill", "-s", "SIGKILL", "bg"]));
+    let t = Instant::now();
+    loop {
+        let tasks = ok(&d.ctr(&["tasks", "ls"]));
+        if tasks.contains("STOPPED") || t.elapsed() > Duration::from_secs(10) {
+            assert!(tasks.contains("STOPPED"), "{tasks}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&d.ctr(&["tasks", "delete", "bg"]));
+    ok(&d.ctr(&["containers", "delete", "bg"]));
+    let list = Command::new(berth)
+        .args(["--root", &format!("{runc_root}/default"), "list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&list).trim().is_empty(),
+        "berth still lists {}",
+        stdout(&list)
+    );
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
