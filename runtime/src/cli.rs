@@ -45,13 +45,8 @@ const CREATE: &[Flag] = &[
     f(&["preserve-fds"], true),
 ];
 
-const RUN: &[Flag] = &[
-    f(&["bundle", "b"], true),
-    f(&["console-socket"], true),
-    f(&["pid-file"], true),
-    f(&["no-pivot"], false),
-    f(&["no-new-keyring"], false),
-    f(&["preserve-fds"], true),
+/// `run` takes create's flags and these.
+const RUN_EXTRA: &[Flag] = &[
     f(&["detach", "d"], false),
     f(&["keep"], false),
     f(&["no-subreaper"], false),
@@ -80,7 +75,7 @@ impl Parsed {
 /// Parses `args` against `flags`. With `stop_at_pos`, the first positional
 /// ends flag parsing (the rest belong to a command line); otherwise flags
 /// may follow positionals, as runc allows. `--` always ends flags.
-fn parse(args: &[String], flags: &[Flag], stop_at_pos: bool) -> Result<Parsed, String> {
+fn parse(args: &[String], sets: &[&[Flag]], stop_at_pos: bool) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut i = 0;
     while i < args.len() {
@@ -103,8 +98,9 @@ fn parse(args: &[String], flags: &[Flag], stop_at_pos: bool) -> Result<Parsed, S
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
-        let flag = flags
+        let flag = sets
             .iter()
+            .flat_map(|s| s.iter())
             .find(|fl| fl.names.contains(&name))
             .ok_or_else(|| format!("flag provided but not defined: -{name}"))?;
         let value = if flag.value {
@@ -169,7 +165,7 @@ fn version() -> String {
 /// Runs the command line; returns the process exit status.
 pub fn main(args: Vec<String>) -> i32 {
     let rest = args.get(1..).unwrap_or_default();
-    let g = match parse(rest, GLOBAL, true) {
+    let g = match parse(rest, &[GLOBAL], true) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{e}\n\n{USAGE}");
@@ -222,7 +218,15 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
     let e = |e: container::Error| e.to_string();
     match cmd {
         "create" | "run" => {
-            let p = parse(args, if cmd == "run" { RUN } else { CREATE }, false)?;
+            let p = parse(
+                args,
+                if cmd == "run" {
+                    &[CREATE, RUN_EXTRA]
+                } else {
+                    &[CREATE]
+                },
+                false,
+            )?;
             exact_args(cmd, &p, 1)?;
             // Before anything forks into a container: run from a sealed copy.
             exe::reexec_sealed().map_err(|x| x.to_string())?;
@@ -268,7 +272,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
             Ok(0)
         }
         "kill" => {
-            let p = parse(args, &[f(&["all", "a"], false)], false)?;
+            let p = parse(args, &[&[f(&["all", "a"], false)]], false)?;
             if p.pos.is_empty() || p.pos.len() > 2 {
                 return Err(
                     "berth: \"kill\" requires 1 or 2 arguments (container id and optional signal)"
@@ -282,7 +286,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
             Ok(0)
         }
         "delete" => {
-            let p = parse(args, &[f(&["force", "f"], false)], false)?;
+            let p = parse(args, &[&[f(&["force", "f"], false)]], false)?;
             exact_args(cmd, &p, 1)?;
             container::delete(&root, &p.pos[0], p.bool("force")).map_err(e)?;
             Ok(0)
@@ -290,7 +294,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
         "list" => {
             let p = parse(
                 args,
-                &[f(&["format", "f"], true), f(&["quiet", "q"], false)],
+                &[&[f(&["format", "f"], true), f(&["quiet", "q"], false)]],
                 false,
             )?;
             exact_args(cmd, &p, 0)?;
@@ -318,7 +322,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
         "spec" => {
             let p = parse(
                 args,
-                &[f(&["bundle", "b"], true), f(&["rootless"], false)],
+                &[&[f(&["bundle", "b"], true), f(&["rootless"], false)]],
                 false,
             )?;
             exact_args(cmd, &p, 0)?;
@@ -415,7 +419,7 @@ mod tests {
     fn flags_before_and_after_id() {
         let p = parse(
             &s(&["--bundle", "/b", "id1", "--pid-file=/p", "-no-pivot"]),
-            CREATE,
+            &[CREATE],
             false,
         )
         .unwrap();
@@ -423,7 +427,7 @@ mod tests {
         assert_eq!(p.get("bundle"), Some("/b"));
         assert_eq!(p.get("pid-file"), Some("/p"));
         assert!(p.bool("no-pivot"));
-        let p = parse(&s(&["-b", "x", "id"]), CREATE, false).unwrap();
+        let p = parse(&s(&["-b", "x", "id"]), &[CREATE], false).unwrap();
         assert_eq!(p.get("bundle"), Some("x"));
     }
 
@@ -439,7 +443,7 @@ mod tests {
                 "c",
                 "KILL",
             ]),
-            GLOBAL,
+            &[GLOBAL],
             true,
         )
         .unwrap();
@@ -449,10 +453,10 @@ mod tests {
 
     #[test]
     fn unknown_flag_is_an_error() {
-        assert!(parse(&s(&["--bogus"]), CREATE, false)
+        assert!(parse(&s(&["--bogus"]), &[CREATE], false)
             .unwrap_err()
             .contains("flag provided but not defined"));
-        assert!(parse(&s(&["--bundle"]), CREATE, false).is_err());
+        assert!(parse(&s(&["--bundle"]), &[CREATE], false).is_err());
     }
 
     #[test]

@@ -1003,9 +1003,13 @@ pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Masks paths (after the root change): directories get an empty read-only
-/// tmpfs, files /dev/null.
-pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
+/// Calls `f` with an O_PATH fd of each path that exists in the new root
+/// (after the root change); missing paths are skipped, as runc skips them.
+fn for_each_existing(
+    paths: &[String],
+    verb: &str,
+    mut f: impl FnMut(&str, RawFd, OwnedFd) -> Result<(), Error>,
+) -> Result<(), Error> {
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -1013,11 +1017,18 @@ pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
     )
     .map_err(nsys("open /"))?;
     for p in paths {
-        let fd = match open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
-            Ok(fd) => fd,
+        match open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => f(p, root.as_raw_fd(), fd)?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(sys(format!("mask {p}"))(e)),
-        };
+            Err(e) => return Err(sys(format!("{verb} {p}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Masks paths: directories get an empty read-only tmpfs, files /dev/null.
+pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
+    for_each_existing(paths, "mask", |p, _, fd| {
         let st = nix::sys::stat::fstat(&fd).map_err(nsys(format!("mask {p}")))?;
         let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             mount(
@@ -1036,25 +1047,15 @@ pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
                 None::<&str>,
             )
         };
-        r.map_err(nsys(format!("mask {p}")))?;
-    }
-    Ok(())
+        r.map_err(nsys(format!("mask {p}")))
+    })
 }
 
-/// Makes paths read-only (after the root change) by binding each onto itself.
+/// Makes paths read-only by binding each onto itself, then setting the new
+/// mount (and those below it) read-only.
 pub fn readonly_paths(paths: &[String]) -> Result<(), Error> {
-    let root = nix::fcntl::open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(nsys("open /"))?;
-    for p in paths {
-        let fd = match open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(sys(format!("make {p} read-only"))(e)),
-        };
+    for_each_existing(paths, "make read-only", |p, root, fd| {
+        let what = format!("make {p} read-only");
         mount(
             Some(&fd_path(&fd)),
             &fd_path(&fd),
@@ -1062,13 +1063,10 @@ pub fn readonly_paths(paths: &[String]) -> Result<(), Error> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(nsys(format!("make {p} read-only")))?;
-        let m = open_in_root(root.as_raw_fd(), Path::new(p), libc::O_PATH, 0)
-            .map_err(sys(format!("make {p} read-only")))?;
-        syscall::mount_setattr(m.as_fd(), true, syscall::MOUNT_ATTR_RDONLY, 0)
-            .map_err(sys(format!("make {p} read-only")))?;
-    }
-    Ok(())
+        .map_err(nsys(what.clone()))?;
+        let m = open_in_root(root, Path::new(p), libc::O_PATH, 0).map_err(sys(what.clone()))?;
+        syscall::mount_setattr(m.as_fd(), true, syscall::MOUNT_ATTR_RDONLY, 0).map_err(sys(what))
+    })
 }
 
 /// Checks that `fd` is on procfs, before anything is written through it.
