@@ -113,8 +113,8 @@ fn lifecycle_create_start_kill_delete() {
 
 fn reap(pid: i32) {
     // The container process is our child (CLONE_PARENT): reap it.
-    // SAFETY: waitpid on our own child with a valid status pointer.
     let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
     unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 

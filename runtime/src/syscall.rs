@@ -63,8 +63,8 @@ pub fn openat2(
         resolve,
     };
     loop {
-        // SAFETY: `p` is a valid NUL-terminated string and `how` a properly laid out
-        // `struct open_how` that lives across the call; the size passed matches it.
+        // `p` is NUL-terminated; `how` is a `struct open_how` that outlives the call.
+        // SAFETY: valid pointers, and the size passed matches the struct.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
@@ -103,8 +103,8 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) 
     if recursive {
         flags |= AT_RECURSIVE;
     }
-    // SAFETY: the empty path is a valid C string, `attr` is a valid `struct mount_attr`
-    // for the duration of the call and its size is passed.
+    // The empty path is a valid C string; `attr` outlives the call.
+    // SAFETY: valid pointers, and the size passed matches `struct mount_attr`.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -133,8 +133,8 @@ pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
 /// thread, and libc's atfork handlers do not run. The runtime never starts a
 /// second thread, which is what makes all later work in the child safe.
 pub fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
-    // SAFETY: with a NULL stack the child continues on a copy-on-write copy of the
-    // caller's stack, exactly like fork(2); the caller is single-threaded.
+    // With a NULL stack the child continues on a copy of the caller's stack, as fork(2).
+    // SAFETY: like fork, sound because the caller is single-threaded.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -196,8 +196,8 @@ pub fn fexecve(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Er
     a.push(std::ptr::null());
     let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
     e.push(std::ptr::null());
-    // SAFETY: argv and envp are NULL-terminated arrays of pointers to C strings that
-    // outlive the call; the empty path with AT_EMPTY_PATH names `fd` itself.
+    // argv and envp are NULL-terminated arrays of C strings that outlive the call.
+    // SAFETY: valid pointers; the empty path with AT_EMPTY_PATH names `fd` itself.
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
@@ -217,8 +217,7 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     a.push(std::ptr::null());
     let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
     e.push(std::ptr::null());
-    // SAFETY: all pointers are to NUL-terminated strings or NULL-terminated arrays
-    // that outlive the call.
+    // SAFETY: all pointers are to C strings or NULL-terminated arrays that outlive the call.
     unsafe {
         libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr());
     }
@@ -342,9 +341,9 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<i32>
         opts |= libc::WNOHANG;
     }
     loop {
+        let id = pidfd.as_raw_fd() as libc::id_t;
         // SAFETY: `info` is a valid siginfo_t out-parameter.
-        let ret =
-            unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, opts) };
+        let ret = unsafe { libc::waitid(P_PIDFD, id, &mut info, opts) };
         if ret < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -368,8 +367,8 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<i32>
 
 /// `ioctl(fd, req, arg)` with an integer argument.
 pub fn ioctl_int(fd: RawFd, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {
-    // SAFETY: the requests used with this wrapper (TIOCSPTLCK takes a pointer,
-    // handled below; TIOCGPTPEER and TIOCSCTTY take integers) read no memory.
+    // Only integer-argument requests (TIOCGPTPEER, TIOCSCTTY) go through here.
+    // SAFETY: such requests read no memory through `arg`.
     let ret = unsafe { libc::ioctl(fd, req as _, arg) };
     cvt(ret as libc::c_long).map(|r| r as libc::c_int)
 }
@@ -409,7 +408,7 @@ pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
 
 /// Clears FD_CLOEXEC on a descriptor number the caller passed us.
 pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_SETFD with 0 only changes the flag of an fd number; a closed
-    // number fails with EBADF.
+    // A closed number fails with EBADF.
+    // SAFETY: F_SETFD with 0 only changes the flag of an fd number.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
 }
