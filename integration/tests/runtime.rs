@@ -772,3 +772,20 @@ fn cpu_shares_applied() {
     let out = ok(&c.run());
     assert!(out.trim() == "512" || out.trim() == "20", "{out}");
 }
+
+#[test]
+fn container_hooks_get_the_host_pid() {
+    // The state on a startContainer hook's stdin names the process as the
+    // host sees it, not as pid 1 of the container's pid namespace.
+    let mut c = Ctx::new("hookpid", &["cat", "/tmp/state"]);
+    c.own_rootfs();
+    c.config["root"]["readonly"] = json!(false);
+    c.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/state"]}]
+    });
+    let out = ok(&c.run());
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["status"], "created");
+    assert_eq!(v["id"], c.id.as_str());
+    assert!(v["pid"].as_i64().unwrap() > 1, "{out}");
+}

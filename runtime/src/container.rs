@@ -368,7 +368,7 @@ fn create_in(
     }
 
     let (_, start_time) = state::proc_stat(pid).ok_or(Error::Sync(sync::Error::Closed))?;
-    let mut saved = Saved {
+    let saved = Saved {
         id: o.id.clone(),
         pid,
         start_time,
@@ -390,7 +390,14 @@ fn create_in(
         started: false,
     };
 
-    sync::send(&parent_sock, sync::GO, "")?;
+    // GO carries the hook states the container process needs (as the host
+    // sees it: the host pid), one JSON document per line.
+    let states = format!(
+        "{}\n{}",
+        state::hook_state(&saved, Status::Creating),
+        state::hook_state(&saved, Status::Created)
+    );
+    sync::send(&parent_sock, sync::GO, &states)?;
     loop {
         let (tag, _) = sync::recv(&parent_sock).map_err(|e| match e {
             sync::Error::Closed => {
@@ -411,11 +418,8 @@ fn create_in(
         match tag {
             sync::HOOKS => {
                 let st = state::hook_state(&saved, Status::Creating);
-                let r = hooks::run_all("prestart", &prestart, &st)
-                    .and_then(|_| hooks::run_all("createRuntime", &create_runtime, &st));
-                if let Err(e) = r {
-                    return Err(e.into());
-                }
+                hooks::run_all("prestart", &prestart, &st)?;
+                hooks::run_all("createRuntime", &create_runtime, &st)?;
                 sync::send(&parent_sock, sync::HOOKS_DONE, "")?;
             }
             sync::READY => break,
@@ -427,7 +431,6 @@ fn create_in(
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
-    saved.started = false;
     Ok((saved, pidfd))
 }
 

@@ -91,7 +91,8 @@ fn setup(a: &Args) -> Result<Never, Error> {
         .ok_or_else(|| Error::Other("process: missing".into()))?;
     let sync = &a.sync;
 
-    sync::expect(sync, sync::GO)?;
+    let states = sync::expect(sync, sync::GO)?;
+    let (creating_state, created_state) = states.split_once('\n').unwrap_or((&states, &states));
 
     let new_user = a.plan.creates(LinuxNamespaceType::User);
     if new_user {
@@ -175,8 +176,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
         sync::expect(sync, sync::HOOKS_DONE)?;
     }
     if !a.create_container_hooks.is_empty() {
-        let state = hook_state(a.id, a.bundle, spec);
-        hooks::run_all("createContainer", a.create_container_hooks, &state)?;
+        hooks::run_all("createContainer", a.create_container_hooks, creating_state)?;
     }
 
     if new_mnt {
@@ -294,8 +294,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
     drop(host_proc);
 
     if !a.start_container_hooks.is_empty() {
-        let state = hook_state(a.id, a.bundle, spec);
-        hooks::run_all("startContainer", a.start_container_hooks, &state)?;
+        hooks::run_all("startContainer", a.start_container_hooks, created_state)?;
     }
 
     let c = |s: &str| {
@@ -308,18 +307,4 @@ fn setup(a: &Args) -> Result<Never, Error> {
     syscall::reset_signals();
     let err = syscall::execve(&cexe, &cargv, &cenv);
     Err(other(&format!("exec {}", exe.display()), err))
-}
-
-fn hook_state(id: &str, bundle: &Path, spec: &Spec) -> String {
-    let mut v = serde_json::json!({
-        "ociVersion": crate::spec::OCI_VERSION,
-        "id": id,
-        "status": "created",
-        "pid": std::process::id(),
-        "bundle": bundle,
-    });
-    if let Some(a) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
-        v["annotations"] = serde_json::to_value(a).unwrap_or_default();
-    }
-    v.to_string()
 }

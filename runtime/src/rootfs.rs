@@ -802,7 +802,6 @@ pub fn setup_dev(ctx: &Context, root: RawFd) -> Result<(), Error> {
     for (name, maj, min) in DEFAULT_DEVICES {
         create_device(
             ctx,
-            root,
             &dev,
             name,
             SFlag::S_IFCHR,
@@ -871,7 +870,6 @@ pub fn create_devices(ctx: &Context, root: RawFd, devices: &[LinuxDevice]) -> Re
         let gid = d.gid().unwrap_or(ctx.root_gid);
         create_device(
             ctx,
-            root,
             &pfd,
             name.to_str().unwrap_or_default(),
             kind,
@@ -888,7 +886,6 @@ pub fn create_devices(ctx: &Context, root: RawFd, devices: &[LinuxDevice]) -> Re
 #[allow(clippy::too_many_arguments)]
 fn create_device(
     ctx: &Context,
-    root: RawFd,
     dir: &OwnedFd,
     name: &str,
     kind: SFlag,
@@ -922,7 +919,6 @@ fn create_device(
             Mode::empty(),
         )
         .map_err(nsys(desc.clone()))?;
-        let _ = root;
         mount(
             Some(&host),
             &fd_path(&target),
