@@ -265,3 +265,120 @@ pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
     walk(Path::new("/sys/fs/cgroup"), name, 5, &mut out);
     out
 }
+
+/// Copies a host binary into `rootfs` at `/bin/<name>`, with the shared
+/// libraries `ldd` names at their own paths, so it runs in the container.
+pub fn install_binary(rootfs: &Path, bin: &Path, name: &str) {
+    let dst = rootfs.join("bin").join(name);
+    fs::copy(bin, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
+    let out = Command::new("ldd").arg(bin).output().expect("run ldd");
+    for tok in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if !tok.starts_with('/') {
+            continue;
+        }
+        let lib = Path::new(tok);
+        let to = rootfs.join(tok.trim_start_matches('/'));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if !to.exists() {
+            fs::copy(lib, &to).unwrap_or_else(|e| panic!("copy {tok}: {e}"));
+        }
+    }
+}
+
+/// A console socket as containerd's shim serves one: a listening unix
+/// socket that receives the container's pty master.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    /// Listens at `<dir>/console.sock`.
+    pub fn new(dir: &Path) -> ConsoleSocket {
+        let path = dir.join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        ConsoleSocket { path, listener }
+    }
+
+    /// Accepts berth's connection and receives the master (SCM_RIGHTS).
+    pub fn master(&self) -> std::os::fd::OwnedFd {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let (conn, _) = self.listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: SCM_RIGHTS just gave us this descriptor.
+                return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received on the console socket");
+    }
+}
+
+/// Reads from `fd` until `needle` was seen or `secs` passed; returns what
+/// was read (for the assertion message either way).
+pub fn read_until(fd: std::os::fd::BorrowedFd<'_>, needle: &str, secs: u64) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut got = Vec::new();
+    while std::time::Instant::now() < end {
+        if String::from_utf8_lossy(&got).contains(needle) {
+            break;
+        }
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sets a terminal's window size.
+pub fn set_winsize(fd: std::os::fd::BorrowedFd<'_>, rows: u16, cols: u16) {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one valid winsize.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0, "TIOCSWINSZ");
+}
+
+/// Makes `cmd` start with its stdio on a new pseudo-terminal that is its
+/// controlling terminal, as in an interactive shell; returns the master.
+pub fn on_pty(cmd: &mut Command) -> std::os::fd::OwnedFd {
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave;
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: setsid and ioctl are async-signal-safe, run in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    pty.master
+}

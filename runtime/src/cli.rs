@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::container::{self, CreateOpts, RunOpts};
-use crate::{exe, log, spec};
+use crate::{exe, exec, log, ps, spec};
 
 /// A flag a command accepts: its names (the first is canonical) and whether
 /// it takes a value.
@@ -45,6 +45,25 @@ const CREATE: &[Flag] = &[
     f(&["preserve-fds"], true),
 ];
 
+const EXEC: &[Flag] = &[
+    f(&["console-socket"], true),
+    f(&["cwd"], true),
+    f(&["env", "e"], true),
+    f(&["tty", "t"], false),
+    f(&["user", "u"], true),
+    f(&["additional-gids", "g"], true),
+    f(&["process", "p"], true),
+    f(&["detach", "d"], false),
+    f(&["pid-file"], true),
+    f(&["process-label"], true),
+    f(&["apparmor"], true),
+    f(&["no-new-privs"], false),
+    f(&["cap", "c"], true),
+    f(&["preserve-fds"], true),
+    f(&["cgroup"], true),
+    f(&["ignore-paused"], false),
+];
+
 /// `run` takes create's flags and these.
 const RUN_EXTRA: &[Flag] = &[
     f(&["detach", "d"], false),
@@ -65,6 +84,17 @@ impl Parsed {
             .get(name)
             .and_then(|v| v.last())
             .map(String::as_str)
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.flags.get(name).cloned().unwrap_or_default()
+    }
+
+    fn u32(&self, name: &str) -> Result<u32, String> {
+        self.get(name)
+            .map(|v| v.parse().map_err(|_| format!("invalid --{name} {v:?}")))
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     fn bool(&self, name: &str) -> bool {
@@ -122,6 +152,22 @@ fn parse(args: &[String], sets: &[&[Flag]], stop_at_pos: bool) -> Result<Parsed,
     Ok(p)
 }
 
+/// The number of socket-activation fds passed to us (LISTEN_FDS, when
+/// LISTEN_PID names this process), as systemd's sd_listen_fds counts them.
+fn listen_fds() -> u32 {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn exact_args(cmd: &str, p: &Parsed, n: usize) -> Result<(), String> {
     if p.pos.len() != n {
         return Err(format!("berth: {cmd:?} requires exactly {n} argument(s)"));
@@ -137,6 +183,8 @@ commands:
   create    create a container from a bundle, blocked before its process runs
   start     run the process of a created container
   run       create and start a container
+  exec      run a new process in a running container
+  ps        list the processes of a container (--format table|json, ps options after --)
   state     print the state of a container (OCI state JSON)
   kill      send a signal to the container's init process (--all: every process)
   delete    delete a container and everything it holds (--force: kill it first)
@@ -237,14 +285,11 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 pid_file: p.get("pid-file").map(PathBuf::from),
                 console_socket: p.get("console-socket").map(PathBuf::from),
                 no_pivot: p.bool("no-pivot"),
-                preserve_fds: p
-                    .get("preserve-fds")
-                    .map(|v| {
-                        v.parse()
-                            .map_err(|_| format!("invalid --preserve-fds {v:?}"))
-                    })
-                    .transpose()?
-                    .unwrap_or(0),
+                preserve_fds: p.u32("preserve-fds")?,
+                listen_fds: listen_fds(),
+                notify_socket: std::env::var("NOTIFY_SOCKET")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
                 detach: cmd == "create" || p.bool("detach"),
             };
             if cmd == "create" {
@@ -258,10 +303,66 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 container::run(&o, &r).map_err(e)
             }
         }
+        "exec" => {
+            let p = parse(args, &[EXEC], true)?;
+            let Some((id, cmdline)) = p.pos.split_first() else {
+                return Err("berth: \"exec\" requires at least 1 argument (container id)".into());
+            };
+            // exec is how a container's process reaches the host binary.
+            exe::reexec_sealed().map_err(|x| x.to_string())?;
+            let spec = exec::container_spec(&root, id).map_err(e)?;
+            let process = match p.get("process") {
+                Some(path) => exec::process_from_file(std::path::Path::new(path)).map_err(e)?,
+                None => {
+                    let base = spec.process().clone().unwrap_or_default();
+                    let o = exec::Overrides {
+                        args: cmdline.to_vec(),
+                        env: p.all("env"),
+                        cwd: p.get("cwd").map(String::from),
+                        user: p.get("user").map(String::from),
+                        additional_gids: p.all("additional-gids"),
+                        caps: p.all("cap"),
+                        no_new_privs: p.get("no-new-privs").map(|_| p.bool("no-new-privs")),
+                        apparmor: p.get("apparmor").map(String::from),
+                        process_label: p.get("process-label").map(String::from),
+                        tty: p.bool("tty"),
+                    };
+                    exec::process_from_overrides(&base, &o).map_err(e)?
+                }
+            };
+            let o = exec::ExecOpts {
+                root,
+                id: id.clone(),
+                console_socket: p.get("console-socket").map(PathBuf::from),
+                detach: p.bool("detach"),
+                pid_file: p.get("pid-file").map(PathBuf::from),
+                preserve_fds: p.u32("preserve-fds")?,
+                cgroup: p.get("cgroup").map(String::from),
+                ignore_paused: p.bool("ignore-paused"),
+            };
+            exec::exec(&o, &process, &spec).map_err(e)
+        }
+        "ps" => {
+            let p = parse(args, &[&[f(&["format", "f"], true)]], true)?;
+            let Some((id, rest)) = p.pos.split_first() else {
+                return Err("berth: \"ps\" requires at least 1 argument (container id)".into());
+            };
+            let ps_args = rest.strip_prefix(&["--".to_string()]).unwrap_or(rest);
+            let pids = ps::pids(&root, id).map_err(e)?;
+            match p.get("format").unwrap_or("table") {
+                "json" => println!("{}", serde_json::Value::from(pids)),
+                "table" => print!("{}", ps::table(&pids, ps_args).map_err(e)?),
+                other => return Err(format!("invalid format option {other:?} (table or json)")),
+            }
+            Ok(0)
+        }
         "start" => {
             let p = parse(args, &[], false)?;
             exact_args(cmd, &p, 1)?;
-            container::start(&root, &p.pos[0]).map_err(e)?;
+            let notify = std::env::var("NOTIFY_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty());
+            container::start(&root, &p.pos[0], notify.as_deref()).map_err(e)?;
             Ok(0)
         }
         "state" => {

@@ -14,7 +14,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::cgroups::{self, Layout};
 use crate::namespaces::{self, Plan};
 use crate::state::{self, Dir, Saved, Status};
-use crate::{hooks, init, process, rootfs, sync, syscall, terminal};
+use crate::{foreground, hooks, init, notify, process, rootfs, sync, syscall, terminal};
 
 /// Errors of lifecycle commands, as `berth` prints them.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum Error {
     Sync(#[from] sync::Error),
     #[error(transparent)]
     Terminal(#[from] terminal::Error),
+    #[error(transparent)]
+    Foreground(#[from] foreground::Error),
     #[error("{what}: {err}")]
     Io { what: String, err: io::Error },
     #[error("{0}")]
@@ -64,6 +66,13 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// Socket-activation fds (LISTEN_FDS) handed to us: passed as fds 3..,
+    /// before the preserved ones, with LISTEN_FDS/LISTEN_PID set for the
+    /// container process.
+    pub listen_fds: u32,
+    /// The caller's NOTIFY_SOCKET: the container gets a socket of its own
+    /// whose READY=1 is relayed there.
+    pub notify_socket: Option<String>,
     /// True for `create` and `run -d`: the container process becomes a child
     /// of our caller (CLONE_PARENT), so a subreaper caller such as a shim
     /// reaps it, and nothing of `berth` stays behind.
@@ -206,20 +215,34 @@ pub struct Created {
     pub dir: Dir,
     pub saved: Saved,
     pub pidfd: OwnedFd,
+    /// With [`create_own_console`], our end of the console socket: the pty
+    /// master is waiting on it.
+    pub console: Option<OwnedFd>,
 }
 
 /// `create`: builds the container process, blocked before exec, and returns
 /// once it is fully set up.
 pub fn create(o: &CreateOpts) -> Result<Created, Error> {
-    let b = load_bundle(&o.bundle)?;
+    create_inner(o, false)
+}
+
+/// `create` for a foreground `run` without `--console-socket`: when the
+/// process wants a terminal, berth receives the pty master itself, to proxy
+/// it to its own stdio.
+pub fn create_own_console(o: &CreateOpts) -> Result<Created, Error> {
+    create_inner(o, true)
+}
+
+fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
+    let mut b = load_bundle(&o.bundle)?;
     let terminal = b
         .spec
         .process()
         .as_ref()
         .is_some_and(|p| p.terminal().unwrap_or(false));
-    if terminal && o.console_socket.is_none() {
+    if terminal && o.console_socket.is_none() && !own_console {
         return Err(Error::Config(
-            "process.terminal is true but no --console-socket was given; berth cannot allocate a terminal without one".into(),
+            "process.terminal is true but no --console-socket was given: a detached container's terminal must go somewhere (cannot allocate tty if berth will detach without setting console socket)".into(),
         ));
     }
     if !terminal && o.console_socket.is_some() {
@@ -228,15 +251,51 @@ pub fn create(o: &CreateOpts) -> Result<Created, Error> {
         ));
     }
     let dir = Dir::create(&o.root, &o.id)?;
-    fs::write(dir.path.join(state::CREATING_FILE), b"")
-        .map_err(io_err("mark container as creating"))?;
     let mut undo = Undo {
         pidfd: None,
         our_child: !o.detach,
         cgroups: Vec::new(),
     };
-    match create_in(o, &b, &dir, &mut undo) {
-        Ok((saved, pidfd)) => Ok(Created { dir, saved, pidfd }),
+    let r = (|| {
+        fs::write(dir.path.join(state::CREATING_FILE), b"")
+            .map_err(io_err("mark container as creating"))?;
+        if let Some(host) = &o.notify_socket {
+            notify::add_to_spec(&mut b.spec, &dir.path)
+                .map_err(|x| Error::Config(format!("NOTIFY_SOCKET {host}: {x}")))?;
+        }
+        if o.listen_fds > 0 {
+            if let Some(p) = b.spec.process_mut() {
+                let mut env = p.env().clone().unwrap_or_default();
+                env.retain(|v| !v.starts_with("LISTEN_FDS=") && !v.starts_with("LISTEN_PID="));
+                env.push(format!("LISTEN_FDS={}", o.listen_fds));
+                env.push("LISTEN_PID=1".into());
+                p.set_env(Some(env));
+            }
+        }
+        let (console, ours) = match (&o.console_socket, terminal) {
+            (Some(path), _) => (Some(terminal::connect(path)?), None),
+            (None, true) => {
+                let (a, b) = nix::sys::socket::socketpair(
+                    nix::sys::socket::AddressFamily::Unix,
+                    nix::sys::socket::SockType::Stream,
+                    None,
+                    nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|x| io_err("console socket pair")(x.into()))?;
+                (Some(b), Some(a))
+            }
+            (None, false) => (None, None),
+        };
+        let (saved, pidfd) = create_in(o, &b, &dir, &mut undo, console)?;
+        Ok((saved, pidfd, ours))
+    })();
+    match r {
+        Ok((saved, pidfd, console)) => Ok(Created {
+            dir,
+            saved,
+            pidfd,
+            console,
+        }),
         Err(e) => {
             undo.run();
             let _ = dir.remove();
@@ -250,6 +309,7 @@ fn create_in(
     b: &Bundle,
     dir: &Dir,
     undo: &mut Undo,
+    console: Option<OwnedFd>,
 ) -> Result<(Saved, OwnedFd), Error> {
     let spec = &b.spec;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -288,11 +348,6 @@ fn create_in(
     let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| io_err(format!("open {}", fifo.display()))(e.into()))?;
     let (parent_sock, child_sock) = sync::pair()?;
-    let console = o
-        .console_socket
-        .as_deref()
-        .map(terminal::connect)
-        .transpose()?;
 
     let hooks_cfg = spec.hooks().clone().unwrap_or_default();
     let prestart = hooks::from_spec(hooks_cfg.prestart());
@@ -331,7 +386,7 @@ fn create_in(
             sync: child_sock,
             console,
             no_pivot: o.no_pivot,
-            preserve_fds: o.preserve_fds,
+            preserve_fds: o.listen_fds + o.preserve_fds,
             create_container_hooks: &create_container,
             start_container_hooks: &start_container,
             has_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
@@ -348,23 +403,11 @@ fn create_in(
         namespaces::write_id_maps(pid, &uid, &gid, false)?;
     }
     cgroups::add_pid(&cgroup_dirs, pid)?;
+    if let Some(p) = spec.process() {
+        process::set_rlimits(pid, p)?;
+    }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-        let proc_dir = nix::fcntl::open(
-            format!("/proc/{pid}").as_str(),
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err(format!("open /proc/{pid}"))(e.into()))?;
-        rootfs::ensure_procfs(&proc_dir, "/proc")?;
-        let f = nix::fcntl::openat(
-            &proc_dir,
-            "oom_score_adj",
-            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_err("open oom_score_adj")(e.into()))?;
-        nix::unistd::write(&f, adj.to_string().as_bytes())
-            .map_err(|e| io_err(format!("set process.oomScoreAdj {adj}"))(e.into()))?;
+        set_oom_score_adj(pid, adj)?;
     }
 
     let (_, start_time) = state::proc_stat(pid).ok_or(Error::Sync(sync::Error::Closed))?;
@@ -434,6 +477,27 @@ fn create_in(
     Ok((saved, pidfd))
 }
 
+/// Writes `adj` to /proc/<pid>/oom_score_adj, checking that /proc is procfs.
+pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<(), Error> {
+    let proc_dir = nix::fcntl::open(
+        format!("/proc/{pid}").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(format!("open /proc/{pid}"))(e.into()))?;
+    rootfs::ensure_procfs(&proc_dir, "/proc")?;
+    let f = nix::fcntl::openat(
+        &proc_dir,
+        "oom_score_adj",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open oom_score_adj")(e.into()))?;
+    nix::unistd::write(&f, adj.to_string().as_bytes())
+        .map_err(|e| io_err(format!("set process.oomScoreAdj {adj}"))(e.into()))?;
+    Ok(())
+}
+
 /// Writes the pid file atomically (temp file then rename), as runc does.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let abs = if path.is_absolute() {
@@ -472,11 +536,43 @@ fn owner_name(path: &Path) -> String {
 }
 
 /// `start`: releases a created container to exec its process, then runs the
-/// poststart hooks.
-pub fn start(root: &Path, id: &str) -> Result<(), Error> {
+/// poststart hooks. With `notify_socket` (the caller's NOTIFY_SOCKET) and a
+/// container created with one, it returns once the container reported ready
+/// (or exited), as runc does.
+pub fn start(root: &Path, id: &str, notify_socket: Option<&str>) -> Result<(), Error> {
     let dir = Dir::open(root, id)?;
     let mut saved = dir.load()?;
-    start_loaded(&dir, &mut saved)
+    let mut relay = bind_relay(&dir, &saved, notify_socket)?;
+    start_loaded(&dir, &mut saved)?;
+    drop(dir);
+    if let Some(r) = &mut relay {
+        wait_ready(r, &saved);
+    }
+    Ok(())
+}
+
+/// Binds the container's notify socket when the caller has NOTIFY_SOCKET set
+/// and the container was created with one.
+fn bind_relay(
+    dir: &Dir,
+    saved: &Saved,
+    notify_socket: Option<&str>,
+) -> Result<Option<notify::Relay>, Error> {
+    match notify_socket {
+        Some(host) if dir.path.join(notify::DIR).is_dir() => Ok(Some(
+            notify::Relay::bind(&dir.path, host, saved.pid)
+                .map_err(|x| Error::Config(x.to_string()))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn wait_ready(relay: &mut notify::Relay, saved: &Saved) {
+    if let Ok(pidfd) = syscall::pidfd_open(saved.pid) {
+        if state::init_alive(saved) {
+            relay.wait_ready(pidfd.as_fd());
+        }
+    }
 }
 
 fn start_loaded(dir: &Dir, saved: &mut Saved) -> Result<(), Error> {
@@ -702,16 +798,24 @@ pub struct RunOpts {
     pub no_subreaper: bool,
 }
 
-/// `run`: create and start; in the foreground, forward signals, reap, and
-/// return the container's exit status (128+N for a signal), deleting the
-/// container unless `keep`.
+/// `run`: create and start; in the foreground, forward signals, proxy the
+/// terminal, reap, and return the container's exit status (128+N for a
+/// signal), deleting the container unless `keep`.
 pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
     if o.detach {
         let mut c = create(o)?;
-        if let Err(e) = start_loaded(&c.dir, &mut c.saved) {
-            let _ = kill_and_wait(&c.saved);
-            let _ = destroy(c.dir, &c.saved);
-            return Err(e);
+        let started = bind_relay(&c.dir, &c.saved, o.notify_socket.as_deref())
+            .and_then(|relay| start_loaded(&c.dir, &mut c.saved).map(|()| relay));
+        let mut relay = match started {
+            Ok(relay) => relay,
+            Err(e) => {
+                abort(c, false);
+                return Err(e);
+            }
+        };
+        drop(c.dir);
+        if let Some(relay) = &mut relay {
+            wait_ready(relay, &c.saved);
         }
         return Ok(0);
     }
@@ -720,57 +824,48 @@ pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
     }
     // Signals are blocked before the clone so none is lost; the container
     // process unblocks them before it execs.
-    let all = forwardable_signals();
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&all), None)
-        .map_err(|e| io_err("block signals")(e.into()))?;
-    let mut c = create(o)?;
-    if let Err(e) = start_loaded(&c.dir, &mut c.saved) {
-        let _ = kill_and_wait(&c.saved);
-        let _ = syscall::wait_pidfd(c.pidfd.as_fd(), false);
-        let _ = destroy(c.dir, &c.saved);
-        return Err(e);
-    }
-    let status = forward_until_exit(c.saved.pid, &all)?;
+    foreground::block_signals()?;
+    let mut c = create_own_console(o)?;
+    let prepared = (|| {
+        let master = c
+            .console
+            .take()
+            .map(|s| terminal::recv_master(s.as_fd()))
+            .transpose()?;
+        let relay = bind_relay(&c.dir, &c.saved, o.notify_socket.as_deref())?;
+        start_loaded(&c.dir, &mut c.saved)?;
+        Ok::<_, Error>((master, relay))
+    })();
+    let (master, mut relay) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            abort(c, true);
+            return Err(e);
+        }
+    };
+    // Unlocked while it runs, so that other berth commands can act on it.
+    drop(c.dir);
+    let status = foreground::wait(foreground::Foreground {
+        pid: c.saved.pid,
+        master,
+        notify: relay.as_mut(),
+    })?;
     if !r.keep {
-        destroy(c.dir, &c.saved)?;
+        if let Ok(dir) = Dir::open(&o.root, &o.id) {
+            let saved = dir.load().unwrap_or(c.saved);
+            destroy(dir, &saved)?;
+        }
     }
     Ok(status)
 }
 
-fn forwardable_signals() -> nix::sys::signal::SigSet {
-    let mut all = nix::sys::signal::SigSet::all();
-    for s in [
-        nix::sys::signal::Signal::SIGKILL,
-        nix::sys::signal::Signal::SIGSTOP,
-    ] {
-        all.remove(s);
+/// Undoes a created container whose start failed.
+fn abort(c: Created, our_child: bool) {
+    let _ = kill_and_wait(&c.saved);
+    if our_child {
+        let _ = syscall::wait_pidfd(c.pidfd.as_fd(), false);
     }
-    all
-}
-
-/// Waits for the container's init while forwarding every catchable signal to
-/// it and reaping any other child (we are their subreaper).
-fn forward_until_exit(pid: i32, set: &nix::sys::signal::SigSet) -> Result<i32, Error> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    loop {
-        // Reap first: the child may have exited before we started waiting.
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
-                    return Ok(128 + sig as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-        let sig = set
-            .wait()
-            .map_err(|e| io_err("wait for signals")(e.into()))?;
-        if sig != nix::sys::signal::Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        }
-    }
+    let _ = destroy(c.dir, &c.saved);
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process, Spec};
 
 use crate::cgroups::Layout;
 use crate::namespaces::{self, Plan};
@@ -201,18 +201,74 @@ fn setup(a: &Args) -> Result<Never, Error> {
         }
     }
 
-    if let Some(console) = &a.console {
+    let prepared = prepare_process(&ProcessSetup {
+        process: &proc_,
+        personality: linux.personality().as_ref(),
+        console: a.console.as_ref(),
+        preserve_fds: a.preserve_fds,
+    })?;
+
+    sync::send(sync, sync::READY, "")?;
+
+    // Block until `start` opens the fifo for reading.
+    let w = nix::fcntl::openat(
+        &host_proc,
+        format!("thread-self/fd/{}", fifo.as_raw_fd()).as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| other("open exec fifo", e))?;
+    nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
+    drop(w);
+    drop(host_proc);
+
+    if !a.start_container_hooks.is_empty() {
+        hooks::run_all("startContainer", a.start_container_hooks, created_state)?;
+    }
+    Err(prepared.exec())
+}
+
+/// The process attributes shared by a container's init and `exec`'d processes.
+struct ProcessSetup<'a> {
+    process: &'a Process,
+    personality: Option<&'a LinuxPersonality>,
+    console: Option<&'a OwnedFd>,
+    preserve_fds: u32,
+}
+
+/// A process ready to exec: everything is set but the program itself.
+struct Prepared {
+    exe: CString,
+    display: String,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl Prepared {
+    fn exec(self) -> Error {
+        syscall::reset_signals();
+        let err = syscall::execve(&self.exe, &self.argv, &self.env);
+        other(&format!("exec {}", self.display), err)
+    }
+}
+
+/// From the terminal to the last step before exec, in the order runc uses:
+/// terminal, scheduling, LSM label, cwd, capability bounding set, user,
+/// capabilities, no_new_privs, then the executable is looked up and every fd
+/// the caller did not pass is marked close-on-exec.
+fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
+    let proc_ = s.process;
+    if let Some(console) = s.console {
         let (master, slave) = terminal::open_pty()?;
         terminal::send_fd(console, "/dev/ptmx", master.as_raw_fd())?;
         drop(master);
         terminal::make_controlling(&slave)?;
     }
 
-    process::set_rlimits(&proc_)?;
-    process::set_sched_io_persona(&proc_, linux.personality().as_ref())?;
-    process::set_lsm_labels(&proc_)?;
+    process::set_sched_io_persona(proc_, s.personality)?;
+    process::set_lsm_labels(proc_)?;
 
-    // The working directory is resolved inside the new root, refusing magic
+    // The working directory is resolved inside the root, refusing magic
     // links (a leaked /proc/self/fd/N must not become the cwd).
     let slash = nix::fcntl::open(
         "/",
@@ -243,11 +299,11 @@ fn setup(a: &Args) -> Result<Never, Error> {
     if let Some(c) = &caps {
         process::drop_bounding(c)?;
     }
-    let setgroups_ok = !new_user
-        || std::fs::read_to_string("/proc/self/setgroups")
-            .map(|s| s.trim() != "deny")
-            .unwrap_or(true);
-    process::set_user(&proc_, setgroups_ok)?;
+    // In a user namespace whose setgroups is denied, groups cannot change.
+    let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    process::set_user(proc_, setgroups_ok)?;
     if proc_.user().umask().is_none() {
         syscall::umask(0o022);
     }
@@ -274,37 +330,62 @@ fn setup(a: &Args) -> Result<Never, Error> {
 
     // Nothing the caller did not pass reaches the container: every fd past
     // stdio and the preserved ones is close-on-exec.
-    syscall::cloexec_from(3 + a.preserve_fds).map_err(|e| other("mark fds close-on-exec", e))?;
-    for fd in 3..3 + a.preserve_fds as i32 {
+    syscall::cloexec_from(3 + s.preserve_fds).map_err(|e| other("mark fds close-on-exec", e))?;
+    for fd in 3..3 + s.preserve_fds as i32 {
         let _ = syscall::clear_cloexec(fd);
-    }
-
-    sync::send(sync, sync::READY, "")?;
-
-    // Block until `start` opens the fifo for reading.
-    let w = nix::fcntl::openat(
-        &host_proc,
-        format!("thread-self/fd/{}", fifo.as_raw_fd()).as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| other("open exec fifo", e))?;
-    nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
-    drop(w);
-    drop(host_proc);
-
-    if !a.start_container_hooks.is_empty() {
-        hooks::run_all("startContainer", a.start_container_hooks, created_state)?;
     }
 
     let c = |s: &str| {
         CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
     };
-    let cargv = argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;
-    let cenv = env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;
-    let cexe = CString::new(exe.as_os_str().as_bytes())
-        .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?;
-    syscall::reset_signals();
-    let err = syscall::execve(&cexe, &cargv, &cenv);
-    Err(other(&format!("exec {}", exe.display()), err))
+    Ok(Prepared {
+        argv: argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
+        env: env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
+        exe: CString::new(exe.as_os_str().as_bytes())
+            .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?,
+        display: exe.display().to_string(),
+    })
+}
+
+/// Everything an `exec`'d process needs, prepared by `berth exec` before the
+/// fork. The parent has already joined the container's pid namespace, so
+/// this process is inside it.
+pub struct ExecArgs<'a> {
+    pub process: &'a Process,
+    pub personality: Option<&'a LinuxPersonality>,
+    /// pidfd of the container's init, whose namespaces are joined.
+    pub init: &'a OwnedFd,
+    /// The namespaces of init that differ from ours (pid excluded).
+    pub join: nix::sched::CloneFlags,
+    pub sync: OwnedFd,
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: u32,
+}
+
+/// Runs an `exec`'d process to its exec; never returns. Success shows to the
+/// parent as the sync socket closing (it is close-on-exec).
+pub fn run_exec(a: ExecArgs) -> ! {
+    let r = (|| -> Result<Never, Error> {
+        sync::expect(&a.sync, sync::GO)?;
+        if !a.join.is_empty() {
+            // One setns on the pidfd joins all of them at once, user
+            // namespace first as the kernel orders it.
+            nix::sched::setns(a.init, a.join)
+                .map_err(|e| other("join the container's namespaces", e))?;
+        }
+        let prepared = prepare_process(&ProcessSetup {
+            process: a.process,
+            personality: a.personality,
+            console: a.console.as_ref(),
+            preserve_fds: a.preserve_fds,
+        })?;
+        Err(prepared.exec())
+    })();
+    match r {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = sync::send(&a.sync, sync::ERROR, &e.to_string());
+            syscall::exit_now(1)
+        }
+    }
 }

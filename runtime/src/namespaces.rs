@@ -52,6 +52,46 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// Every namespace type, user first (the order joins must follow).
+pub const ALL: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+];
+
+/// The namespaces of process `pid` that differ from ours, as clone flags:
+/// what a process entering its container must join. A type this kernel
+/// lacks is skipped.
+pub fn differing(pid: i32) -> Result<CloneFlags, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = CloneFlags::empty();
+    for t in ALL {
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(t)));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{}", proc_name(t)));
+        let theirs_md = match std::fs::metadata(&theirs) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && ours.is_err() => continue,
+            Err(err) => {
+                return Err(Error::Io {
+                    what: "inspect namespace",
+                    path: theirs,
+                    err,
+                })
+            }
+        };
+        let same = ours.is_ok_and(|m| m.dev() == theirs_md.dev() && m.ino() == theirs_md.ino());
+        if !same {
+            out |= flag(t);
+        }
+    }
+    Ok(out)
+}
+
 /// What to do about namespaces, decided once from the config.
 #[derive(Debug)]
 pub struct Plan {

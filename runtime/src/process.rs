@@ -131,8 +131,9 @@ pub fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 
-/// Sets every rlimit of the config on the calling process.
-pub fn set_rlimits(p: &Process) -> Result<(), Error> {
+/// Sets every rlimit of the config on process `pid`, from the parent: once
+/// the child is in a new user namespace it could no longer raise them.
+pub fn set_rlimits(pid: libc::pid_t, p: &Process) -> Result<(), Error> {
     for r in p.rlimits().iter().flatten() {
         let name = serde_json::to_value(r.typ())
             .ok()
@@ -140,17 +141,10 @@ pub fn set_rlimits(p: &Process) -> Result<(), Error> {
             .unwrap_or_default();
         let res = rlimit_resource(&name)
             .ok_or_else(|| Error::Invalid(format!("unknown rlimit {name}")))?;
-        let lim = libc::rlimit {
-            rlim_cur: r.soft(),
-            rlim_max: r.hard(),
-        };
-        // SAFETY: `lim` is a valid rlimit; setrlimit only reads it.
-        if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(Error::Sys {
-                what: format!("set {name} to soft {} hard {}", r.soft(), r.hard()),
-                err: io::Error::last_os_error(),
-            });
-        }
+        syscall::prlimit(pid, res, r.soft(), r.hard()).map_err(|err| Error::Sys {
+            what: format!("set {name} to soft {} hard {}", r.soft(), r.hard()),
+            err,
+        })?;
     }
     Ok(())
 }
@@ -279,6 +273,19 @@ fn cap_names(set: &Option<oci_spec::runtime::Capabilities>) -> Result<HashSet<Ca
         out.insert(cap);
     }
     Ok(out)
+}
+
+/// Parses a capability name as the config spells it (`CAP_NET_ADMIN`; the
+/// `CAP_` prefix may be left out).
+pub fn parse_cap(name: &str) -> Result<oci_spec::runtime::Capability, Error> {
+    let up = name.to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| Error::Invalid(format!("unknown capability {name:?}")))
 }
 
 /// The five capability sets of the config.

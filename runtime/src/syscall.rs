@@ -412,3 +412,78 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_SETFD with 0 only changes the flag of an fd number.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
 }
+
+/// `prlimit(2)` on another process: sets a resource limit of `pid`. The
+/// parent uses it so that limits above the current hard limit can be set even
+/// when the child already lives in a new user namespace.
+pub fn prlimit(
+    pid: libc::pid_t,
+    res: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit read by the kernel; the old-limit pointer is NULL.
+    cvt(unsafe { libc::prlimit(pid, res, &lim, std::ptr::null_mut()) } as libc::c_long).map(drop)
+}
+
+/// `TIOCGWINSZ`: the window size of a terminal.
+pub fn get_winsize(fd: RawFd) -> io::Result<libc::winsize> {
+    // SAFETY: zeroed winsize is a valid out-parameter.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which is valid.
+    cvt(
+        unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) } as libc::c_long,
+    )?;
+    Ok(ws)
+}
+
+/// `TIOCSWINSZ`: sets the window size of a terminal.
+pub fn set_winsize(fd: RawFd, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which is valid.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const libc::winsize) } as libc::c_long)
+        .map(drop)
+}
+
+/// Receives one message on a unix socket with at most one descriptor
+/// attached (SCM_RIGHTS), which is returned owned and close-on-exec.
+pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::Error::EINTR) => continue,
+            r => break r.map_err(io::Error::from)?,
+        }
+    };
+    let mut fd = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: SCM_RIGHTS just installed `f` in our table; nothing else owns it.
+                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, fd))
+}
+
+/// `TIOCGPTPEER`: opens the slave of a pty master.
+pub fn open_pty_peer(master: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: TIOCGPTPEER takes open flags as an integer argument.
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER as _, flags) };
+    // SAFETY: a non-negative return is a new descriptor that we now own.
+    cvt(ret as libc::c_long).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}

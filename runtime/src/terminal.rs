@@ -3,7 +3,7 @@
 //! slave made the process's controlling terminal and stdio.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -43,14 +43,11 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {
     )
     .map_err(|x| e("open /dev/ptmx")(x.into()))?;
     syscall::unlockpt(master.as_raw_fd()).map_err(e("unlock pty"))?;
-    let slave = syscall::ioctl_int(
-        master.as_raw_fd(),
-        libc::TIOCGPTPEER as libc::c_ulong,
+    let slave = syscall::open_pty_peer(
+        master.as_fd(),
         libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
     )
     .map_err(e("open pty peer"))?;
-    // SAFETY: TIOCGPTPEER returned a new fd that we now own.
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     Ok((master, slave))
 }
 
@@ -73,4 +70,52 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<(), Error> {
         syscall::dup2(slave.as_raw_fd(), target).map_err(e("dup pty to stdio"))?;
     }
     Ok(())
+}
+
+/// Receives a pty master sent over a console socket (the receiving side of
+/// [`send_fd`], for `run` and `exec` in the foreground, which act as their
+/// own console socket).
+pub fn recv_master(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
+    let mut buf = [0u8; 4096];
+    let (_, fd) = syscall::recv_fd(sock, &mut buf).map_err(e("receive pty master"))?;
+    fd.ok_or_else(|| Error {
+        what: "receive pty master".into(),
+        err: io::Error::new(io::ErrorKind::InvalidData, "no descriptor in the message"),
+    })
+}
+
+/// Puts a terminal in raw mode and restores its settings when dropped, so
+/// that the user's terminal is usable again however `berth` leaves.
+pub struct RawMode {
+    fd: OwnedFd,
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    /// Switches `fd` to raw mode; `None` when it is not a terminal.
+    pub fn enable(fd: BorrowedFd<'_>) -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let saved = tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
+        // Our own handle on the terminal, to restore it from Drop.
+        let fd = fd.try_clone_to_owned().ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies the window size of terminal `from` to `to` (no-op when `from` is
+/// not a terminal).
+pub fn copy_winsize(from: RawFd, to: RawFd) {
+    if let Ok(ws) = syscall::get_winsize(from) {
+        let _ = syscall::set_winsize(to, &ws);
+    }
 }

@@ -288,6 +288,55 @@ pub fn add_pid(dirs: &[PathBuf], pid: i32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The directories an `exec --cgroup` process joins: `spec` is `path` (a
+/// sub-cgroup in every hierarchy) or `ctrl[,ctrl]:path` (in those
+/// controllers' hierarchies; the others keep the container's own). The
+/// sub-cgroup must already exist, as runc requires.
+pub fn sub_dirs(layout: &Layout, dirs: &[PathBuf], spec: &str) -> Result<Vec<PathBuf>, Error> {
+    let (ctrls, sub) = match spec.split_once(':') {
+        Some((c, p)) => (
+            c.split(',').filter(|c| !c.is_empty()).collect::<Vec<_>>(),
+            p,
+        ),
+        None => (Vec::new(), spec),
+    };
+    let rel = Path::new(sub.trim_start_matches('/'));
+    if sub.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::Unsupported(format!(
+            "--cgroup {spec:?}: must name a sub-cgroup path without '..'"
+        )));
+    }
+    let mut matched = ctrls.is_empty();
+    let mut out = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        let h = layout.hierarchies.iter().find(|h| d.starts_with(&h.mount));
+        let wanted = ctrls.is_empty()
+            || h.is_some_and(|h| {
+                h.unified || h.controllers.iter().any(|c| ctrls.contains(&c.as_str()))
+            });
+        if !wanted {
+            out.push(d.clone());
+            continue;
+        }
+        matched = true;
+        let p = d.join(rel);
+        if !p.is_dir() {
+            return Err(Error::Io {
+                what: "exec --cgroup: no such cgroup",
+                path: p,
+                err: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        out.push(p);
+    }
+    if !matched {
+        return Err(Error::Unsupported(format!(
+            "--cgroup {spec:?}: none of the controllers {ctrls:?} has a hierarchy here"
+        )));
+    }
+    Ok(out)
+}
+
 /// Pids in the container's cgroup (from the first directory that has them).
 pub fn procs(dirs: &[PathBuf]) -> Vec<i32> {
     for d in dirs {
