@@ -6,7 +6,10 @@ CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
 APT_PKGS := busybox-static containerd
 
-.PHONY: all deps build release bundle demo test unit integration lint clean
+BENCH_PKGS := hyperfine time runc crun python3
+BENCH_RUNS ?= 60
+
+.PHONY: all deps build release bundle demo test unit integration lint bench clean
 
 all: build
 
@@ -56,6 +59,14 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks against runc and crun in the same run (see docs/benchmarks.md).
+bench: bundle
+	@missing=""; for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	bench/run.sh $(BERTH) $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use berth_integration::*;
 use serde_json::{json, Value};
@@ -559,14 +560,23 @@ fn no_fd_leaks_and_preserve_fds() {
 #[test]
 fn host_binary_cannot_be_overwritten_through_proc_exe() {
     // The container process runs Berth code until its exec: what its
-    // /proc/<pid>/exe names must be a sealed copy, not the host binary.
+    // /proc/<pid>/exe names must be a protected view (read-only overlayfs)
+    // or a sealed copy, never the host binary.
     let c = Ctx::new("exe", &["sleep", "100"]);
     c.create(&c.id);
     let pid = c.state(&c.id)["pid"].as_i64().unwrap();
     let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let host = fs::canonicalize(berth_bin()).unwrap();
+    assert_ne!(exe, host, "the container process runs the host binary");
+    let fs_type = Command::new("stat")
+        .args(["-f", "-L", "-c", "%T"])
+        .arg(format!("/proc/{pid}/exe"))
+        .output()
+        .unwrap();
+    let fs_type = String::from_utf8_lossy(&fs_type.stdout).trim().to_string();
     assert!(
-        exe.to_string_lossy().starts_with("/memfd:berth"),
-        "{}",
+        exe.to_string_lossy().starts_with("/memfd:berth") || fs_type == "overlayfs",
+        "{} on {fs_type}",
         exe.display()
     );
     let w = fs::OpenOptions::new()

@@ -276,8 +276,9 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 false,
             )?;
             exact_args(cmd, &p, 1)?;
-            // Before anything forks into a container: run from a sealed copy.
-            exe::reexec_sealed().map_err(|x| x.to_string())?;
+            // Before anything forks into a container: run from a protected copy.
+            crate::state::ensure_root(&root).map_err(|x| x.to_string())?;
+            exe::reexec_protected(&root).map_err(|x| x.to_string())?;
             let o = CreateOpts {
                 root,
                 id: p.pos[0].clone(),
@@ -309,7 +310,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 return Err("berth: \"exec\" requires at least 1 argument (container id)".into());
             };
             // exec is how a container's process reaches the host binary.
-            exe::reexec_sealed().map_err(|x| x.to_string())?;
+            exe::reexec_protected(&root).map_err(|x| x.to_string())?;
             let spec = exec::container_spec(&root, id).map_err(e)?;
             let process = match p.get("process") {
                 Some(path) => exec::process_from_file(std::path::Path::new(path)).map_err(e)?,

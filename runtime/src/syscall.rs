@@ -487,3 +487,56 @@ pub fn open_pty_peer(master: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<O
     // SAFETY: a non-negative return is a new descriptor that we now own.
     cvt(ret as libc::c_long).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// `fsopen(2)`: a filesystem context for `fstype`, close-on-exec.
+pub fn fsopen(fstype: &CStr) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: `fstype` is a valid C string; flags are plain integers.
+    let ret = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    // SAFETY: a non-negative return is a new fd that we now own.
+    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `fsconfig(fd, FSCONFIG_SET_STRING, key, value)`.
+pub fn fsconfig_set_string(fs: BorrowedFd<'_>, key: &CStr, value: &CStr) -> io::Result<()> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    // SAFETY: valid fd and C strings; aux is unused for strings.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fsconfig(fd, FSCONFIG_CMD_CREATE)`: creates the superblock.
+pub fn fsconfig_create(fs: BorrowedFd<'_>) -> io::Result<()> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    // SAFETY: valid fd; key and value must be NULL for this command.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fsmount(2)`: a detached mount of the created superblock with the given
+/// MOUNT_ATTR_* bits, close-on-exec.
+pub fn fsmount(fs: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: valid fd and integer flags.
+    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    // SAFETY: a non-negative return is a new mount fd that we now own.
+    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
