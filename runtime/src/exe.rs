@@ -47,8 +47,6 @@ fn e(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |err| Error { what, err }
 }
 
-const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-
 /// True when this process already runs from a protected copy: a sealed
 /// memfd, or a file on a read-only overlayfs.
 pub fn is_protected() -> bool {
@@ -61,7 +59,7 @@ pub fn is_protected() -> bool {
         return true;
     }
     nix::sys::statfs::fstatfs(&f).is_ok_and(|st| {
-        st.filesystem_type().0 as i64 == OVERLAYFS_SUPER_MAGIC
+        st.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC
             && nix::sys::statvfs::fstatvfs(&f)
                 .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
     })
