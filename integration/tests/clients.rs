@@ -152,14 +152,7 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         // containerd leaves the image snapshot mounts only while containers run;
         // unmount anything left under our dir before removing it.
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for l in mounts.lines() {
-            if let Some(mp) = l.split(' ').nth(4) {
-                if mp.starts_with(self.dir.to_str().unwrap()) {
-                    let _ = Command::new("umount").arg("-l").arg(mp).status();
-                }
-            }
-        }
+        unmount_under(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -230,6 +223,24 @@ fn containerd_ctr_runs_berth() {
     )
     .unwrap();
     assert_eq!(st["status"], "running");
+    // exec through the shim: `berth exec` with the shim's process.json.
+    let out = d.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "bg",
+        "sh",
+        "-c",
+        "echo in exec $(cat /proc/1/cmdline | tr '\\0' ' '); exit 4",
+    ]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "in exec sleep 1000",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(4));
     ok(&d.ctr(&["tasks", "kill", "-s", "SIGKILL", "bg"]));
     let t = Instant::now();
     loop {
@@ -253,4 +264,162 @@ fn containerd_ctr_runs_berth() {
     );
     drop(d);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Unmounts whatever is left mounted under `dir` (deepest first).
+fn unmount_under(dir: &Path) {
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mps: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| mp.starts_with(dir.to_str().unwrap()))
+        .collect();
+    mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mp in mps {
+        let _ = Command::new("umount").arg("-l").arg(mp).status();
+    }
+}
+
+/// podman with its own storage, run root and tmpdir; berth as the runtime.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(name: &str) -> Podman {
+        let dir = std::env::temp_dir().join(format!("berth-it-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Podman { dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("podman");
+        c.arg("--runtime")
+            .arg(berth_bin())
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let out = self
+            .cmd(args)
+            .output()
+            .expect("podman: apt-get install podman");
+        if !out.status.success() {
+            eprintln!(
+                "podman {args:?}: exit {:?}\n{}",
+                out.status.code(),
+                stderr(&out)
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd(&["rm", "--all", "--force", "--time", "0"])
+            .output();
+        unmount_under(&self.dir);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn podman_runs_berth() {
+    let p = Podman::new("podman");
+    let tar = p.dir.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(busybox_rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    ok(&p.run(&["import", tar.to_str().unwrap(), "localhost/bbtest:1"]));
+    // This host lacks CAP_SYS_RESOURCE: podman's default rlimits (raised
+    // above the host's hard limits) fail in any runtime, so set them. The
+    // default seccomp profile waits for berth's seccomp support.
+    let opts = [
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--security-opt",
+        "seccomp=unconfined",
+    ];
+    let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter()
+            .chain(opts.iter())
+            .chain(tail.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let args = with(
+        &["run", "--rm"],
+        &[
+            "localhost/bbtest:1",
+            "sh",
+            "-c",
+            "echo hello via podman $(id -u); exit 3",
+        ],
+    );
+    let out = p.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        stdout(&out).trim(),
+        "hello via podman 0",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    let args = with(
+        &["run", "-d", "--name", "bg"],
+        &["localhost/bbtest:1", "sleep", "1000"],
+    );
+    ok(&p.run(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let out = p.run(&[
+        "exec",
+        "bg",
+        "sh",
+        "-c",
+        "echo in exec; cat /proc/1/cmdline; exit 5",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "in exec\nsleep\x001000\x00",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let ps = ok(&p.run(&["ps", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(ps.contains("bg Up"), "{ps}");
+    ok(&p.run(&["stop", "--time", "1", "bg"]));
+    let ps = ok(&p.run(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(ps.contains("bg Exited"), "{ps}");
+    ok(&p.run(&["rm", "bg"]));
+    // berth's error reaches podman's user, worded as runc's so that podman
+    // recognises it (a missing command exits 127).
+    let args = with(&["run", "--rm"], &["localhost/bbtest:1", "no-such-prog"]);
+    let out = p.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
 }

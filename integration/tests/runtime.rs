@@ -799,3 +799,20 @@ fn container_hooks_get_the_host_pid() {
     assert_eq!(v["id"], c.id.as_str());
     assert!(v["pid"].as_i64().unwrap() > 1, "{out}");
 }
+
+#[test]
+fn pids_limit_applied() {
+    let mut c = Ctx::new(
+        "pids",
+        &sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"),
+    );
+    c.config["linux"]["resources"]["pids"] = json!({"limit": 42});
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    assert_eq!(ok(&c.run()).trim(), "42");
+    // 0 or less is "no limit", as in runc.
+    c.config["linux"]["resources"]["pids"] = json!({"limit": -1});
+    assert_eq!(ok(&c.run()).trim(), "max");
+}

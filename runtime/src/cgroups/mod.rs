@@ -427,6 +427,9 @@ pub fn apply(
     if let Some(shares) = res.and_then(|r| r.cpu().as_ref()).and_then(|c| c.shares()) {
         set_cpu_shares(layout, dirs, shares)?;
     }
+    if let Some(p) = res.and_then(|r| r.pids().as_ref()) {
+        set_pids_limit(layout, dirs, p.limit())?;
+    }
     if layout.is_pure_v2() {
         let asked = res
             .and_then(|r| r.devices().as_ref())
@@ -457,17 +460,56 @@ fn set_cpu_shares(layout: &Layout, dirs: &[PathBuf], shares: u64) -> Result<(), 
     } else {
         ("cpu.shares", shares.to_string())
     };
+    write_controller(
+        layout,
+        dirs,
+        "cpu",
+        file,
+        &value,
+        "linux.resources.cpu.shares",
+    )
+}
+
+/// `pids.max` (the same file on v1 and v2): a limit of 0 or less is "max",
+/// as runc treats it.
+fn set_pids_limit(layout: &Layout, dirs: &[PathBuf], limit: i64) -> Result<(), Error> {
+    let value = if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".to_string()
+    };
+    write_controller(
+        layout,
+        dirs,
+        "pids",
+        "pids.max",
+        &value,
+        "linux.resources.pids.limit",
+    )
+}
+
+/// Writes `value` to `file` in the container's directory of `controller`
+/// (the unified directory on a pure v2 host); `field` names the config
+/// field in errors.
+fn write_controller(
+    layout: &Layout,
+    dirs: &[PathBuf],
+    controller: &str,
+    file: &str,
+    value: &str,
+    field: &str,
+) -> Result<(), Error> {
     let dir = if layout.is_pure_v2() {
         dirs.first()
     } else {
         layout
-            .v1("cpu")
+            .v1(controller)
             .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
     };
     let dir = dir.ok_or_else(|| {
-        Error::Unsupported("linux.resources.cpu.shares: no cpu controller is mounted".into())
+        Error::Unsupported(format!("{field}: no {controller} controller is mounted"))
     })?;
-    fs::write(dir.join(file), &value).map_err(|err| Error::Io {
+    fs::write(dir.join(file), value).map_err(|err| Error::Io {
         what: "write",
         path: dir.join(file),
         err,
@@ -496,9 +538,6 @@ fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
     });
     if cpu_beyond_shares {
         asked.push("cpu");
-    }
-    if r.pids().is_some() {
-        asked.push("pids");
     }
     if r.block_io()
         .as_ref()
