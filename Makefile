@@ -6,7 +6,7 @@ CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
 APT_PKGS := busybox-static containerd podman conmon golang-github-containers-common
 
-BENCH_PKGS := hyperfine time runc crun python3
+BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common
 BENCH_RUNS ?= 60
 
 .PHONY: all deps build release bundle demo test unit integration lint bench clean

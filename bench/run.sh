@@ -43,6 +43,33 @@ PY
 }
 mk_bundle true '["/bin/true"]'
 mk_bundle sleep '["/bin/sleep", "100000"]'
+# /bin/true under podman's default seccomp profile, converted to the OCI form
+# podman passes to runtimes (entries apply by their caps/arch includes).
+mk_bundle seccomp '["/bin/true"]'
+python3 - "$WORK/seccomp/config.json" /usr/share/containers/seccomp.json <<'PY'
+import json, sys
+path, prof = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+p = json.load(open(prof))
+caps = set(c["process"]["capabilities"]["bounding"])
+def applies(s):
+    inc, exc = s.get("includes") or {}, s.get("excludes") or {}
+    if inc.get("arches") and "amd64" not in inc["arches"]: return False
+    if exc.get("arches") and "amd64" in exc["arches"]: return False
+    if inc.get("caps") and not set(inc["caps"]) <= caps: return False
+    if exc.get("caps") and set(exc["caps"]) & caps: return False
+    return True
+rules = []
+for s in p["syscalls"]:
+    if applies(s):
+        r = {"names": s["names"], "action": s["action"]}
+        if s.get("args"): r["args"] = s["args"]
+        if s.get("errnoRet") is not None: r["errnoRet"] = s["errnoRet"]
+        rules.append(r)
+c["linux"]["seccomp"] = {"defaultAction": p["defaultAction"], "defaultErrnoRet": p.get("defaultErrnoRet"),
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules}
+json.dump(c, open(path, "w"), indent=1)
+PY
 
 cmd() { # runtime args...  -> the command line hyperfine runs
     local r=$1; shift
@@ -75,6 +102,9 @@ for r in "${RUNTIMES[@]}"; do
     # run of /bin/true
     hf run "$OUT/run-$r.json" "$RUNS" "$(cmd "$r" run --bundle "$WORK/true" b-run)"
     record "run-$r" "$OUT/run-$r.json"
+    # run under podman's default seccomp profile
+    hf seccomp "$OUT/seccomp-$r.json" "$RUNS" "$(cmd "$r" run --bundle "$WORK/seccomp" b-scmp)"
+    record "seccomp-$r" "$OUT/seccomp-$r.json"
     # create, start and delete apart
     hf create "$OUT/create-$r.json" "$RUNS" \
         --prepare "$(cmd "$r" delete --force b-ph)" \
@@ -110,7 +140,7 @@ ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 {
     echo "| measurement | berth wall ms | berth CPU ms | crun wall ms | crun CPU ms | runc wall ms | runc CPU ms | berth/crun wall | berth/crun CPU |"
     echo "|---|---|---|---|---|---|---|---|---|"
-    for m in run create start delete exec row100; do
+    for m in run seccomp create start delete exec row100; do
         printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$m" \
             "${WALL[$m-berth]}" "${CPU[$m-berth]}" "${WALL[$m-crun]}" "${CPU[$m-crun]}" \
             "${WALL[$m-runc]}" "${CPU[$m-runc]}" \

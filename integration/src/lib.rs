@@ -382,3 +382,55 @@ pub fn on_pty(cmd: &mut Command) -> std::os::fd::OwnedFd {
     }
     pty.master
 }
+
+/// Converts a containers-common seccomp profile (podman's
+/// `/usr/share/containers/seccomp.json`, Docker's format) to the OCI
+/// `linux.seccomp` that podman would pass for an amd64 container with the
+/// capabilities `caps`, as podman's own conversion does: entries apply by
+/// their `includes`/`excludes` of caps and arches.
+pub fn oci_seccomp_from_containers_common(path: &Path, caps: &[&str]) -> Value {
+    let p: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    let arch_ok = |v: &Value| {
+        v.as_array()
+            .is_none_or(|a| a.is_empty() || a.iter().any(|x| x == "amd64"))
+    };
+    let caps_all = |v: &Value| {
+        v.as_array()
+            .is_none_or(|a| a.iter().all(|c| caps.contains(&c.as_str().unwrap_or(""))))
+    };
+    let caps_none = |v: &Value| {
+        v.as_array()
+            .is_none_or(|a| !a.iter().any(|c| caps.contains(&c.as_str().unwrap_or(""))))
+    };
+    let mut syscalls = Vec::new();
+    for s in p["syscalls"].as_array().unwrap() {
+        let inc = &s["includes"];
+        let exc = &s["excludes"];
+        let applies = arch_ok(&inc["arches"])
+            && caps_all(&inc["caps"])
+            && caps_none(&exc["caps"])
+            && exc["arches"]
+                .as_array()
+                .is_none_or(|a| !a.iter().any(|x| x == "amd64"));
+        if !applies {
+            continue;
+        }
+        let mut r = serde_json::json!({"names": s["names"], "action": s["action"]});
+        if let Some(args) = s["args"].as_array().filter(|a| !a.is_empty()) {
+            r["args"] = Value::Array(args.clone());
+        }
+        if let Some(e) = s["errnoRet"].as_u64() {
+            r["errnoRet"] = e.into();
+        }
+        syscalls.push(r);
+    }
+    let mut out = serde_json::json!({
+        "defaultAction": p["defaultAction"],
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": syscalls,
+    });
+    if let Some(e) = p["defaultErrnoRet"].as_u64() {
+        out["defaultErrnoRet"] = e.into();
+    }
+    out
+}

@@ -758,7 +758,11 @@ fn spec_features_version() {
         .as_array()
         .unwrap()
         .contains(&json!("time")));
-    assert_eq!(f["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert!(f["linux"]["seccomp"]["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SCMP_ACT_NOTIFY")));
     let v = ok(&c.berth(&["--version"]));
     assert!(
         v.starts_with("berth version ") && v.contains("spec: 1.0.2-dev"),

@@ -37,6 +37,8 @@ pub enum Error {
     Terminal(#[from] terminal::Error),
     #[error(transparent)]
     Foreground(#[from] foreground::Error),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::Error),
     #[error("{what}: {err}")]
     Io { what: String, err: io::Error },
     #[error("{0}")]
@@ -139,10 +141,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
             rootfs::propagation_flag(p)?;
         }
         if let Some(s) = linux.seccomp() {
-            return Err(Error::Config(format!(
-                "linux.seccomp (default action {:?}): seccomp filters are not implemented yet",
-                s.default_action()
-            )));
+            crate::seccomp::validate(s)?;
         }
         if linux.intel_rdt().is_some() {
             return Err(Error::Config("linux.intelRdt: not supported".into()));
@@ -250,6 +249,14 @@ fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
             "--console-socket given but process.terminal is false".into(),
         ));
     }
+    // Compiled (or taken from the cache) before anything exists.
+    let filter = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|s| crate::seccomp::load_or_compile(&o.root, s))
+        .transpose()?;
     let dir = Dir::create(&o.root, &o.id)?;
     let mut undo = Undo {
         pidfd: None,
@@ -286,7 +293,7 @@ fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
             }
             (None, false) => (None, None),
         };
-        let (saved, pidfd) = create_in(o, &b, &dir, &mut undo, console)?;
+        let (saved, pidfd) = create_in(o, &b, &dir, &mut undo, console, filter.as_ref())?;
         Ok((saved, pidfd, ours))
     })();
     match r {
@@ -310,6 +317,7 @@ fn create_in(
     dir: &Dir,
     undo: &mut Undo,
     console: Option<OwnedFd>,
+    filter: Option<&crate::seccomp::Filter>,
 ) -> Result<(Saved, OwnedFd), Error> {
     let spec = &b.spec;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -390,6 +398,7 @@ fn create_in(
             create_container_hooks: &create_container,
             start_container_hooks: &start_container,
             has_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+            seccomp: filter,
         });
     }
     drop(child_sock);
@@ -442,7 +451,7 @@ fn create_in(
     );
     sync::send(&parent_sock, sync::GO, &states)?;
     loop {
-        let (tag, _) = sync::recv(&parent_sock).map_err(|e| match e {
+        let (tag, _, attached) = sync::recv_with_fd(&parent_sock).map_err(|e| match e {
             sync::Error::Closed => {
                 let status = if o.detach {
                     None
@@ -464,6 +473,14 @@ fn create_in(
                 hooks::run_all("prestart", &prestart, &st)?;
                 hooks::run_all("createRuntime", &create_runtime, &st)?;
                 sync::send(&parent_sock, sync::HOOKS_DONE, "")?;
+            }
+            sync::SECCOMP => {
+                let (Some(fd), Some(profile)) = (attached, linux.seccomp()) else {
+                    return Err(Error::Sync(sync::Error::Unexpected(tag as char)));
+                };
+                let st = state::oci_state(&saved, Status::Creating);
+                crate::seccomp::send_to_listener(profile, pid, st, &fd)?;
+                sync::send(&parent_sock, sync::SECCOMP_DONE, "")?;
             }
             sync::READY => break,
             other => return Err(Error::Sync(sync::Error::Unexpected(other as char))),

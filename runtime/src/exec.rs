@@ -193,6 +193,10 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
     if !state::init_alive(&saved) {
         return Err(Error::NotRunning);
     }
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let filter = profile
+        .map(|s| crate::seccomp::load_or_compile(&o.root, s))
+        .transpose()?;
     let cgroup_dirs = match &o.cgroup {
         Some(s) => cgroups::sub_dirs(&Layout::detect()?, &saved.cgroup_paths, s)?,
         None => saved.cgroup_paths.clone(),
@@ -236,6 +240,7 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
             sync: child_sock,
             console,
             preserve_fds: o.preserve_fds,
+            seccomp: filter.as_ref(),
         });
     }
     drop(child_sock);
@@ -249,10 +254,18 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
         }
         sync::send(&parent_sock, sync::GO, "")?;
         // The sync socket is close-on-exec: EOF means the program runs.
-        match sync::recv(&parent_sock) {
-            Err(sync::Error::Closed) => {}
-            Err(e) => return Err(e.into()),
-            Ok((t, _)) => return Err(sync::Error::Unexpected(t as char).into()),
+        loop {
+            match sync::recv_with_fd(&parent_sock) {
+                Err(sync::Error::Closed) => break,
+                Err(e) => return Err(e.into()),
+                Ok((sync::SECCOMP, _, Some(fd))) => {
+                    let p = profile.ok_or(sync::Error::Unexpected(sync::SECCOMP as char))?;
+                    let st = state::oci_state(&saved, Status::Running);
+                    crate::seccomp::send_to_listener(p, pid, st, &fd)?;
+                    sync::send(&parent_sock, sync::SECCOMP_DONE, "")?;
+                }
+                Ok((t, _, _)) => return Err(sync::Error::Unexpected(t as char).into()),
+            }
         }
         let master = ours
             .as_ref()

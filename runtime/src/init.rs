@@ -15,7 +15,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process, Spec};
 use crate::cgroups::Layout;
 use crate::namespaces::{self, Plan};
 use crate::state::SavedHook;
-use crate::{hooks, process, rootfs, sync, syscall, terminal};
+use crate::{hooks, process, rootfs, seccomp, sync, syscall, terminal};
 
 /// Everything the container process needs, prepared by the parent before the
 /// clone (so the child reads it from its copy of memory).
@@ -37,6 +37,7 @@ pub struct Args<'a> {
     pub create_container_hooks: &'a [SavedHook],
     pub start_container_hooks: &'a [SavedHook],
     pub has_runtime_hooks: bool,
+    pub seccomp: Option<&'a seccomp::Filter>,
 }
 
 /// Errors in the container process.
@@ -54,6 +55,8 @@ pub enum Error {
     Sync(#[from] sync::Error),
     #[error(transparent)]
     Terminal(#[from] terminal::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -206,6 +209,8 @@ fn setup(a: &Args) -> Result<Never, Error> {
         personality: linux.personality().as_ref(),
         console: a.console.as_ref(),
         preserve_fds: a.preserve_fds,
+        seccomp: a.seccomp,
+        sync,
     })?;
 
     sync::send(sync, sync::READY, "")?;
@@ -234,6 +239,18 @@ struct ProcessSetup<'a> {
     personality: Option<&'a LinuxPersonality>,
     console: Option<&'a OwnedFd>,
     preserve_fds: u32,
+    seccomp: Option<&'a seccomp::Filter>,
+    sync: &'a OwnedFd,
+}
+
+/// Installs the filter; a notification fd goes to the parent, which hands it
+/// to the listener, and we wait until it did.
+fn install_seccomp(f: &seccomp::Filter, sync: &OwnedFd) -> Result<(), Error> {
+    if let Some(fd) = seccomp::install(f)? {
+        sync::send_fd(sync, sync::SECCOMP, &fd)?;
+        sync::expect(sync, sync::SECCOMP_DONE)?;
+    }
+    Ok(())
 }
 
 /// A process ready to exec: everything is set but the program itself.
@@ -299,6 +316,13 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     if let Some(c) = &caps {
         process::drop_bounding(c)?;
     }
+    // The filter goes on as late as it can: with no_new_privs after all of
+    // berth's own work; without, installing needs CAP_SYS_ADMIN, so before
+    // the user and capabilities change (as runc does).
+    let late_seccomp = proc_.no_new_privileges().unwrap_or(false);
+    if let (Some(f), false) = (s.seccomp, late_seccomp) {
+        install_seccomp(f, s.sync)?;
+    }
     // In a user namespace whose setgroups is denied, groups cannot change.
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
@@ -334,6 +358,9 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     for fd in 3..3 + s.preserve_fds as i32 {
         let _ = syscall::clear_cloexec(fd);
     }
+    if let (Some(f), true) = (s.seccomp, late_seccomp) {
+        install_seccomp(f, s.sync)?;
+    }
 
     let c = |s: &str| {
         CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
@@ -360,6 +387,7 @@ pub struct ExecArgs<'a> {
     pub sync: OwnedFd,
     pub console: Option<OwnedFd>,
     pub preserve_fds: u32,
+    pub seccomp: Option<&'a seccomp::Filter>,
 }
 
 /// Runs an `exec`'d process to its exec; never returns. Success shows to the
@@ -378,6 +406,8 @@ pub fn run_exec(a: ExecArgs) -> ! {
             personality: a.personality,
             console: a.console.as_ref(),
             preserve_fds: a.preserve_fds,
+            seccomp: a.seccomp,
+            sync: &a.sync,
         })?;
         Err(prepared.exec())
     })();

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod process;
 pub mod ps;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;

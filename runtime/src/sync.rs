@@ -14,6 +14,11 @@ pub const HOOKS: u8 = b'H';
 pub const HOOKS_DONE: u8 = b'h';
 /// Child → parent: set up and waiting for start.
 pub const READY: u8 = b'R';
+/// Child → parent: the seccomp notification fd is attached; forward it to
+/// the listener socket.
+pub const SECCOMP: u8 = b'S';
+/// Parent → child: the seccomp fd was delivered.
+pub const SECCOMP_DONE: u8 = b's';
 /// Either way: failed, with a message.
 pub const ERROR: u8 = b'E';
 
@@ -55,20 +60,31 @@ pub fn send(fd: &OwnedFd, tag: u8, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sends one message with a descriptor attached (SCM_RIGHTS).
+pub fn send_fd(fd: &OwnedFd, tag: u8, attached: &OwnedFd) -> Result<(), Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let fds = [attached.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(std::slice::from_ref(&tag))];
+    sendmsg::<UnixAddr>(
+        fd.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Error::Io(e.into()))?;
+    Ok(())
+}
+
 /// Receives one message; an ERROR message becomes `Error::Remote`.
 pub fn recv(fd: &OwnedFd) -> Result<(u8, String), Error> {
+    recv_with_fd(fd).map(|(t, s, _)| (t, s))
+}
+
+/// Receives one message and the descriptor attached to it, if any.
+pub fn recv_with_fd(fd: &OwnedFd) -> Result<(u8, String, Option<OwnedFd>), Error> {
     let mut buf = vec![0u8; 65536];
-    let n = loop {
-        match nix::sys::socket::recv(
-            fd.as_raw_fd(),
-            &mut buf,
-            nix::sys::socket::MsgFlags::empty(),
-        ) {
-            Ok(n) => break n,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(Error::Io(e.into())),
-        }
-    };
+    let (n, attached) = crate::syscall::recv_fd(std::os::fd::AsFd::as_fd(fd), &mut buf)?;
     if n == 0 {
         return Err(Error::Closed);
     }
@@ -76,7 +92,7 @@ pub fn recv(fd: &OwnedFd) -> Result<(u8, String), Error> {
     if buf[0] == ERROR {
         return Err(Error::Remote(text));
     }
-    Ok((buf[0], text))
+    Ok((buf[0], text, attached))
 }
 
 /// Receives a message and checks its tag.

@@ -540,3 +540,30 @@ pub fn fsmount(fs: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
     // SAFETY: a non-negative return is a new mount fd that we now own.
     cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`; with
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER the returned notification fd.
+pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> io::Result<Option<OwnedFd>> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    const FLAG_NEW_LISTENER: u32 = 1 << 3;
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    let ret = cvt(ret)?;
+    if flags & FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd that we now own.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
+    } else {
+        Ok(None)
+    }
+}
