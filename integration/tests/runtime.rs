@@ -402,8 +402,8 @@ fn invalid_config_leaves_nothing_behind() {
         ),
         (json!({"process": {"terminal": true}}), "console-socket"),
         (
-            json!({"linux": {"resources": {"memory": {"limit": 1000000}}}}),
-            "linux.resources.memory",
+            json!({"linux": {"resources": {"memory": {"swappiness": 200}}}}),
+            "linux.resources.memory.swappiness",
         ),
         (
             json!({"hooks": {"prestart": [{"path": "relative/hook"}]}}),

@@ -64,6 +64,96 @@ const EXEC: &[Flag] = &[
     f(&["ignore-paused"], false),
 ];
 
+const UPDATE: &[Flag] = &[
+    f(&["resources", "r"], true),
+    f(&["blkio-weight"], true),
+    f(&["cpu-period"], true),
+    f(&["cpu-quota"], true),
+    f(&["cpu-burst"], true),
+    f(&["cpu-share"], true),
+    f(&["cpu-rt-period"], true),
+    f(&["cpu-rt-runtime"], true),
+    f(&["cpuset-cpus"], true),
+    f(&["cpuset-mems"], true),
+    f(&["memory"], true),
+    f(&["memory-reservation"], true),
+    f(&["memory-swap"], true),
+    f(&["pids-limit"], true),
+    f(&["l3-cache-schema"], true),
+    f(&["mem-bw-schema"], true),
+];
+
+/// `update`'s resources: the `-r` file (`-` for stdin) or the flags, as
+/// OCI `linux.resources` JSON.
+fn update_resources(p: &Parsed) -> Result<serde_json::Value, String> {
+    if p.get("l3-cache-schema").is_some() || p.get("mem-bw-schema").is_some() {
+        return Err(
+            "update: Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported".into(),
+        );
+    }
+    if let Some(path) = p.get("resources") {
+        let data = if path == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|x| format!("read resources from stdin: {x}"))?;
+            s
+        } else {
+            std::fs::read_to_string(path).map_err(|x| format!("read {path}: {x}"))?
+        };
+        return serde_json::from_str(&data).map_err(|x| format!("parse resources {path}: {x}"));
+    }
+    let mut r = serde_json::json!({});
+    let num = |name: &str| -> Result<Option<i64>, String> {
+        p.get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("invalid --{name} {v:?}"))
+            })
+            .transpose()
+    };
+    let size = |name: &str| -> Result<Option<i64>, String> {
+        p.get(name)
+            .map(|v| crate::cgroups::parse_size(v).ok_or_else(|| format!("invalid --{name} {v:?}")))
+            .transpose()
+    };
+    let mut set = |path: &[&str], v: serde_json::Value| {
+        let mut cur = &mut r;
+        for k in &path[..path.len() - 1] {
+            cur = &mut cur[*k];
+        }
+        cur[path[path.len() - 1]] = v;
+    };
+    for (flag, path) in [
+        ("blkio-weight", &["blockIO", "weight"][..]),
+        ("cpu-period", &["cpu", "period"]),
+        ("cpu-quota", &["cpu", "quota"]),
+        ("cpu-burst", &["cpu", "burst"]),
+        ("cpu-share", &["cpu", "shares"]),
+        ("cpu-rt-period", &["cpu", "realtimePeriod"]),
+        ("cpu-rt-runtime", &["cpu", "realtimeRuntime"]),
+        ("pids-limit", &["pids", "limit"]),
+    ] {
+        if let Some(v) = num(flag)? {
+            set(path, v.into());
+        }
+    }
+    for (flag, path) in [
+        ("memory", &["memory", "limit"][..]),
+        ("memory-reservation", &["memory", "reservation"]),
+        ("memory-swap", &["memory", "swap"]),
+    ] {
+        if let Some(v) = size(flag)? {
+            set(path, v.into());
+        }
+    }
+    for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
+        if let Some(v) = p.get(flag) {
+            set(&["cpu", key], v.into());
+        }
+    }
+    Ok(r)
+}
+
 /// `run` takes create's flags and these.
 const RUN_EXTRA: &[Flag] = &[
     f(&["detach", "d"], false),
@@ -185,6 +275,10 @@ commands:
   run       create and start a container
   exec      run a new process in a running container
   ps        list the processes of a container (--format table|json, ps options after --)
+  pause     freeze every process of a container
+  resume    thaw a paused container
+  update    change a container's resource limits (flags as runc's, or -r resources.json)
+  events    resource statistics (--stats once, or every --interval) and OOM events
   state     print the state of a container (OCI state JSON)
   kill      send a signal to the container's init process (--all: every process)
   delete    delete a container and everything it holds (--force: kill it first)
@@ -355,6 +449,50 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 "table" => print!("{}", ps::table(&pids, ps_args).map_err(e)?),
                 other => return Err(format!("invalid format option {other:?} (table or json)")),
             }
+            Ok(0)
+        }
+        "pause" | "resume" => {
+            let p = parse(args, &[], false)?;
+            exact_args(cmd, &p, 1)?;
+            if cmd == "pause" {
+                container::pause(&root, &p.pos[0]).map_err(e)?;
+            } else {
+                container::resume(&root, &p.pos[0]).map_err(e)?;
+            }
+            Ok(0)
+        }
+        "update" => {
+            let p = parse(args, &[UPDATE], false)?;
+            exact_args(cmd, &p, 1)?;
+            let res = update_resources(&p)?;
+            container::update(&root, &p.pos[0], &res).map_err(e)?;
+            Ok(0)
+        }
+        "events" => {
+            let p = parse(
+                args,
+                &[&[f(&["stats"], false), f(&["interval"], true)]],
+                false,
+            )?;
+            exact_args(cmd, &p, 1)?;
+            let secs = p
+                .get("interval")
+                .map(|v| {
+                    v.trim_end_matches('s')
+                        .parse::<f64>()
+                        .map_err(|_| format!("invalid --interval {v:?} (seconds, e.g. 5s)"))
+                })
+                .transpose()?
+                .unwrap_or(5.0);
+            let mut out = std::io::stdout().lock();
+            container::events(
+                &root,
+                &p.pos[0],
+                p.bool("stats"),
+                std::time::Duration::from_secs_f64(secs),
+                &mut out,
+            )
+            .map_err(e)?;
             Ok(0)
         }
         "start" => {

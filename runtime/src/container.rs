@@ -787,6 +787,100 @@ pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
     Ok(())
 }
 
+/// `pause`: freezes every process of a running container.
+pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    match state::status_of(&dir, &saved) {
+        Status::Running | Status::Created => {}
+        Status::Paused => return Err(Error::Config(format!("container {id} is already paused"))),
+        _ => return Err(Error::NotRunning),
+    }
+    Ok(cgroups::freeze(&saved.cgroup_paths, true)?)
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    if state::status_of(&dir, &saved) != Status::Paused {
+        return Err(Error::Config("container not paused".into()));
+    }
+    Ok(cgroups::freeze(&saved.cgroup_paths, false)?)
+}
+
+/// `update`: applies new resource limits (OCI `linux.resources` JSON) to a
+/// container that has not stopped.
+pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    if state::status_of(&dir, &saved) == Status::Stopped {
+        return Err(Error::Config(format!(
+            "cannot update container {id}: it is stopped"
+        )));
+    }
+    if res.get("devices").is_some_and(|d| !d.is_null()) {
+        return Err(Error::Config(
+            "update: device rules cannot change on a running container".into(),
+        ));
+    }
+    let layout = Layout::detect()?;
+    let m = &res["memory"];
+    if m["checkBeforeUpdate"].as_bool() == Some(true) {
+        if let (Some(limit), Some(usage)) = (
+            m["limit"].as_i64().filter(|l| *l > 0),
+            cgroups::memory_usage(&layout, &saved.cgroup_paths),
+        ) {
+            if (limit as u64) < usage {
+                return Err(Error::Config(format!(
+                    "memory.limit {limit} is below the container's current usage {usage} (checkBeforeUpdate)"
+                )));
+            }
+        }
+    }
+    Ok(cgroups::apply_json(&layout, &saved.cgroup_paths, res)?)
+}
+
+/// `events`: resource statistics of a container as runc prints them, once
+/// (`stats`) or every `interval` until it stops, with OOM events.
+pub fn events(
+    root: &Path,
+    id: &str,
+    once: bool,
+    interval: std::time::Duration,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let layout = Layout::detect()?;
+    let mut ooms = None;
+    loop {
+        let saved = {
+            let dir = Dir::open(root, id)?;
+            let saved = dir.load()?;
+            if state::status_of(&dir, &saved) == Status::Stopped {
+                if once {
+                    return Err(Error::NotRunning);
+                }
+                return Ok(());
+            }
+            saved
+        };
+        let n = cgroups::oom_kills(&layout, &saved.cgroup_paths);
+        if ooms.is_some_and(|o| n > o) {
+            let ev = serde_json::json!({"type": "oom", "id": id});
+            let _ = writeln!(out, "{ev}");
+        }
+        ooms = Some(n);
+        let ev = serde_json::json!({"type": "stats", "id": id,
+            "data": cgroups::stats(&layout, &saved.cgroup_paths)});
+        let _ = writeln!(out, "{ev}");
+        let _ = out.flush();
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 /// `state`: the OCI state JSON of one container.
 pub fn state_json(root: &Path, id: &str) -> Result<serde_json::Value, Error> {
     let dir = Dir::open(root, id)?;

@@ -5,6 +5,7 @@
 //! assumed. Resource limits are applied by the v1 and v2 modules.
 
 pub mod v1;
+pub mod v2;
 
 use std::fs;
 use std::io;
@@ -399,18 +400,19 @@ pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Applies `linux.resources` to the container's directories. Device rules are
-/// applied on v1; limits beyond them are refused by name until they are
-/// implemented, so no config silently runs without a limit it asked for.
+/// Applies `linux.resources` and the config's device nodes to the
+/// container's directories: v1 files or v2 files (with runc's conversions),
+/// and the device rules (v1 devices.allow/deny).
 pub fn apply(
     layout: &Layout,
     dirs: &[PathBuf],
     res: Option<&oci_spec::runtime::LinuxResources>,
     devices: &[oci_spec::runtime::LinuxDevice],
 ) -> Result<(), Error> {
-    if let Some(r) = res {
-        check_supported(r)?;
-    }
+    let json = res
+        .and_then(|r| serde_json::to_value(r).ok())
+        .unwrap_or(serde_json::Value::Null);
+    apply_json(layout, dirs, &json)?;
     let mut rules: Vec<(bool, String)> = Vec::new();
     if let Some(list) = res.and_then(|r| r.devices().as_ref()) {
         rules.extend(list.iter().map(v1::device_rule));
@@ -423,12 +425,6 @@ pub fn apply(
             "c"
         };
         rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
-    }
-    if let Some(shares) = res.and_then(|r| r.cpu().as_ref()).and_then(|c| c.shares()) {
-        set_cpu_shares(layout, dirs, shares)?;
-    }
-    if let Some(p) = res.and_then(|r| r.pids().as_ref()) {
-        set_pids_limit(layout, dirs, p.limit())?;
     }
     if layout.is_pure_v2() {
         let asked = res
@@ -449,69 +445,68 @@ pub fn apply(
     Ok(())
 }
 
-/// cpu.shares (v1), or cpu.weight (v2) with the conversion runc uses so one
-/// config means the same on both: [2, 262144] maps onto [1, 10000].
-fn set_cpu_shares(layout: &Layout, dirs: &[PathBuf], shares: u64) -> Result<(), Error> {
-    if shares == 0 {
-        return Ok(());
+/// Applies resources given as OCI JSON (the config's, or `update`'s),
+/// everything but devices.
+pub fn apply_json(layout: &Layout, dirs: &[PathBuf], res: &serde_json::Value) -> Result<(), Error> {
+    let writes = if layout.is_pure_v2() {
+        v2::writes(res)?
+    } else {
+        v1::writes(res)?
+    };
+    let mut i = 0;
+    while i < writes.len() {
+        let w = &writes[i];
+        match write_one(layout, dirs, w) {
+            Ok(()) => i += 1,
+            // Raising the limit above memsw (or lowering memsw below it)
+            // fails in one order: do the pair in the other.
+            Err(_)
+                if w.file == "memory.limit_in_bytes"
+                    && writes
+                        .get(i + 1)
+                        .is_some_and(|n| n.file == "memory.memsw.limit_in_bytes") =>
+            {
+                write_one(layout, dirs, &writes[i + 1])?;
+                write_one(layout, dirs, w)?;
+                i += 2;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let (file, value) = if layout.is_pure_v2() {
-        ("cpu.weight", shares_to_weight(shares).to_string())
-    } else {
-        ("cpu.shares", shares.to_string())
-    };
-    write_controller(
-        layout,
-        dirs,
-        "cpu",
-        file,
-        &value,
-        "linux.resources.cpu.shares",
-    )
+    Ok(())
 }
 
-/// `pids.max` (the same file on v1 and v2): a limit of 0 or less is "max",
-/// as runc treats it.
-fn set_pids_limit(layout: &Layout, dirs: &[PathBuf], limit: i64) -> Result<(), Error> {
-    let value = if limit > 0 {
-        limit.to_string()
-    } else {
-        "max".to_string()
-    };
-    write_controller(
-        layout,
-        dirs,
-        "pids",
-        "pids.max",
-        &value,
-        "linux.resources.pids.limit",
-    )
-}
-
-/// Writes `value` to `file` in the container's directory of `controller`
-/// (the unified directory on a pure v2 host); `field` names the config
-/// field in errors.
-fn write_controller(
-    layout: &Layout,
-    dirs: &[PathBuf],
-    controller: &str,
-    file: &str,
-    value: &str,
-    field: &str,
-) -> Result<(), Error> {
+fn write_one(layout: &Layout, dirs: &[PathBuf], w: &Write) -> Result<(), Error> {
     let dir = if layout.is_pure_v2() {
         dirs.first()
     } else {
         layout
-            .v1(controller)
+            .v1(w.controller)
             .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
     };
     let dir = dir.ok_or_else(|| {
-        Error::Unsupported(format!("{field}: no {controller} controller is mounted"))
+        Error::Unsupported(format!(
+            "{}: the {} controller is not mounted on this host",
+            w.field, w.controller
+        ))
     })?;
-    fs::write(dir.join(file), value).map_err(|err| Error::Io {
+    let (path, value) = match &w.alt {
+        Some((alt, v)) if !dir.join(&w.file).exists() && dir.join(alt).exists() => {
+            (dir.join(alt), v.as_str())
+        }
+        _ => (dir.join(&w.file), w.value.as_str()),
+    };
+    if !path.exists() {
+        return Err(Error::Unsupported(format!(
+            "{}: {} does not exist (controller {} not enabled, or not supported by this kernel)",
+            w.field,
+            path.display(),
+            w.controller
+        )));
+    }
+    fs::write(&path, value).map_err(|err| Error::Io {
         what: "write",
-        path: dir.join(file),
+        path,
         err,
     })
 }
@@ -519,52 +514,6 @@ fn write_controller(
 /// Converts v1 cpu shares to a v2 cpu weight.
 pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
-}
-
-fn check_supported(r: &oci_spec::runtime::LinuxResources) -> Result<(), Error> {
-    let mut asked = Vec::new();
-    if r.memory()
-        .as_ref()
-        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
-    {
-        asked.push("memory");
-    }
-    let cpu_beyond_shares = r.cpu().as_ref().is_some_and(|c| {
-        let mut v = serde_json::to_value(c).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("shares");
-        }
-        v != serde_json::json!({})
-    });
-    if cpu_beyond_shares {
-        asked.push("cpu");
-    }
-    if r.block_io()
-        .as_ref()
-        .is_some_and(|m| serde_json::to_value(m).is_ok_and(|v| v != serde_json::json!({})))
-    {
-        asked.push("blockIO");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        asked.push("hugepageLimits");
-    }
-    if r.network().is_some() {
-        asked.push("network");
-    }
-    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
-        asked.push("rdma");
-    }
-    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
-        asked.push("unified");
-    }
-    if asked.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Unsupported(format!(
-            "linux.resources.{}: cgroup resource limits are not implemented yet; only device rules are",
-            asked.join(", linux.resources.")
-        )))
-    }
 }
 
 #[cfg(test)]
@@ -625,4 +574,243 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
+}
+
+/// One file write a resource setting turns into: `value` to `file` in the
+/// container's directory of `controller` (the unified directory on v2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: String,
+    /// (file, value) written instead when `file` does not exist: bfq's blkio
+    /// files on v1, plain io.weight (converted range) when io.bfq.weight is absent on v2.
+    pub alt: Option<(String, String)>,
+    pub value: String,
+    /// The config field, for errors.
+    pub field: &'static str,
+}
+
+impl Write {
+    fn new(
+        controller: &'static str,
+        file: impl Into<String>,
+        value: impl ToString,
+        field: &'static str,
+    ) -> Write {
+        Write {
+            controller,
+            file: file.into(),
+            alt: None,
+            value: value.to_string(),
+            field,
+        }
+    }
+
+    fn or(mut self, alt: impl Into<String>) -> Write {
+        self.alt = Some((alt.into(), self.value.clone()));
+        self
+    }
+
+    fn or_value(mut self, alt: impl Into<String>, value: impl ToString) -> Write {
+        self.alt = Some((alt.into(), value.to_string()));
+        self
+    }
+}
+
+/// Parses a size as runc's flags take it: bytes, or with a k/m/g/t suffix
+/// (binary units, optional trailing "b"), or -1.
+pub fn parse_size(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if let Ok(n) = t.parse::<i64>() {
+        return Some(n);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1i64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => return None,
+    };
+    let f: f64 = num.parse().ok()?;
+    Some((f * mult as f64) as i64)
+}
+
+/// `rdma.max` line: `<device> hca_handle=N hca_object=M` (max when unset).
+fn rdma_line(dev: &str, l: &serde_json::Value) -> String {
+    let v = |k: &str| {
+        l[k].as_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "max".into())
+    };
+    format!(
+        "{dev} hca_handle={} hca_object={}",
+        v("hcaHandles"),
+        v("hcaObjects")
+    )
+}
+
+/// Freezes (or thaws) the container's cgroup and waits until the kernel
+/// reports it done: v1 freezer.state, v2 cgroup.freeze and cgroup.events.
+pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<(), Error> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |err| Error::Io { what, path, err }
+    };
+    for d in dirs {
+        let v1 = d.join("freezer.state");
+        if v1.exists() {
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            for _ in 0..1000 {
+                fs::write(&v1, want).map_err(io("write", &v1))?;
+                if fs::read_to_string(&v1).map_err(io("read", &v1))?.trim() == want {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            return Err(Error::Unsupported(format!(
+                "{}: still not {want} after 1s",
+                v1.display()
+            )));
+        }
+        let v2 = d.join("cgroup.freeze");
+        if v2.exists() {
+            fs::write(&v2, if frozen { "1" } else { "0" }).map_err(io("write", &v2))?;
+            let events = d.join("cgroup.events");
+            let want = if frozen { "frozen 1" } else { "frozen 0" };
+            for _ in 0..1000 {
+                let ev = fs::read_to_string(&events).map_err(io("read", &events))?;
+                if ev.lines().any(|l| l.trim() == want) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            return Err(Error::Unsupported(format!(
+                "{}: not {want} after 1s",
+                events.display()
+            )));
+        }
+    }
+    Err(Error::Unsupported(
+        "pause/resume: no freezer for this container (v1 freezer controller or cgroup v2 needed)"
+            .into(),
+    ))
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn read_kv(p: &Path) -> serde_json::Map<String, serde_json::Value> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse::<u64>().ok()?.into()))
+        })
+        .collect()
+}
+
+/// Resource usage as runc's `events --stats` reports it (cpu, memory, pids,
+/// blkio), read from whichever of v1 and v2 the container uses.
+pub fn stats(layout: &Layout, dirs: &[PathBuf]) -> serde_json::Value {
+    use serde_json::json;
+    let find = |ctrl: &str| -> Option<&PathBuf> {
+        if layout.is_pure_v2() {
+            dirs.first()
+        } else {
+            let h = layout.v1(ctrl)?;
+            dirs.iter().find(|d| d.starts_with(&h.mount))
+        }
+    };
+    let mut out = json!({});
+    if layout.is_pure_v2() {
+        let Some(d) = dirs.first() else { return out };
+        let cpu = read_kv(&d.join("cpu.stat"));
+        let g = |k: &str| cpu.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        out["cpu"] = json!({
+            "usage": {"total": g("usage_usec") * 1000, "kernel": g("system_usec") * 1000, "user": g("user_usec") * 1000},
+            "throttling": {"periods": g("nr_periods"), "throttledPeriods": g("nr_throttled"), "throttledTime": g("throttled_usec") * 1000}
+        });
+        let raw = read_kv(&d.join("memory.stat"));
+        let max = fs::read_to_string(d.join("memory.max")).unwrap_or_default();
+        out["memory"] = json!({
+            "usage": {"usage": read_u64(&d.join("memory.current")).unwrap_or(0),
+                      "max": read_u64(&d.join("memory.peak")).unwrap_or(0),
+                      "limit": max.trim().parse::<u64>().unwrap_or(u64::MAX)},
+            "swap": {"usage": read_u64(&d.join("memory.swap.current")).unwrap_or(0)},
+            "raw": raw,
+        });
+        out["pids"] = json!({"current": read_u64(&d.join("pids.current")).unwrap_or(0),
+                             "limit": read_u64(&d.join("pids.max")).unwrap_or(0)});
+        return out;
+    }
+    if let Some(d) = find("cpuacct") {
+        let percpu: Vec<u64> = fs::read_to_string(d.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let st = read_kv(&d.join("cpuacct.stat"));
+        // USER_HZ ticks to nanoseconds.
+        let ticks = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0) * 10_000_000;
+        out["cpu"] = json!({"usage": {"total": read_u64(&d.join("cpuacct.usage")).unwrap_or(0),
+            "percpu": percpu, "kernel": ticks("system"), "user": ticks("user")}});
+    }
+    if let Some(d) = find("cpu") {
+        let st = read_kv(&d.join("cpu.stat"));
+        let g = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        out["cpu"]["throttling"] = json!({"periods": g("nr_periods"), "throttledPeriods": g("nr_throttled"), "throttledTime": g("throttled_time")});
+    }
+    if let Some(d) = find("memory") {
+        let m = |f: &str| read_u64(&d.join(f)).unwrap_or(0);
+        out["memory"] = json!({
+            "usage": {"usage": m("memory.usage_in_bytes"), "max": m("memory.max_usage_in_bytes"),
+                      "limit": m("memory.limit_in_bytes"), "failcnt": m("memory.failcnt")},
+            "swap": {"usage": m("memory.memsw.usage_in_bytes"), "limit": m("memory.memsw.limit_in_bytes")},
+            "raw": read_kv(&d.join("memory.stat")),
+        });
+    }
+    if let Some(d) = find("pids") {
+        let max = fs::read_to_string(d.join("pids.max")).unwrap_or_default();
+        out["pids"] = json!({"current": read_u64(&d.join("pids.current")).unwrap_or(0),
+                             "limit": max.trim().parse::<u64>().unwrap_or(0)});
+    }
+    out
+}
+
+/// How many times the kernel OOM-killed in the container's cgroup so far.
+pub fn oom_kills(layout: &Layout, dirs: &[PathBuf]) -> u64 {
+    let dir = if layout.is_pure_v2() {
+        dirs.first()
+    } else {
+        layout
+            .v1("memory")
+            .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
+    };
+    let Some(d) = dir else { return 0 };
+    let file = if layout.is_pure_v2() {
+        "memory.events"
+    } else {
+        "memory.oom_control"
+    };
+    read_kv(&d.join(file))
+        .get("oom_kill")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// Current memory usage, for `update`'s checkBeforeUpdate.
+pub fn memory_usage(layout: &Layout, dirs: &[PathBuf]) -> Option<u64> {
+    if layout.is_pure_v2() {
+        return read_u64(&dirs.first()?.join("memory.current"));
+    }
+    let h = layout.v1("memory")?;
+    read_u64(
+        &dirs
+            .iter()
+            .find(|d| d.starts_with(&h.mount))?
+            .join("memory.usage_in_bytes"),
+    )
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
-use super::Error;
+use super::{Error, Write};
 
 /// A new v1 cpuset group starts with empty cpus and mems, which refuses every
 /// process: copy the parent's values down.
@@ -90,6 +90,251 @@ pub fn apply_devices(dir: &Path, rules: &[(bool, String)]) -> Result<(), Error> 
         )?;
     }
     Ok(())
+}
+
+fn dev(d: &serde_json::Value) -> String {
+    format!("{}:{}", d["major"], d["minor"])
+}
+
+/// The v1 file writes of `linux.resources` (as JSON), in the order they must
+/// happen. Devices are applied separately.
+pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
+    let mut w = Vec::new();
+    let m = &r["memory"];
+    if let Some(v) = m["reservation"].as_i64() {
+        w.push(Write::new(
+            "memory",
+            "memory.soft_limit_in_bytes",
+            v,
+            "linux.resources.memory.reservation",
+        ));
+    }
+    // limit_in_bytes may not exceed memsw.limit_in_bytes: apply() retries the
+    // pair the other way round when the kernel refuses the first order.
+    if let Some(v) = m["limit"].as_i64() {
+        w.push(Write::new(
+            "memory",
+            "memory.limit_in_bytes",
+            v,
+            "linux.resources.memory.limit",
+        ));
+    }
+    if let Some(v) = m["swap"].as_i64() {
+        w.push(Write::new(
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            v,
+            "linux.resources.memory.swap",
+        ));
+    }
+    if let Some(v) = m["swappiness"].as_u64() {
+        if v > 100 {
+            return Err(Error::Unsupported(format!(
+                "linux.resources.memory.swappiness {v}: must be 0..100"
+            )));
+        }
+        w.push(Write::new(
+            "memory",
+            "memory.swappiness",
+            v,
+            "linux.resources.memory.swappiness",
+        ));
+    }
+    if m["disableOOMKiller"].as_bool() == Some(true) {
+        w.push(Write::new(
+            "memory",
+            "memory.oom_control",
+            1,
+            "linux.resources.memory.disableOOMKiller",
+        ));
+    }
+    if m["useHierarchy"].as_bool() == Some(true) {
+        w.push(Write::new(
+            "memory",
+            "memory.use_hierarchy",
+            1,
+            "linux.resources.memory.useHierarchy",
+        ));
+    }
+    if m["kernel"].as_i64().is_some() || m["kernelTCP"].as_i64().is_some() {
+        crate::warn!("linux.resources.memory.kernel/kernelTCP: deprecated by the kernel, ignored");
+    }
+    let c = &r["cpu"];
+    if let Some(v) = c["shares"].as_u64().filter(|v| *v > 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.shares",
+            v,
+            "linux.resources.cpu.shares",
+        ));
+    }
+    // The period first: a quota is checked against it.
+    if let Some(v) = c["period"].as_u64().filter(|v| *v > 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.cfs_period_us",
+            v,
+            "linux.resources.cpu.period",
+        ));
+    }
+    if let Some(v) = c["quota"].as_i64().filter(|v| *v != 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.cfs_quota_us",
+            v,
+            "linux.resources.cpu.quota",
+        ));
+    }
+    if let Some(v) = c["burst"].as_u64() {
+        w.push(Write::new(
+            "cpu",
+            "cpu.cfs_burst_us",
+            v,
+            "linux.resources.cpu.burst",
+        ));
+    }
+    if let Some(v) = c["realtimePeriod"].as_u64().filter(|v| *v > 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.rt_period_us",
+            v,
+            "linux.resources.cpu.realtimePeriod",
+        ));
+    }
+    if let Some(v) = c["realtimeRuntime"].as_i64().filter(|v| *v != 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.rt_runtime_us",
+            v,
+            "linux.resources.cpu.realtimeRuntime",
+        ));
+    }
+    if let Some(v) = c["idle"].as_i64() {
+        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+    }
+    if let Some(v) = c["cpus"].as_str().filter(|s| !s.is_empty()) {
+        w.push(Write::new(
+            "cpuset",
+            "cpuset.cpus",
+            v,
+            "linux.resources.cpu.cpus",
+        ));
+    }
+    if let Some(v) = c["mems"].as_str().filter(|s| !s.is_empty()) {
+        w.push(Write::new(
+            "cpuset",
+            "cpuset.mems",
+            v,
+            "linux.resources.cpu.mems",
+        ));
+    }
+    if let Some(v) = r["pids"]["limit"].as_i64() {
+        let v = if v > 0 { v.to_string() } else { "max".into() };
+        w.push(Write::new(
+            "pids",
+            "pids.max",
+            v,
+            "linux.resources.pids.limit",
+        ));
+    }
+    let b = &r["blockIO"];
+    if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
+        w.push(
+            Write::new("blkio", "blkio.weight", v, "linux.resources.blockIO.weight")
+                .or("blkio.bfq.weight"),
+        );
+    }
+    if let Some(v) = b["leafWeight"].as_u64().filter(|v| *v > 0) {
+        w.push(Write::new(
+            "blkio",
+            "blkio.leaf_weight",
+            v,
+            "linux.resources.blockIO.leafWeight",
+        ));
+    }
+    for d in b["weightDevice"].as_array().into_iter().flatten() {
+        if let Some(v) = d["weight"].as_u64() {
+            w.push(
+                Write::new(
+                    "blkio",
+                    "blkio.weight_device",
+                    format!("{} {v}", dev(d)),
+                    "linux.resources.blockIO.weightDevice",
+                )
+                .or("blkio.bfq.weight_device"),
+            );
+        }
+        if let Some(v) = d["leafWeight"].as_u64() {
+            w.push(Write::new(
+                "blkio",
+                "blkio.leaf_weight_device",
+                format!("{} {v}", dev(d)),
+                "linux.resources.blockIO.weightDevice",
+            ));
+        }
+    }
+    for (key, file) in [
+        ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+        ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+        ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+        (
+            "throttleWriteIOPSDevice",
+            "blkio.throttle.write_iops_device",
+        ),
+    ] {
+        for d in b[key].as_array().into_iter().flatten() {
+            w.push(Write::new(
+                "blkio",
+                file,
+                format!("{} {}", dev(d), d["rate"]),
+                "linux.resources.blockIO",
+            ));
+        }
+    }
+    for h in r["hugepageLimits"].as_array().into_iter().flatten() {
+        let size = h["pageSize"].as_str().unwrap_or_default();
+        w.push(Write::new(
+            "hugetlb",
+            format!("hugetlb.{size}.limit_in_bytes"),
+            h["limit"].as_i64().unwrap_or(0),
+            "linux.resources.hugepageLimits",
+        ));
+    }
+    let n = &r["network"];
+    if let Some(v) = n["classID"].as_u64() {
+        w.push(Write::new(
+            "net_cls",
+            "net_cls.classid",
+            v,
+            "linux.resources.network.classID",
+        ));
+    }
+    for p in n["priorities"].as_array().into_iter().flatten() {
+        w.push(Write::new(
+            "net_prio",
+            "net_prio.ifpriomap",
+            format!(
+                "{} {}",
+                p["name"].as_str().unwrap_or_default(),
+                p["priority"]
+            ),
+            "linux.resources.network.priorities",
+        ));
+    }
+    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
+        w.push(Write::new(
+            "rdma",
+            "rdma.max",
+            super::rdma_line(dev, l),
+            "linux.resources.rdma",
+        ));
+    }
+    if r["unified"].as_object().is_some_and(|u| !u.is_empty()) {
+        return Err(Error::Unsupported(
+            "linux.resources.unified: needs cgroup v2, and this host's controllers are v1".into(),
+        ));
+    }
+    Ok(w)
 }
 
 #[cfg(test)]

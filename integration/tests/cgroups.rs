@@ -1,0 +1,240 @@
+//! Cgroup limits observed by their effect on real containers: OOM kills,
+//! fork failures, throttling, frozen processes, denied devices; and the
+//! commands that change or read them (pause, resume, update, events).
+
+use std::fs;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_integration::*;
+use serde_json::{json, Value};
+
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+fn with_cgroupns(c: &mut Ctx) {
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+}
+
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+fn start_detached(c: &Ctx) -> i32 {
+    let b = c.bundle.to_str().unwrap().to_string();
+    ok(&c.berth(&["run", "-d", "--bundle", &b, &c.id]));
+    c.state(&c.id)["pid"].as_i64().unwrap() as i32
+}
+
+fn stop(c: &Ctx, pid: i32) {
+    let _ = c.berth(&["kill", &c.id, "KILL"]);
+    reap(pid);
+}
+
+/// The container's file `name` in the hierarchy that has it.
+fn cg_file(id: &str, name: &str) -> String {
+    for d in cgroup_dirs_named(id) {
+        if let Ok(s) = fs::read_to_string(d.join(name)) {
+            return s.trim().to_string();
+        }
+    }
+    panic!("no {name} for {id}");
+}
+
+const HOG: &str = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
+
+#[test]
+fn memory_limit_oom_kills() {
+    let mut c = Ctx::new("mem", &sh(HOG));
+    c.config["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
+    let out = c.run();
+    assert!(!stdout(&out).contains("survived"), "{}", stdout(&out));
+    // The shell (init) was OOM-killed: 128 + SIGKILL.
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    // The shell gives up at the first fork the limit refuses.
+    let mut c = Ctx::new(
+        "pidsmax",
+        &sh("for i in $(seq 30); do sleep 10 & done; echo all-forked"),
+    );
+    c.config["linux"]["resources"]["pids"] = json!({"limit": 8});
+    let out = c.run();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("all-forked"), "{text}");
+    assert!(
+        text.contains("can't fork: Resource temporarily unavailable"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cpu_quota_throttles() {
+    let mut c = Ctx::new(
+        "quota",
+        &sh("timeout 1 sh -c 'while :; do :; done'; grep nr_throttled /sys/fs/cgroup/cpu/cpu.stat"),
+    );
+    c.config["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000});
+    with_cgroupns(&mut c);
+    let out = ok(&c.run());
+    let n: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(n > 0, "{out}");
+}
+
+#[test]
+fn denied_device_cannot_be_opened() {
+    // mknod is allowed (as runc's defaults, given CAP_MKNOD), opening a
+    // block device is not.
+    let mut c = Ctx::new(
+        "devdeny",
+        &sh("mknod /dev/blk b 7 0 && echo made; head -c 1 /dev/blk >/dev/null; echo open=$?"),
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        c.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    let out = c.run();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("made") && text.contains("open=1"), "{text}");
+    assert!(text.contains("Operation not permitted"), "{text}");
+}
+
+fn utime(pid: i32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(11)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pause_stops_a_busy_loop_and_resume_restarts_it() {
+    let c = Ctx::new("pause", &sh("while :; do :; done"));
+    let pid = start_detached(&c);
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&c.berth(&["pause", &c.id]));
+    assert_eq!(c.state(&c.id)["status"], "paused");
+    let a = utime(pid);
+    std::thread::sleep(Duration::from_millis(400));
+    let b = utime(pid);
+    assert_eq!(a, b, "a frozen loop used CPU");
+    let again = c.berth(&["pause", &c.id]);
+    assert!(!again.status.success());
+    ok(&c.berth(&["resume", &c.id]));
+    assert_eq!(c.state(&c.id)["status"], "running");
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(utime(pid) > b, "the loop did not resume");
+    let out = c.berth(&["resume", &c.id]);
+    assert!(stderr(&out).contains("not paused"), "{}", stderr(&out));
+    stop(&c, pid);
+}
+
+#[test]
+fn update_changes_limits_of_a_running_container() {
+    let mut c = Ctx::new("update", &["sleep", "1000"]);
+    c.config["linux"]["resources"]["memory"] = json!({"limit": 134217728});
+    let pid = start_detached(&c);
+    ok(&c.berth(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "7",
+        "--cpu-quota",
+        "20000",
+        "--cpu-period",
+        "100000",
+        "--cpu-share",
+        "512",
+        &c.id,
+    ]));
+    assert_eq!(cg_file(&c.id, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cg_file(&c.id, "pids.max"), "7");
+    assert_eq!(cg_file(&c.id, "cpu.cfs_quota_us"), "20000");
+    assert_eq!(cg_file(&c.id, "cpu.shares"), "512");
+    // -r with a resources file.
+    let r = c.dir.join("res.json");
+    fs::write(&r, json!({"pids": {"limit": 9}}).to_string()).unwrap();
+    ok(&c.berth(&["update", "-r", r.to_str().unwrap(), &c.id]));
+    assert_eq!(cg_file(&c.id, "pids.max"), "9");
+    // checkBeforeUpdate refuses a limit below current usage.
+    fs::write(
+        &r,
+        json!({"memory": {"limit": 4096, "checkBeforeUpdate": true}}).to_string(),
+    )
+    .unwrap();
+    let out = c.berth(&["update", "-r", r.to_str().unwrap(), &c.id]);
+    assert!(
+        stderr(&out).contains("checkBeforeUpdate"),
+        "{}",
+        stderr(&out)
+    );
+    stop(&c, pid);
+    let out = c.berth(&["update", "--pids-limit", "3", &c.id]);
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+}
+
+#[test]
+fn events_report_stats_and_oom() {
+    let mut c = Ctx::new("events", &sh(&format!("sleep 1; ({HOG}); sleep 1000")));
+    c.config["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
+    c.config["linux"]["resources"]["pids"] = json!({"limit": 50});
+    let pid = start_detached(&c);
+    let stats: Value = serde_json::from_str(&ok(&c.berth(&["events", "--stats", &c.id]))).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert!(
+        stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert_eq!(stats["data"]["memory"]["usage"]["limit"], 33554432);
+    assert_eq!(stats["data"]["pids"]["limit"], 50);
+    assert!(
+        stats["data"]["cpu"]["usage"]["total"].as_u64().is_some(),
+        "{stats}"
+    );
+    // Streaming: an OOM event once the subshell is killed.
+    let mut ev = c
+        .berth_cmd(&["events", "--interval", "0.2s", &c.id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = ev.stdout.take().unwrap();
+    let got = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 65536];
+        while !all.contains("\"oom\"") {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        all
+    });
+    let t = std::time::Instant::now();
+    while !got.is_finished() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = ev.kill();
+    let _ = ev.wait();
+    let all = got.join().unwrap();
+    assert!(
+        all.contains(r#"{"type":"oom""#) || all.contains(r#""type":"oom""#),
+        "{all}"
+    );
+    stop(&c, pid);
+}

@@ -1,0 +1,293 @@
+//! cgroup v2 (unified): the file writes of `linux.resources`, with the
+//! conversions runc makes so one config works on v1 and v2.
+
+use super::{shares_to_weight, Error, Write};
+
+/// blkio weight (10..1000) to io.weight (1..10000), as runc converts it.
+pub fn blkio_weight_to_io(w: u64) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + (w.saturating_sub(10)) * 9999 / 990
+}
+
+fn dev(d: &serde_json::Value) -> String {
+    format!("{}:{}", d["major"], d["minor"])
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The v2 file writes of `linux.resources` (as JSON). Devices are a BPF
+/// program, handled apart.
+pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
+    let mut w = Vec::new();
+    let m = &r["memory"];
+    if let Some(v) = m["reservation"].as_i64() {
+        w.push(Write::new(
+            "memory",
+            "memory.low",
+            max_or(v),
+            "linux.resources.memory.reservation",
+        ));
+    }
+    let limit = m["limit"].as_i64();
+    if let Some(v) = limit {
+        w.push(Write::new(
+            "memory",
+            "memory.max",
+            max_or(v),
+            "linux.resources.memory.limit",
+        ));
+    }
+    // OCI's swap is memory+swap; v2's swap.max is swap alone.
+    if let Some(s) = m["swap"].as_i64() {
+        let v = match (s, limit) {
+            (-1, _) => "max".to_string(),
+            (s, Some(l)) if l > 0 && s >= l => (s - l).to_string(),
+            (s, Some(l)) if l > 0 => {
+                return Err(Error::Unsupported(format!(
+                    "linux.resources.memory.swap {s}: must not be below memory.limit {l} (it counts memory and swap)"
+                )))
+            }
+            _ => {
+                return Err(Error::Unsupported(
+                    "linux.resources.memory.swap: on cgroup v2 it needs memory.limit as well".into(),
+                ))
+            }
+        };
+        w.push(Write::new(
+            "memory",
+            "memory.swap.max",
+            v,
+            "linux.resources.memory.swap",
+        ));
+    }
+    if m["swappiness"].as_u64().is_some_and(|v| v != 0) {
+        return Err(Error::Unsupported(
+            "linux.resources.memory.swappiness: cgroup v2 has no per-group swappiness".into(),
+        ));
+    }
+    if m["disableOOMKiller"].as_bool() == Some(true) {
+        return Err(Error::Unsupported(
+            "linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer"
+                .into(),
+        ));
+    }
+    let c = &r["cpu"];
+    if let Some(v) = c["shares"].as_u64().filter(|v| *v > 0) {
+        w.push(Write::new(
+            "cpu",
+            "cpu.weight",
+            shares_to_weight(v),
+            "linux.resources.cpu.shares",
+        ));
+    }
+    let quota = c["quota"].as_i64().filter(|v| *v != 0);
+    let period = c["period"].as_u64().filter(|v| *v > 0);
+    if quota.is_some() || period.is_some() {
+        let q = quota.map(max_or).unwrap_or_else(|| "max".into());
+        w.push(Write::new(
+            "cpu",
+            "cpu.max",
+            format!("{q} {}", period.unwrap_or(100_000)),
+            "linux.resources.cpu.quota",
+        ));
+    }
+    if let Some(v) = c["burst"].as_u64() {
+        w.push(Write::new(
+            "cpu",
+            "cpu.max.burst",
+            v,
+            "linux.resources.cpu.burst",
+        ));
+    }
+    if c["realtimeRuntime"].as_i64().is_some_and(|v| v != 0)
+        || c["realtimePeriod"].as_u64().is_some_and(|v| v != 0)
+    {
+        return Err(Error::Unsupported(
+            "linux.resources.cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no realtime budget"
+                .into(),
+        ));
+    }
+    if let Some(v) = c["idle"].as_i64() {
+        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+    }
+    if let Some(v) = c["cpus"].as_str().filter(|s| !s.is_empty()) {
+        w.push(Write::new(
+            "cpuset",
+            "cpuset.cpus",
+            v,
+            "linux.resources.cpu.cpus",
+        ));
+    }
+    if let Some(v) = c["mems"].as_str().filter(|s| !s.is_empty()) {
+        w.push(Write::new(
+            "cpuset",
+            "cpuset.mems",
+            v,
+            "linux.resources.cpu.mems",
+        ));
+    }
+    if let Some(v) = r["pids"]["limit"].as_i64() {
+        let v = if v > 0 { v.to_string() } else { "max".into() };
+        w.push(Write::new(
+            "pids",
+            "pids.max",
+            v,
+            "linux.resources.pids.limit",
+        ));
+    }
+    let b = &r["blockIO"];
+    if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
+        // bfq takes blkio's own range; io.weight the converted one.
+        w.push(
+            Write::new("io", "io.bfq.weight", v, "linux.resources.blockIO.weight")
+                .or_value("io.weight", blkio_weight_to_io(v)),
+        );
+    }
+    if b["leafWeight"].as_u64().is_some_and(|v| v > 0) {
+        return Err(Error::Unsupported(
+            "linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weight".into(),
+        ));
+    }
+    for d in b["weightDevice"].as_array().into_iter().flatten() {
+        if let Some(v) = d["weight"].as_u64() {
+            w.push(
+                Write::new(
+                    "io",
+                    "io.bfq.weight",
+                    format!("{} {v}", dev(d)),
+                    "linux.resources.blockIO.weightDevice",
+                )
+                .or_value("io.weight", format!("{} {}", dev(d), blkio_weight_to_io(v))),
+            );
+        }
+    }
+    for (key, k) in [
+        ("throttleReadBpsDevice", "rbps"),
+        ("throttleWriteBpsDevice", "wbps"),
+        ("throttleReadIOPSDevice", "riops"),
+        ("throttleWriteIOPSDevice", "wiops"),
+    ] {
+        for d in b[key].as_array().into_iter().flatten() {
+            w.push(Write::new(
+                "io",
+                "io.max",
+                format!("{} {k}={}", dev(d), d["rate"]),
+                "linux.resources.blockIO",
+            ));
+        }
+    }
+    for h in r["hugepageLimits"].as_array().into_iter().flatten() {
+        let size = h["pageSize"].as_str().unwrap_or_default();
+        w.push(Write::new(
+            "hugetlb",
+            format!("hugetlb.{size}.max"),
+            max_or(h["limit"].as_i64().unwrap_or(-1)),
+            "linux.resources.hugepageLimits",
+        ));
+    }
+    if r["network"].as_object().is_some_and(|n| !n.is_empty()) {
+        return Err(Error::Unsupported(
+            "linux.resources.network: cgroup v2 has no net_cls/net_prio (use a BPF program outside the runtime)".into(),
+        ));
+    }
+    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
+        w.push(Write::new(
+            "rdma",
+            "rdma.max",
+            super::rdma_line(dev, l),
+            "linux.resources.rdma",
+        ));
+    }
+    for (k, v) in r["unified"].as_object().into_iter().flatten() {
+        if k.contains('/') || k.starts_with('.') || !k.contains('.') {
+            return Err(Error::Unsupported(format!(
+                "linux.resources.unified: {k:?} is not a cgroup interface file name"
+            )));
+        }
+        let ctrl = k.split('.').next().unwrap_or_default();
+        let controller: &'static str = match ctrl {
+            "cpu" => "cpu",
+            "memory" => "memory",
+            "io" => "io",
+            "pids" => "pids",
+            "cpuset" => "cpuset",
+            "hugetlb" => "hugetlb",
+            "rdma" => "rdma",
+            "misc" => "misc",
+            _ => "cgroup",
+        };
+        w.push(Write::new(
+            controller,
+            k.clone(),
+            v.as_str().unwrap_or_default(),
+            "linux.resources.unified",
+        ));
+    }
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn files(r: serde_json::Value) -> Vec<(String, String)> {
+        writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.file, w.value))
+            .collect()
+    }
+
+    #[test]
+    fn conversions_as_runc() {
+        let f = files(json!({
+            "memory": {"limit": 1048576, "swap": 3145728, "reservation": 1000},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
+            "pids": {"limit": 0},
+            "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "unified": {"memory.high": "2000000"}
+        }));
+        let get = |n: &str| f.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("memory.max"), Some("1048576"));
+        assert_eq!(get("memory.swap.max"), Some("2097152"));
+        assert_eq!(get("memory.low"), Some("1000"));
+        assert_eq!(get("cpu.weight"), Some("39"));
+        assert_eq!(get("cpu.max"), Some("50000 100000"));
+        assert_eq!(get("pids.max"), Some("max"));
+        assert_eq!(get("io.max"), Some("8:0 rbps=1000"));
+        assert_eq!(get("hugetlb.2MB.max"), Some("4194304"));
+        assert_eq!(get("memory.high"), Some("2000000"));
+        assert_eq!(blkio_weight_to_io(10), 1);
+        assert_eq!(blkio_weight_to_io(1000), 10000);
+    }
+
+    #[test]
+    fn v2_refuses_what_it_lacks() {
+        for r in [
+            json!({"memory": {"swappiness": 10}}),
+            json!({"cpu": {"realtimeRuntime": 1000}}),
+            json!({"network": {"classID": 1}}),
+            json!({"unified": {"../x": "1"}}),
+            json!({"memory": {"swap": 100, "limit": 200}}),
+        ] {
+            assert!(writes(&r).is_err(), "{r}");
+        }
+        assert_eq!(
+            files(json!({"memory": {"limit": -1, "swap": -1}})),
+            vec![
+                ("memory.max".to_string(), "max".to_string()),
+                ("memory.swap.max".to_string(), "max".to_string())
+            ]
+        );
+    }
+}
