@@ -249,10 +249,17 @@ fn exec_into_sub_cgroup() {
     assert!(!dirs.is_empty());
     for d in &dirs {
         fs::create_dir(d.join("sub")).unwrap();
-        // A v1 cpuset group is usable once it has cpus and mems.
+        // A v1 cpuset group is usable once it has cpus and mems (v2 inherits).
         for f in ["cpuset.cpus", "cpuset.mems"] {
-            if let Ok(v) = fs::read_to_string(d.join(f)) {
-                fs::write(d.join("sub").join(f), v.trim()).unwrap();
+            let dst = d.join("sub").join(f);
+            if let (Ok(v), true) = (fs::read_to_string(d.join(f)), dst.exists()) {
+                if fs::read_to_string(&dst)
+                    .unwrap_or_default()
+                    .trim()
+                    .is_empty()
+                {
+                    fs::write(&dst, v.trim()).unwrap();
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! The layout is read from /proc/self/mountinfo and /proc/self/cgroup, never
 //! assumed. Resource limits are applied by the v1 and v2 modules.
 
+pub mod ebpf;
 pub mod v1;
 pub mod v2;
 
@@ -268,7 +269,11 @@ pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                     })
                 }
             }
-            if m.join("cpuset.cpus").exists() && m.parent().is_some() {
+            // v1 only: a v2 cpuset with empty cpus inherits its parent's.
+            if m.join("cpuset.cpus").exists()
+                && !m.join("cgroup.controllers").exists()
+                && m.parent().is_some()
+            {
                 v1::inherit_cpuset(m)?;
             }
         }
@@ -427,13 +432,8 @@ pub fn apply(
         rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
     }
     if layout.is_pure_v2() {
-        let asked = res
-            .and_then(|r| r.devices().as_ref())
-            .is_some_and(|d| !d.is_empty());
-        if asked {
-            return Err(Error::Unsupported(
-                "linux.resources.devices: device rules on cgroup v2 need the BPF device filter, which is not implemented yet".into(),
-            ));
+        if let Some(dir) = dirs.first() {
+            ebpf::attach(dir, &ebpf::compile(&rules)?)?;
         }
         return Ok(());
     }
