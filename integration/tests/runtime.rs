@@ -822,3 +822,91 @@ fn pids_limit_applied() {
     c.config["linux"]["resources"]["pids"] = json!({"limit": -1});
     assert_eq!(ok(&c.run()).trim(), "max");
 }
+
+#[test]
+fn session_keyring_new_unless_no_new_keyring() {
+    let mut c = Ctx::new("keyring", &sh("cat /proc/keys"));
+    // runc's default spec masks /proc/keys; unmask it to look.
+    c.config["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p != "/proc/keys");
+    let out = ok(&c.run());
+    assert!(out.contains(&format!("_ses.{}", c.id)), "{out}");
+    let other = c.another_id("nokeyring");
+    let b = c.bundle.to_str().unwrap().to_string();
+    let out = ok(&c.berth(&["run", "--no-new-keyring", "--bundle", &b, &other]));
+    assert!(!out.contains(&format!("_ses.{other}")), "{out}");
+}
+
+#[test]
+fn io_priority_scheduler_and_personality() {
+    // stat field 41 is the scheduling policy (SCHED_BATCH = 3).
+    let mut c = Ctx::new(
+        "sched",
+        &sh("ionice -p $$; uname -m; cut -d' ' -f41 /proc/self/stat"),
+    );
+    c.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 3});
+    c.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    c.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let out = ok(&c.run());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "best-effort: prio 3", "{out}");
+    assert_eq!(lines[1], "i686", "{out}");
+    assert_eq!(lines[2], "3", "{out}");
+}
+
+#[test]
+fn rootfs_propagation_shared() {
+    let mut c = Ctx::new("propagation", &sh("awk '$5 == \"/\"' /proc/self/mountinfo"));
+    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    let out = ok(&c.run());
+    assert!(out.contains("shared:"), "{out}");
+    c.config["linux"]["rootfsPropagation"] = json!("private");
+    let out = ok(&c.run());
+    assert!(
+        !out.contains("shared:") && !out.contains("master:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn join_user_namespace_by_path_with_new_namespaces() {
+    let mut a = Ctx::new("userns-owner", &["sleep", "1000"]);
+    a.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    a.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let b = a.bundle.to_str().unwrap().to_string();
+    ok(&a.berth(&["run", "-d", "--bundle", &b, &a.id]));
+    let pid = a.state(&a.id)["pid"].as_i64().unwrap() as i32;
+    let owner_ns = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+
+    // The joiner creates its mount, uts, pid... namespaces inside that user
+    // namespace (so it may set its hostname and mount) and runs as its root.
+    let mut j = Ctx::new(
+        "userns-join",
+        &sh("cat /proc/self/uid_map; id -u; hostname; readlink /proc/self/ns/user"),
+    );
+    j.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    let out = j.run();
+    let _ = a.berth(&["kill", &a.id, "KILL"]);
+    let mut status = 0;
+    // SAFETY: waitpid on our own child (the owner container's init).
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{text}"
+    );
+    assert_eq!(lines[1], "0", "{text}");
+    assert_eq!(lines[2], "berth", "{text}");
+    assert_eq!(lines[3], owner_ns.to_str().unwrap(), "{text}");
+}

@@ -380,6 +380,7 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                 pid_file: p.get("pid-file").map(PathBuf::from),
                 console_socket: p.get("console-socket").map(PathBuf::from),
                 no_pivot: p.bool("no-pivot"),
+                no_new_keyring: p.bool("no-new-keyring"),
                 preserve_fds: p.u32("preserve-fds")?,
                 listen_fds: listen_fds(),
                 notify_socket: std::env::var("NOTIFY_SOCKET")

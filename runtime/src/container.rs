@@ -68,6 +68,9 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// Keep the caller's session keyring instead of a new one named
+    /// `_ses.<id>` (runc's `--no-new-keyring`).
+    pub no_new_keyring: bool,
     /// Socket-activation fds (LISTEN_FDS) handed to us: passed as fds 3..,
     /// before the preserved ones, with LISTEN_FDS/LISTEN_PID set for the
     /// container process.
@@ -379,7 +382,19 @@ fn create_in(
     if o.detach {
         flags |= libc::CLONE_PARENT;
     }
-    let pid = syscall::clone_fork(flags).map_err(io_err("clone container process"))?;
+    // Namespaces the clone creates must be owned by the user namespace the
+    // container joins by path: a helper joins it first and clones from there.
+    let user_path = b
+        .plan
+        .join
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::User)
+        .map(|(_, p)| p.clone())
+        .filter(|_| !b.plan.clone.is_empty());
+    let pid = match &user_path {
+        Some(path) => clone_in_userns(flags, path, o.detach)?,
+        None => syscall::clone_fork(flags).map_err(io_err("clone container process"))?,
+    };
     if pid == 0 {
         drop(parent_sock);
         init::run(init::Args {
@@ -394,6 +409,8 @@ fn create_in(
             sync: child_sock,
             console,
             no_pivot: o.no_pivot,
+            new_keyring: !o.no_new_keyring,
+            user_joined: user_path.is_some(),
             preserve_fds: o.listen_fds + o.preserve_fds,
             create_container_hooks: &create_container,
             start_container_hooks: &start_container,
@@ -492,6 +509,58 @@ fn create_in(
         write_pid_file(p, pid)?;
     }
     Ok((saved, pidfd))
+}
+
+/// Clones the container process from inside the user namespace at `userns`
+/// through a short-lived helper, so that the new namespaces belong to it.
+/// Returns 0 in the container process and its pid in the caller; the
+/// container process is our child (or, with `detach`, our caller's).
+fn clone_in_userns(flags: i32, userns: &Path, detach: bool) -> Result<i32, Error> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let helper = syscall::clone_fork(if detach { libc::CLONE_PARENT } else { 0 })
+        .map_err(io_err("clone user namespace helper"))?;
+    if helper == 0 {
+        drop(r);
+        let res = namespaces::join(LinuxNamespaceType::User, &userns.to_path_buf())
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                // CLONE_PARENT: the container process is a sibling of this
+                // helper, so it has the helper's parent.
+                syscall::clone_fork(flags | libc::CLONE_PARENT).map_err(|e| e.to_string())
+            });
+        match res {
+            Ok(0) => return Ok(0),
+            Ok(pid) => {
+                let _ = nix::unistd::write(&w, &pid.to_le_bytes());
+                syscall::exit_now(0)
+            }
+            Err(msg) => {
+                let _ = nix::unistd::write(&w, msg.as_bytes());
+                syscall::exit_now(1)
+            }
+        }
+    }
+    drop(w);
+    let mut buf = [0u8; 512];
+    let n = loop {
+        match nix::unistd::read(&r, &mut buf) {
+            Err(nix::Error::EINTR) => continue,
+            other => {
+                break other.map_err(|e| io_err("read from user namespace helper")(e.into()))?
+            }
+        }
+    };
+    if !detach {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
+    }
+    match n {
+        4 => Ok(i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])),
+        _ => Err(Error::Config(format!(
+            "join user namespace {}: {}",
+            userns.display(),
+            String::from_utf8_lossy(&buf[..n])
+        ))),
+    }
 }
 
 /// Writes `adj` to /proc/<pid>/oom_score_adj, checking that /proc is procfs.

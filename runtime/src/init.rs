@@ -33,6 +33,11 @@ pub struct Args<'a> {
     pub sync: OwnedFd,
     pub console: Option<OwnedFd>,
     pub no_pivot: bool,
+    /// Join a new session keyring `_ses.<id>`, so keys of the caller's
+    /// session do not reach the container.
+    pub new_keyring: bool,
+    /// The user namespace given by path was joined before the clone.
+    pub user_joined: bool,
     pub preserve_fds: u32,
     pub create_container_hooks: &'a [SavedHook],
     pub start_container_hooks: &'a [SavedHook],
@@ -105,11 +110,33 @@ fn setup(a: &Args) -> Result<Never, Error> {
             .map_err(|e| other("become root in the user namespace (setresuid 0)", e))?;
     }
     for (t, path) in &a.plan.join {
+        if *t == LinuxNamespaceType::User && a.user_joined {
+            continue;
+        }
         namespaces::join(*t, path)?;
+    }
+    if a.plan.joins(LinuxNamespaceType::User) {
+        // Our host ids mean nothing in the joined namespace: become its root,
+        // as a process created in it would be.
+        syscall::setresgid(0)
+            .map_err(|e| other("become root in the joined user namespace (setresgid 0)", e))?;
+        syscall::setresuid(0)
+            .map_err(|e| other("become root in the joined user namespace (setresuid 0)", e))?;
     }
     if a.plan.new_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| other("unshare cgroup namespace", e))?;
+    }
+    if a.new_keyring {
+        let name =
+            CString::new(format!("_ses.{}", a.id)).map_err(|e| other("session keyring name", e))?;
+        match syscall::join_session_keyring(&name) {
+            Ok(_) => {}
+            // Kernels without keys, or a keyctl-denying outer sandbox: as
+            // runc, the container runs with the inherited keyring.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {}
+            Err(e) => return Err(other("join a new session keyring", e)),
+        }
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).map_err(|e| other(&format!("set hostname {h}"), e))?;

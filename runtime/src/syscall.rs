@@ -648,3 +648,11 @@ pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) ->
     })
     .map(drop)
 }
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: a new session keyring named
+/// `name`; returns its serial.
+pub fn join_session_keyring(name: &CStr) -> io::Result<i64> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: `name` is a valid C string for the call's duration.
+    cvt(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) })
+}
