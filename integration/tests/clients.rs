@@ -241,6 +241,13 @@ fn containerd_ctr_runs_berth() {
         stderr(&out)
     );
     assert_eq!(out.status.code(), Some(4));
+    // pause and resume through the shim: `berth pause`/`resume`.
+    ok(&d.ctr(&["tasks", "pause", "bg"]));
+    let tasks = ok(&d.ctr(&["tasks", "ls"]));
+    assert!(tasks.contains("PAUSED"), "{tasks}");
+    ok(&d.ctr(&["tasks", "resume", "bg"]));
+    let tasks = ok(&d.ctr(&["tasks", "ls"]));
+    assert!(tasks.contains("RUNNING"), "{tasks}");
     ok(&d.ctr(&["tasks", "kill", "-s", "SIGKILL", "bg"]));
     let t = Instant::now();
     loop {

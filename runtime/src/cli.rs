@@ -340,7 +340,11 @@ pub fn main(args: Vec<String>) -> i32 {
     };
     let root = PathBuf::from(g.get("root").unwrap_or("/run/berth"));
     let result = if g.bool("systemd-cgroup") && matches!(cmd.as_str(), "create" | "run") {
-        Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver".to_string())
+        Err(if std::path::Path::new("/run/systemd/system").is_dir() {
+            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver".to_string()
+        } else {
+            "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the default cgroupfs driver".to_string()
+        })
     } else {
         dispatch(cmd, cargs, root)
     };
