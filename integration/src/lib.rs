@@ -302,27 +302,36 @@ impl ConsoleSocket {
 
     /// Accepts berth's connection and receives the master (SCM_RIGHTS).
     pub fn master(&self) -> std::os::fd::OwnedFd {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        use std::os::fd::{AsRawFd, FromRawFd};
         let (conn, _) = self.listener.accept().unwrap();
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: SCM_RIGHTS just gave us this descriptor.
-                return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received on the console socket");
+        recv_with_fd(&conn).1
     }
+}
+
+/// Receives one message with a descriptor attached (SCM_RIGHTS) on a
+/// connected unix socket: (payload, descriptor).
+pub fn recv_with_fd(conn: &impl std::os::fd::AsRawFd) -> (Vec<u8>, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let n = msg.bytes;
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS just gave us this descriptor.
+            fd = Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    buf.truncate(n);
+    (buf, fd.expect("no descriptor in the message"))
 }
 
 /// Reads from `fd` until `needle` was seen or `secs` passed; returns what

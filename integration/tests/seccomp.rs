@@ -3,8 +3,7 @@
 //! listener.
 
 use std::fs;
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use berth_integration::*;
@@ -145,28 +144,9 @@ fn notify_listener_gets_the_fd_and_answers() {
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
     });
     let agent = std::thread::spawn(move || {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let mut fd = None;
-        for cm in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = cm {
-                // SAFETY: SCM_RIGHTS just gave us this descriptor.
-                fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-            }
-        }
-        let n = msg.bytes;
-        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
-        let fd = fd.expect("no seccomp fd");
+        let (msg, fd) = recv_with_fd(&conn);
+        let state: Value = serde_json::from_slice(&msg).unwrap();
         // Answer the container's mkdir with EXDEV.
         let mut req = Notif::default();
         // SAFETY: NOTIF_RECV fills a seccomp_notif, which `req` is.

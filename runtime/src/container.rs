@@ -282,20 +282,7 @@ fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
                 p.set_env(Some(env));
             }
         }
-        let (console, ours) = match (&o.console_socket, terminal) {
-            (Some(path), _) => (Some(terminal::connect(path)?), None),
-            (None, true) => {
-                let (a, b) = nix::sys::socket::socketpair(
-                    nix::sys::socket::AddressFamily::Unix,
-                    nix::sys::socket::SockType::Stream,
-                    None,
-                    nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                )
-                .map_err(|x| io_err("console socket pair")(x.into()))?;
-                (Some(b), Some(a))
-            }
-            (None, false) => (None, None),
-        };
+        let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;
         let (saved, pidfd) = create_in(o, &b, &dir, &mut undo, console, filter.as_ref())?;
         Ok((saved, pidfd, ours))
     })();

@@ -203,20 +203,7 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
     };
 
     let (parent_sock, child_sock) = sync::pair()?;
-    let (console, ours) = match (&o.console_socket, terminal) {
-        (Some(path), _) => (Some(terminal::connect(path)?), None),
-        (None, true) => {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|x| bad(format!("console socket pair: {x}")))?;
-            (Some(b), Some(a))
-        }
-        (None, false) => (None, None),
-    };
+    let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;
     if !o.detach {
         foreground::block_signals()?;
     }

@@ -435,9 +435,8 @@ pub fn get_winsize(fd: RawFd) -> io::Result<libc::winsize> {
     // SAFETY: zeroed winsize is a valid out-parameter.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which is valid.
-    cvt(
-        unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) } as libc::c_long,
-    )?;
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    cvt(ret as libc::c_long)?;
     Ok(ws)
 }
 

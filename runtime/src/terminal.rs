@@ -33,6 +33,30 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Error> {
     Ok(OwnedFd::from(s))
 }
 
+/// Where the container's pty master goes: (the end the container process
+/// sends it on, berth's own receiving end). With a console socket path the
+/// master goes there; with a terminal but no path (foreground `run` and
+/// `exec`) berth receives it itself; without a terminal, nowhere.
+pub fn endpoints(
+    console_socket: Option<&Path>,
+    terminal: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), Error> {
+    match (console_socket, terminal) {
+        (Some(path), _) => Ok((Some(connect(path)?), None)),
+        (None, true) => {
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|x| e("console socket pair")(x.into()))?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (None, false) => Ok((None, None)),
+    }
+}
+
 /// Opens a new pty in the container's devpts (after the root change).
 /// Returns (master, slave).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {

@@ -636,6 +636,42 @@ pub fn parse_size(s: &str) -> Option<i64> {
     Some((f * mult as f64) as i64)
 }
 
+/// The writes v1 and v2 share file names and values for: cpu idle, cpuset
+/// cpus and mems, pids.max (0 or less is "max", as runc), rdma.max.
+fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
+    let c = &r["cpu"];
+    if let Some(v) = c["idle"].as_i64() {
+        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+    }
+    for (key, file) in [("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")] {
+        if let Some(v) = c[key].as_str().filter(|s| !s.is_empty()) {
+            w.push(Write::new(
+                "cpuset",
+                file,
+                v,
+                "linux.resources.cpu.cpus/mems",
+            ));
+        }
+    }
+    if let Some(v) = r["pids"]["limit"].as_i64() {
+        let v = if v > 0 { v.to_string() } else { "max".into() };
+        w.push(Write::new(
+            "pids",
+            "pids.max",
+            v,
+            "linux.resources.pids.limit",
+        ));
+    }
+    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
+        w.push(Write::new(
+            "rdma",
+            "rdma.max",
+            rdma_line(dev, l),
+            "linux.resources.rdma",
+        ));
+    }
+}
+
 /// `rdma.max` line: `<device> hca_handle=N hca_object=M` (max when unset).
 fn rdma_line(dev: &str, l: &serde_json::Value) -> String {
     let v = |k: &str| {

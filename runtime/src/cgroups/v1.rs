@@ -209,34 +209,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.realtimeRuntime",
         ));
     }
-    if let Some(v) = c["idle"].as_i64() {
-        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
-    }
-    if let Some(v) = c["cpus"].as_str().filter(|s| !s.is_empty()) {
-        w.push(Write::new(
-            "cpuset",
-            "cpuset.cpus",
-            v,
-            "linux.resources.cpu.cpus",
-        ));
-    }
-    if let Some(v) = c["mems"].as_str().filter(|s| !s.is_empty()) {
-        w.push(Write::new(
-            "cpuset",
-            "cpuset.mems",
-            v,
-            "linux.resources.cpu.mems",
-        ));
-    }
-    if let Some(v) = r["pids"]["limit"].as_i64() {
-        let v = if v > 0 { v.to_string() } else { "max".into() };
-        w.push(Write::new(
-            "pids",
-            "pids.max",
-            v,
-            "linux.resources.pids.limit",
-        ));
-    }
+    super::shared_writes(r, &mut w);
     let b = &r["blockIO"];
     if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
         w.push(
@@ -319,14 +292,6 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
                 p["priority"]
             ),
             "linux.resources.network.priorities",
-        ));
-    }
-    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
-        w.push(Write::new(
-            "rdma",
-            "rdma.max",
-            super::rdma_line(dev, l),
-            "linux.resources.rdma",
         ));
     }
     if r["unified"].as_object().is_some_and(|u| !u.is_empty()) {

@@ -115,34 +115,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
                 .into(),
         ));
     }
-    if let Some(v) = c["idle"].as_i64() {
-        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
-    }
-    if let Some(v) = c["cpus"].as_str().filter(|s| !s.is_empty()) {
-        w.push(Write::new(
-            "cpuset",
-            "cpuset.cpus",
-            v,
-            "linux.resources.cpu.cpus",
-        ));
-    }
-    if let Some(v) = c["mems"].as_str().filter(|s| !s.is_empty()) {
-        w.push(Write::new(
-            "cpuset",
-            "cpuset.mems",
-            v,
-            "linux.resources.cpu.mems",
-        ));
-    }
-    if let Some(v) = r["pids"]["limit"].as_i64() {
-        let v = if v > 0 { v.to_string() } else { "max".into() };
-        w.push(Write::new(
-            "pids",
-            "pids.max",
-            v,
-            "linux.resources.pids.limit",
-        ));
-    }
+    super::shared_writes(r, &mut w);
     let b = &r["blockIO"];
     if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
         // bfq takes blkio's own range; io.weight the converted one.
@@ -196,14 +169,6 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
     if r["network"].as_object().is_some_and(|n| !n.is_empty()) {
         return Err(Error::Unsupported(
             "linux.resources.network: cgroup v2 has no net_cls/net_prio (use a BPF program outside the runtime)".into(),
-        ));
-    }
-    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
-        w.push(Write::new(
-            "rdma",
-            "rdma.max",
-            super::rdma_line(dev, l),
-            "linux.resources.rdma",
         ));
     }
     for (k, v) in r["unified"].as_object().into_iter().flatten() {
