@@ -378,9 +378,33 @@ fn create_in(
         .find(|(t, _)| *t == LinuxNamespaceType::User)
         .map(|(_, p)| p.clone())
         .filter(|_| !b.plan.clone.is_empty());
-    let pid = match &user_path {
-        Some(path) => clone_in_userns(flags, path, o.detach)?,
-        None => syscall::clone_fork(flags).map_err(io_err("clone container process"))?,
+    // On cgroup v2 the process is born in its cgroup (CLONE_INTO_CGROUP).
+    let v2_dir = cgroup_dirs
+        .first()
+        .filter(|_| layout.is_pure_v2() && user_path.is_none())
+        .and_then(|d| {
+            nix::fcntl::open(
+                d,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
+    let mut born_in_cgroup = false;
+    let pid = match (&user_path, &v2_dir) {
+        (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
+        (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd()) {
+            Ok(pid) => {
+                born_in_cgroup = true;
+                pid
+            }
+            // Kernels before 5.7: clone, then move it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                syscall::clone_fork(flags).map_err(io_err("clone container process"))?
+            }
+            Err(e) => return Err(io_err("clone3 container process into its cgroup")(e)),
+        },
+        (None, None) => syscall::clone_fork(flags).map_err(io_err("clone container process"))?,
     };
     if pid == 0 {
         drop(parent_sock);
@@ -415,7 +439,9 @@ fn create_in(
         let gid = linux.gid_mappings().clone().unwrap_or_default();
         namespaces::write_id_maps(pid, &uid, &gid, false)?;
     }
-    cgroups::add_pid(&cgroup_dirs, pid)?;
+    if !born_in_cgroup {
+        cgroups::add_pid(&cgroup_dirs, pid)?;
+    }
     if let Some(p) = spec.process() {
         process::set_rlimits(pid, p)?;
     }

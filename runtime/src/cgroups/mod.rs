@@ -486,7 +486,7 @@ fn write_one(layout: &Layout, dirs: &[PathBuf], w: &Write) -> Result<(), Error> 
     };
     let dir = dir.ok_or_else(|| {
         Error::Unsupported(format!(
-            "{}: the {} controller is not mounted on this host",
+            "{}: no {} hierarchy for this container here (not mounted as v1; a hybrid host's cgroup2-only controllers are not used)",
             w.field, w.controller
         ))
     })?;
