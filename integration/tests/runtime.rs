@@ -3,7 +3,7 @@
 //! the host, the way a user would.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -914,4 +914,52 @@ fn join_user_namespace_by_path_with_new_namespaces() {
     assert_eq!(lines[1], "0", "{text}");
     assert_eq!(lines[2], "berth", "{text}");
     assert_eq!(lines[3], owner_ns.to_str().unwrap(), "{text}");
+}
+
+#[test]
+fn idmapped_bind_mounts_show_mapped_ownership() {
+    // A volume whose files belong to root on disk, for a container whose
+    // root is host uid 100000: idmapped, its root sees them as its own.
+    let mut c = Ctx::new(
+        "idmap",
+        &sh("stat -c '%u:%g' /tmp/f /root/f; touch /tmp/new && echo wrote"),
+    );
+    let vol = c.dir.join("vol");
+    fs::create_dir(&vol).unwrap();
+    fs::write(vol.join("f"), "x").unwrap();
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c.config["linux"]["uidMappings"] = map.clone();
+    c.config["linux"]["gidMappings"] = map.clone();
+    let mounts = c.config["mounts"].as_array_mut().unwrap();
+    // Existing mount points: the shared rootfs is not the container root's.
+    mounts.push(
+        json!({"destination": "/tmp", "type": "bind", "source": vol, "options": ["bind"],
+        "uidMappings": map, "gidMappings": map}),
+    );
+    mounts
+        .push(json!({"destination": "/root", "type": "bind", "source": vol, "options": ["bind"]}));
+    let out = ok(&c.run());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0:0", "65534:65534", "wrote"], "{out}");
+    // Written through the idmapped mount as the container's root: root's on disk.
+    let md = fs::metadata(vol.join("new")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (0, 0));
+
+    // Only bind mounts, and both maps, are accepted.
+    let mounts = c.config["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+    );
+    let out = c.run();
+    assert!(
+        stderr(&out).contains("only bind mounts can be idmapped"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Layout};
 use crate::namespaces::{self, Plan};
@@ -90,6 +90,46 @@ pub struct Bundle {
     pub spec: Spec,
     pub rootfs: PathBuf,
     pub plan: Plan,
+    /// Mounts with `uidMappings`/`gidMappings` (runtime-spec 1.1, which
+    /// oci-spec 0.8 does not parse): (index in mounts, uid maps, gid maps).
+    pub idmaps: Vec<(usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
+}
+
+/// Reads the per-mount id mappings from the raw config, refusing what
+/// cannot be idmapped.
+fn mount_idmaps(
+    raw: &serde_json::Value,
+    spec: &Spec,
+) -> Result<Vec<(usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>, Error> {
+    let mut out = Vec::new();
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    for (i, m) in raw["mounts"].as_array().into_iter().flatten().enumerate() {
+        let (u, g) = (&m["uidMappings"], &m["gidMappings"]);
+        if u.is_null() && g.is_null() {
+            continue;
+        }
+        let parse = |v: &serde_json::Value, what: &str| -> Result<Vec<LinuxIdMapping>, Error> {
+            serde_json::from_value(v.clone())
+                .map_err(|e| Error::Config(format!("mounts[{i}].{what}: {e}")))
+        };
+        let (u, g) = (parse(u, "uidMappings")?, parse(g, "gidMappings")?);
+        if u.is_empty() || g.is_empty() {
+            return Err(Error::Config(format!(
+                "mounts[{i}]: an idmapped mount needs both uidMappings and gidMappings"
+            )));
+        }
+        let opts = mounts
+            .get(i)
+            .map(|m| rootfs::parse_options(m.options().as_deref().unwrap_or(&[])))
+            .transpose()?;
+        if !opts.is_some_and(|o| o.is_bind()) {
+            return Err(Error::Config(format!(
+                "mounts[{i}]: only bind mounts can be idmapped here"
+            )));
+        }
+        out.push((i, u, g));
+    }
+    Ok(out)
 }
 
 /// Loads `config.json` from the bundle and validates it: every refusal names
@@ -100,6 +140,9 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let data = fs::read(&cfg).map_err(io_err(format!("read {}", cfg.display())))?;
     let spec: Spec = serde_json::from_slice(&data)
         .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+    let raw: serde_json::Value = serde_json::from_slice(&data)
+        .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+    let idmaps = mount_idmaps(&raw, &spec)?;
     let root = spec
         .root()
         .as_ref()
@@ -179,6 +222,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
         spec,
         rootfs,
         plan,
+        idmaps,
     })
 }
 
@@ -361,6 +405,23 @@ fn create_in(
             .map_err(|e| io_err("unshare time namespace")(e.into()))?;
         namespaces::write_time_offsets(spec)?;
     }
+    // Idmapped bind mounts are made here, with the host's privileges, and
+    // attached by the container process.
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mut idmapped = Vec::new();
+    for (i, uid, gid) in &b.idmaps {
+        let m = &mounts[*i];
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_absolute() {
+            src
+        } else {
+            b.dir.join(src)
+        };
+        let recursive = rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))?
+            .flags
+            .contains(nix::mount::MsFlags::MS_REC);
+        idmapped.push((*i, rootfs::idmap_tree(&src, recursive, uid, gid)?));
+    }
     // Not dumpable from here on: processes in the container cannot open the
     // /proc entries of the container process while it runs Berth code.
     process::set_not_dumpable()?;
@@ -422,6 +483,7 @@ fn create_in(
             no_pivot: o.no_pivot,
             new_keyring: !o.no_new_keyring,
             user_joined: user_path.is_some(),
+            idmapped: &idmapped,
             preserve_fds: o.listen_fds + o.preserve_fds,
             create_container_hooks: &create_container,
             start_container_hooks: &start_container,

@@ -101,7 +101,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": crate::process::apparmor_enabled()},
             "selinux": {"enabled": crate::process::selinux_enabled()},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",

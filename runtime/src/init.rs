@@ -38,6 +38,8 @@ pub struct Args<'a> {
     pub new_keyring: bool,
     /// The user namespace given by path was joined before the clone.
     pub user_joined: bool,
+    /// Idmapped bind mounts prepared by the parent, by index in `mounts`.
+    pub idmapped: &'a [(usize, OwnedFd)],
     pub preserve_fds: u32,
     pub create_container_hooks: &'a [SavedHook],
     pub start_container_hooks: &'a [SavedHook],
@@ -188,8 +190,9 @@ fn setup(a: &Args) -> Result<Never, Error> {
     if new_mnt {
         let rootfd = rootfs::prepare_root(&ctx, linux.rootfs_propagation().as_deref())?;
         syscall::umask(0o022);
-        for m in &mounts {
-            rootfs::mount_one(&ctx, rootfd.as_raw_fd(), m)?;
+        for (i, m) in mounts.iter().enumerate() {
+            let idmapped = a.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| fd);
+            rootfs::mount_one(&ctx, rootfd.as_raw_fd(), m, idmapped)?;
         }
         if !rootfs::binds_dev(&mounts) {
             rootfs::setup_dev(&ctx, rootfd.as_raw_fd())?;

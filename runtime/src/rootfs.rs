@@ -395,7 +395,12 @@ fn make_parent_private(rootfs: &Path) -> Result<(), Error> {
 }
 
 /// Mounts one entry of `mounts` inside the rootfs.
-pub fn mount_one(ctx: &Context, root: RawFd, m: &Mount) -> Result<(), Error> {
+pub fn mount_one(
+    ctx: &Context,
+    root: RawFd,
+    m: &Mount,
+    idmapped: Option<&OwnedFd>,
+) -> Result<(), Error> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::Invalid(format!(
@@ -435,14 +440,19 @@ pub fn mount_one(ctx: &Context, root: RawFd, m: &Mount) -> Result<(), Error> {
         }
         let target = open_in_root(root, dest, libc::O_PATH, 0)
             .map_err(sys(format!("{desc}: open destination")))?;
-        mount(
-            Some(&src),
-            &fd_path(&target),
-            None::<&str>,
-            opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-            None::<&str>,
-        )
-        .map_err(nsys(desc.clone()))?;
+        match idmapped {
+            // Prepared by the parent (see `idmap_tree`): attach it.
+            Some(tree) => syscall::move_mount_fd(tree.as_fd(), target.as_fd())
+                .map_err(sys(format!("{desc}: attach idmapped mount")))?,
+            None => mount(
+                Some(&src),
+                &fd_path(&target),
+                None::<&str>,
+                opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .map_err(nsys(desc.clone()))?,
+        }
         let mounted =
             open_in_root(root, dest, libc::O_PATH, 0).map_err(sys(format!("{desc}: reopen")))?;
         apply_bind_flags(&mounted, &opts).map_err(sys(format!("{desc}: set options")))?;
@@ -525,6 +535,57 @@ pub fn mount_one(ctx: &Context, root: RawFd, m: &Mount) -> Result<(), Error> {
         copy_tree(&old, &new).map_err(sys(format!("{desc}: tmpcopyup")))?;
     }
     finish_mount(&mounted, &opts, &desc)
+}
+
+/// An idmapped copy of the bind source `src`: a detached mount (recursive
+/// with `recursive`) whose file ownership is mapped through a user namespace
+/// holding `uid`/`gid` (the mount's containerID → hostID, as runc reads them).
+/// Made by the parent before the clone, with the host's privileges; the
+/// container process attaches it with move_mount.
+pub fn idmap_tree(
+    src: &Path,
+    recursive: bool,
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<OwnedFd, Error> {
+    let desc = format!("idmapped mount of {}", src.display());
+    let userns = idmap_userns(uid, gid).map_err(|e| Error::Invalid(format!("{desc}: {e}")))?;
+    let tree =
+        syscall::open_tree_clone(src, recursive).map_err(sys(format!("{desc}: open_tree")))?;
+    syscall::mount_setattr_idmap(tree.as_fd(), recursive, userns.as_fd())
+        .map_err(sys(format!("{desc}: set MOUNT_ATTR_IDMAP")))?;
+    Ok(tree)
+}
+
+/// A user namespace with the given maps, held by nothing but the returned
+/// fd: a child enters it, the maps are written, the child exits.
+fn idmap_userns(
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<OwnedFd, String> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let pid = syscall::clone_fork(libc::CLONE_NEWUSER).map_err(|e| format!("clone: {e}"))?;
+    if pid == 0 {
+        drop(w);
+        // Wait until the parent has what it needs, then go.
+        let mut b = [0u8; 1];
+        let _ = nix::unistd::read(&r, &mut b);
+        syscall::exit_now(0);
+    }
+    drop(r);
+    let res = crate::namespaces::write_id_maps(pid, uid, gid, false)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            nix::fcntl::open(
+                format!("/proc/{pid}/ns/user").as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| format!("open user namespace: {e}"))
+        });
+    drop(w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    res
 }
 
 fn apply_bind_flags(fd: &OwnedFd, o: &MountOptions) -> io::Result<()> {
