@@ -91,16 +91,19 @@ pub struct Bundle {
     pub rootfs: PathBuf,
     pub plan: Plan,
     /// Mounts with `uidMappings`/`gidMappings` (runtime-spec 1.1, which
-    /// oci-spec 0.8 does not parse): (index in mounts, uid maps, gid maps).
-    pub idmaps: Vec<(usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
+    /// oci-spec 0.8 does not parse).
+    pub idmaps: Vec<MountIdmap>,
 }
+
+/// An idmapped mount: (index in mounts, uid maps, gid maps).
+pub type MountIdmap = (usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>);
 
 /// Reads the per-mount id mappings from the raw config, refusing what
 /// cannot be idmapped.
 fn mount_idmaps(
     raw: &serde_json::Value,
     spec: &Spec,
-) -> Result<Vec<(usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>, Error> {
+) -> Result<Vec<MountIdmap>, Error> {
     let mut out = Vec::new();
     let mounts = spec.mounts().clone().unwrap_or_default();
     for (i, m) in raw["mounts"].as_array().into_iter().flatten().enumerate() {
