@@ -100,10 +100,7 @@ pub type MountIdmap = (usize, Vec<LinuxIdMapping>, Vec<LinuxIdMapping>);
 
 /// Reads the per-mount id mappings from the raw config, refusing what
 /// cannot be idmapped.
-fn mount_idmaps(
-    raw: &serde_json::Value,
-    spec: &Spec,
-) -> Result<Vec<MountIdmap>, Error> {
+fn mount_idmaps(raw: &serde_json::Value, spec: &Spec) -> Result<Vec<MountIdmap>, Error> {
     let mut out = Vec::new();
     let mounts = spec.mounts().clone().unwrap_or_default();
     for (i, m) in raw["mounts"].as_array().into_iter().flatten().enumerate() {
