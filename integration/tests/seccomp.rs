@@ -217,3 +217,23 @@ fn exec_gets_the_containers_filter() {
     assert!(text.contains("Permission denied"), "{text}");
     assert!(text.contains("Seccomp:\t2"), "{text}");
 }
+
+#[test]
+fn filter_flags_install() {
+    let mut c = Ctx::new("scmp-flags", &sh("mkdir /tmp/z; echo mkdir=$?"));
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    let out = c.run();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("mkdir=1") && text.contains("Operation not permitted"),
+        "{text}"
+    );
+    // A flag this runtime does not know is refused by name.
+    c.config["linux"]["seccomp"]["flags"] = json!(["SECCOMP_FILTER_FLAG_BOGUS"]);
+    let out = c.run();
+    assert_eq!(out.status.code(), Some(1));
+}
