@@ -93,12 +93,19 @@ struct MountAttr {
 
 /// `mount_setattr(2)` on the mount at `fd` (AT_EMPTY_PATH), optionally recursive.
 pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    mount_setattr_raw(
+        fd,
+        recursive,
+        &MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
+}
+
+fn mount_setattr_raw(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> io::Result<()> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= AT_RECURSIVE;
@@ -111,7 +118,7 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) 
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -690,8 +697,8 @@ pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<libc:
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
-    // SAFETY: like fork (no stack given: the child runs on a copy of ours);
-    // `args` is a valid clone_args of the size passed.
+    // Like fork: no stack given, the child runs on a copy of ours.
+    // SAFETY: `args` is a valid clone_args of the size passed; single-threaded caller.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -725,29 +732,16 @@ pub fn mount_setattr_idmap(
     userns: BorrowedFd<'_>,
 ) -> io::Result<()> {
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    // SAFETY: valid fds, the empty path is a valid C string, and the size
-    // passed matches `struct mount_attr`.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    cvt(ret).map(drop)
+    mount_setattr_raw(
+        fd,
+        recursive,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
 }
 
 /// `move_mount`: attaches the detached mount `from` onto the object `to`.
