@@ -942,7 +942,13 @@ fn idmapped_bind_mounts_show_mapped_ownership() {
     );
     mounts
         .push(json!({"destination": "/root", "type": "bind", "source": vol, "options": ["bind"]}));
-    let out = ok(&c.run());
+    let out = c.run();
+    if stderr(&out).contains("does not support idmapped mounts") {
+        // tmpfs before Linux 6.3 (the cgroup v2 test guest): said clearly.
+        eprintln!("skipped: {}", stderr(&out));
+        return;
+    }
+    let out = ok(&out);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["0:0", "65534:65534", "wrote"], "{out}");
     // Written through the idmapped mount as the container's root: root's on disk.
