@@ -997,21 +997,24 @@ pub fn events(
     let layout = Layout::detect()?;
     let mut ooms = None;
     loop {
-        let saved = {
+        let (saved, stopped) = {
             let dir = Dir::open(root, id)?;
             let saved = dir.load()?;
-            if state::status_of(&dir, &saved) == Status::Stopped {
-                if once {
-                    return Err(Error::NotRunning);
-                }
-                return Ok(());
-            }
-            saved
+            let stopped = state::status_of(&dir, &saved) == Status::Stopped;
+            (saved, stopped)
         };
+        if stopped && once {
+            return Err(Error::NotRunning);
+        }
+        // Checked once more after a stop: an OOM kill of init is reported too.
         let n = cgroups::oom_kills(&layout, &saved.cgroup_paths);
         if ooms.is_some_and(|o| n > o) {
             let ev = serde_json::json!({"type": "oom", "id": id});
             let _ = writeln!(out, "{ev}");
+        }
+        if stopped {
+            let _ = out.flush();
+            return Ok(());
         }
         ooms = Some(n);
         let ev = serde_json::json!({"type": "stats", "id": id,
