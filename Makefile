@@ -4,7 +4,7 @@ TARGET  ?= $(CURDIR)/target
 BERTH   := $(TARGET)/release/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static containerd podman conmon golang-github-containers-common
+APT_PKGS := busybox-static containerd podman conmon golang-github-containers-common docker.io
 
 BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common
 BENCH_RUNS ?= 60

@@ -428,3 +428,169 @@ fn podman_runs_berth() {
         stderr(&out)
     );
 }
+
+/// A private dockerd: its own mount namespace with tmpfs over /etc/docker,
+/// /run and /opt, its own data root, exec root and socket, no bridge and no
+/// iptables, berth registered as the runtime `berth`. Stopped by its pid.
+struct Dockerd {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Dockerd {
+    fn start(dir: &Path) -> Dockerd {
+        fs::create_dir_all(dir).unwrap();
+        let script = format!(
+            "set -e; mkdir -p /etc/docker /opt; \
+             for d in /etc/docker /run /opt; do mount -t tmpfs tmpfs $d; done; \
+             echo '{{\"runtimes\": {{\"berth\": {{\"path\": \"{berth}\"}}}}}}' > /etc/docker/daemon.json; \
+             exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock \
+               --pidfile {d}/docker.pid --bridge=none --iptables=false --ip-masq=false \
+               --storage-driver vfs --cgroup-parent /{cg}",
+            berth = berth_bin().display(),
+            d = dir.display(),
+            cg = Dockerd::cgroup_parent(dir)
+        );
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        // unshare and sh exec: the child's pid is dockerd's.
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if d.cmd(&["version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "dockerd did not start:\n{}",
+            fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    /// The test's own cgroup parent for its containers (not /docker, which
+    /// a host's real dockerd may own).
+    fn cgroup_parent(dir: &Path) -> String {
+        dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        // Debian's CLI (a docker elsewhere on PATH may be another build).
+        let cli = if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker"
+        } else {
+            "docker"
+        };
+        let mut c = Command::new(cli);
+        c.arg("-H")
+            .arg(format!("unix://{}/docker.sock", self.dir.display()))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cmd(args).output().unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "docker {args:?}: {}\ndockerd log:\n{}",
+                stderr(&out),
+                fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["rm", "--force", "bg"]).output();
+        let _ = nix_kill(self.child.id() as i32, libc::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_under(&self.dir);
+        let _ = fs::remove_dir_all(&self.dir);
+        for d in cgroup_dirs_named(&Dockerd::cgroup_parent(&self.dir)) {
+            let _ = fs::remove_dir(&d);
+        }
+    }
+}
+
+#[test]
+fn docker_runs_berth() {
+    let dir = std::env::temp_dir().join(format!("berth-it-docker-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let d = Dockerd::start(&dir);
+    let tar = dir.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(busybox_rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    ok(&d.run(&["import", tar.to_str().unwrap(), "bbtest:1"]));
+    // Docker's default seccomp profile applies.
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "bbtest:1",
+        "sh",
+        "-c",
+        "echo hello via docker; grep Seccomp: /proc/self/status; exit 3",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "hello via docker\nSeccomp:\t2\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(3));
+    ok(&d.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "bbtest:1",
+        "sleep",
+        "1000",
+    ]));
+    let out = d.run(&["exec", "bg", "sh", "-c", "echo in exec; unshare -m true"]);
+    assert_eq!(stdout(&out), "in exec\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&d.run(&["stop", "--time", "1", "bg"]));
+    ok(&d.run(&["rm", "bg"]));
+}
