@@ -969,3 +969,64 @@ fn idmapped_bind_mounts_show_mapped_ownership() {
         stderr(&out)
     );
 }
+
+/// Runs berth as uid/gid 1000 (no passwd entry needed), with `env`.
+fn as_user(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+        .arg(berth_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("setpriv (util-linux)")
+}
+
+#[test]
+fn rootless_run_as_an_ordinary_user() {
+    let dir = std::env::temp_dir().join(format!("berth-it-rootless-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let (bundle, xdg) = (dir.join("bundle"), dir.join("xdg"));
+    for d in [&dir, &bundle, &xdg] {
+        fs::create_dir_all(d).unwrap();
+        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let b = bundle.to_str().unwrap();
+    ok(&as_user(&["spec", "--rootless", "--bundle", b], &[]));
+    let cfg = bundle.join("config.json");
+    let mut v: Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    v["root"] = json!({"path": busybox_rootfs(), "readonly": true});
+    v["process"]["terminal"] = json!(false);
+    v["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; hostname; exit 4"
+    ]);
+    fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    // The state root defaults to $XDG_RUNTIME_DIR/berth; no cgroup is
+    // writable, and none is needed without limits.
+    let out = as_user(&["run", "--bundle", b, "rl"], &[("XDG_RUNTIME_DIR", &xdg)]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(out.status.code(), Some(4), "{text}{}", stderr(&out));
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1000", "1"]
+    );
+    assert_eq!(lines[2], "berth");
+    assert!(xdg.join("berth").is_dir());
+    assert!(!xdg.join("berth/rl").exists(), "deleted after the run");
+
+    // A limit it cannot apply is a clear error, leaving nothing behind.
+    v["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = as_user(&["run", "--bundle", b, "rl2"], &[("XDG_RUNTIME_DIR", &xdg)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unprivileged"), "{}", stderr(&out));
+    assert!(!xdg.join("berth/rl2").exists());
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -242,6 +242,17 @@ fn parse(args: &[String], sets: &[&[Flag]], stop_at_pos: bool) -> Result<Parsed,
     Ok(p)
 }
 
+/// The state root when `--root` is not given: /run/berth for root, and for
+/// an ordinary user $XDG_RUNTIME_DIR/berth (as runc's rootless default).
+fn default_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(x) if !nix::unistd::geteuid().is_root() && !x.is_empty() => {
+            PathBuf::from(x).join("berth")
+        }
+        _ => PathBuf::from("/run/berth"),
+    }
+}
+
 /// The number of socket-activation fds passed to us (LISTEN_FDS, when
 /// LISTEN_PID names this process), as systemd's sd_listen_fds counts them.
 fn listen_fds() -> u32 {
@@ -338,7 +349,10 @@ pub fn main(args: Vec<String>) -> i32 {
         print!("{USAGE}");
         return if g.bool("help") { 0 } else { 1 };
     };
-    let root = PathBuf::from(g.get("root").unwrap_or("/run/berth"));
+    let root = g
+        .get("root")
+        .map(PathBuf::from)
+        .unwrap_or_else(default_root);
     let result = if g.bool("systemd-cgroup") && matches!(cmd.as_str(), "create" | "run") {
         Err(if std::path::Path::new("/run/systemd/system").is_dir() {
             "--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver".to_string()

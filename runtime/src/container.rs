@@ -356,11 +356,32 @@ fn create_in(
     let spec = &b.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let layout = Layout::detect()?;
-    let cgroup_dirs = layout.container_dirs(
+    let mut cgroup_dirs = layout.container_dirs(
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &o.id,
     )?;
-    undo.cgroups = cgroups::create_dirs(&cgroup_dirs)?;
+    match cgroups::create_dirs(&cgroup_dirs) {
+        Ok(created) => undo.cgroups = created,
+        // An ordinary user without a delegated cgroup: the container runs
+        // in ours when it asks for no limits, as rootless runc does.
+        Err(cgroups::Error::Io { err, path, .. })
+            if err.kind() == io::ErrorKind::PermissionDenied
+                && !nix::unistd::geteuid().is_root() =>
+        {
+            if cgroups::limits_requested(linux.resources().as_ref()) {
+                return Err(Error::Config(format!(
+                    "linux.resources: cannot create the container's cgroup {} as an unprivileged user (no delegated cgroup); remove the limits or delegate a cgroup",
+                    path.display()
+                )));
+            }
+            crate::debug!(
+                "rootless: no writable cgroup at {}, running without one",
+                path.display()
+            );
+            cgroup_dirs.clear();
+        }
+        Err(e) => return Err(e.into()),
+    }
     cgroups::apply(
         &layout,
         &cgroup_dirs,
@@ -424,7 +445,13 @@ fn create_in(
     }
     // Not dumpable from here on: processes in the container cannot open the
     // /proc entries of the container process while it runs Berth code.
-    process::set_not_dumpable()?;
+    // An unprivileged caller writes the child's id maps through /proc, which
+    // a non-dumpable child's files refuse: the child turns itself
+    // non-dumpable after GO instead.
+    let rootless = !nix::unistd::geteuid().is_root();
+    if !rootless {
+        process::set_not_dumpable()?;
+    }
 
     let mut flags = b.plan.clone.bits();
     if o.detach {
@@ -499,7 +526,8 @@ fn create_in(
     if b.plan.creates(LinuxNamespaceType::User) {
         let uid = linux.uid_mappings().clone().unwrap_or_default();
         let gid = linux.gid_mappings().clone().unwrap_or_default();
-        namespaces::write_id_maps(pid, &uid, &gid, false)?;
+        // Unprivileged: gid_map needs setgroups denied first.
+        namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
     }
     if !born_in_cgroup {
         cgroups::add_pid(&cgroup_dirs, pid)?;

@@ -102,6 +102,8 @@ fn setup(a: &Args) -> Result<Never, Error> {
     let sync = &a.sync;
 
     let states = sync::expect(sync, sync::GO)?;
+    // Id maps are written (a rootless parent needed us dumpable for that).
+    process::set_not_dumpable()?;
     let (creating_state, created_state) = states.split_once('\n').unwrap_or((&states, &states));
 
     let new_user = a.plan.creates(LinuxNamespaceType::User);

@@ -576,6 +576,22 @@ mod tests {
     }
 }
 
+/// True when `linux.resources` asks for any limit (device rules aside,
+/// which only restrict).
+pub fn limits_requested(res: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(v) = res.and_then(|r| serde_json::to_value(r).ok()) else {
+        return false;
+    };
+    v.as_object().is_some_and(|o| {
+        o.iter().any(|(k, v)| {
+            k != "devices"
+                && !v.is_null()
+                && v.as_object().is_none_or(|m| !m.is_empty())
+                && v.as_array().is_none_or(|a| !a.is_empty())
+        })
+    })
+}
+
 /// One file write a resource setting turns into: `value` to `file` in the
 /// container's directory of `controller` (the unified directory on v2).
 #[derive(Clone, Debug, PartialEq, Eq)]
