@@ -19,21 +19,26 @@ fn sha256_file(p: &Path) -> String {
         .to_string()
 }
 
+/// `tar -C dir -cf out .`
+fn tar_dir(dir: &Path, out: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar {}", dir.display());
+}
+
 /// Writes an OCI image archive holding the busybox rootfs as one layer.
 fn busybox_oci_archive(dir: &Path) -> PathBuf {
     let layout = dir.join("layout");
     let blobs = layout.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let layer = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(busybox_rootfs())
-        .args(["-cf"])
-        .arg(&layer)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tar_dir(busybox_rootfs(), &layer);
     let ld = sha256_file(&layer);
     let lsize = fs::metadata(&layer).unwrap().len();
     fs::rename(&layer, blobs.join(&ld)).unwrap();
@@ -67,15 +72,7 @@ fn busybox_oci_archive(dir: &Path) -> PathBuf {
     )
     .unwrap();
     let archive = dir.join("busybox.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_dir(&layout, &archive);
     archive
 }
 
@@ -138,22 +135,28 @@ impl Containerd {
     }
 }
 
+/// Stops a daemon this test started, by its pid: SIGTERM, then SIGKILL
+/// after `secs`; then unmounts and removes its directory.
+fn stop_daemon(child: &mut Child, dir: &Path, secs: u64) {
+    let _ = nix_kill(child.id() as i32, libc::SIGTERM);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    unmount_under(dir);
+    let _ = fs::remove_dir_all(dir);
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = nix_kill(self.child.id() as i32, libc::SIGTERM);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         // containerd leaves the image snapshot mounts only while containers run;
-        // unmount anything left under our dir before removing it.
-        unmount_under(&self.dir);
-        let _ = fs::remove_dir_all(&self.dir);
+        // anything left under our dir is unmounted before it is removed.
+        stop_daemon(&mut self.child, &self.dir, 10);
     }
 }
 
@@ -346,15 +349,7 @@ impl Drop for Podman {
 fn podman_runs_berth() {
     let p = Podman::new("podman");
     let tar = p.dir.join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(busybox_rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_dir(busybox_rootfs(), &tar);
     ok(&p.run(&["import", tar.to_str().unwrap(), "localhost/bbtest:1"]));
     // This host lacks CAP_SYS_RESOURCE: podman's default rlimits (raised
     // above the host's hard limits) fail in any runtime, so set them.
@@ -517,18 +512,7 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         let _ = self.cmd(&["rm", "--force", "bg"]).output();
-        let _ = nix_kill(self.child.id() as i32, libc::SIGTERM);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(15) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        unmount_under(&self.dir);
-        let _ = fs::remove_dir_all(&self.dir);
+        stop_daemon(&mut self.child, &self.dir, 15);
         for d in cgroup_dirs_named(&Dockerd::cgroup_parent(&self.dir)) {
             let _ = fs::remove_dir(&d);
         }
@@ -541,15 +525,7 @@ fn docker_runs_berth() {
     let _ = fs::remove_dir_all(&dir);
     let d = Dockerd::start(&dir);
     let tar = dir.join("rootfs.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(busybox_rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_dir(busybox_rootfs(), &tar);
     ok(&d.run(&["import", tar.to_str().unwrap(), "bbtest:1"]));
     // Docker's default seccomp profile applies.
     let out = d.run(&[

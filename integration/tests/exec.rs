@@ -446,31 +446,32 @@ fn preserve_fds_and_socket_activation_pass_exactly_those_fds() {
         &sh("echo $LISTEN_FDS $LISTEN_PID; ls /proc/self/fd | sort -n | tr '\\n' ' '"),
     );
     c.write_config();
+    // `berth run` from a shell: `env` before it, `fds` redirections after.
+    let run_in_sh = |env: &str, fds: &str| {
+        let script = format!(
+            "{env} {} --root {} run --bundle {} {} {fds}",
+            berth_bin().display(),
+            c.root.display(),
+            bundle(&c),
+            c.id
+        );
+        ok(&Command::new("sh").args(["-c", &script]).output().unwrap())
+    };
     // LISTEN_PID names berth itself: `exec` in the shell keeps the pid.
-    let script = format!(
-        "LISTEN_PID=$$ LISTEN_FDS=2 exec {} --root {} run --bundle {} {} 3</etc/hostname 4</etc/hostname 5</etc/hostname",
-        berth_bin().display(),
-        c.root.display(),
-        bundle(&c),
-        c.id
+    let text = run_in_sh(
+        "LISTEN_PID=$$ LISTEN_FDS=2 exec",
+        "3</etc/hostname 4</etc/hostname 5</etc/hostname",
     );
-    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    let text = ok(&out);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("2 1"));
     // 3 and 4 passed, 5 not; the last is ls's own directory fd.
     assert_eq!(lines.next().unwrap().trim(), "0 1 2 3 4 5", "{text}");
 
     // For another process, LISTEN_PID does not match: nothing is passed.
-    let script = format!(
-        "LISTEN_PID=1 LISTEN_FDS=2 {} --root {} run --bundle {} {} 3</etc/hostname 4</etc/hostname",
-        berth_bin().display(),
-        c.root.display(),
-        bundle(&c),
-        c.id
+    let text = run_in_sh(
+        "LISTEN_PID=1 LISTEN_FDS=2",
+        "3</etc/hostname 4</etc/hostname",
     );
-    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    let text = ok(&out);
     assert_eq!(text.lines().nth(1).unwrap().trim(), "0 1 2 3", "{text}");
 }
 

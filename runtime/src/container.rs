@@ -140,9 +140,18 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let data = fs::read(&cfg).map_err(io_err(format!("read {}", cfg.display())))?;
     let spec: Spec = serde_json::from_slice(&data)
         .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
-    let raw: serde_json::Value = serde_json::from_slice(&data)
-        .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
-    let idmaps = mount_idmaps(&raw, &spec)?;
+    // The raw JSON only for what oci-spec drops: skip the second parse on
+    // the common path, where no mapping is named at all.
+    let idmaps = if data
+        .windows(11)
+        .any(|w| w == b"uidMappings" || w == b"gidMappings")
+    {
+        let raw: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+        mount_idmaps(&raw, &spec)?
+    } else {
+        Vec::new()
+    };
     let root = spec
         .root()
         .as_ref()
