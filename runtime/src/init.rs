@@ -84,6 +84,8 @@ pub fn run(args: Args) -> ! {
                     &mut std::io::stderr(),
                     format!("berth: {e}\n").as_bytes(),
                 );
+                // And in the log, where runc's callers (shims) look.
+                crate::log::log("error", &format!("container process: {e}"));
             }
             syscall::exit_now(1)
         }
@@ -248,13 +250,19 @@ fn setup(a: &Args) -> Result<Never, Error> {
     sync::send(sync, sync::READY, "")?;
 
     // Block until `start` opens the fifo for reading.
-    let w = nix::fcntl::openat(
-        &host_proc,
-        format!("thread-self/fd/{}", fifo.as_raw_fd()).as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| other("open exec fifo", e))?;
+    let fifo_path = format!("thread-self/fd/{}", fifo.as_raw_fd());
+    let w = loop {
+        // The wait may be long (until `start`): a signal must not end it.
+        match nix::fcntl::openat(
+            &host_proc,
+            fifo_path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Err(nix::Error::EINTR) => continue,
+            r => break r.map_err(|e| other("open exec fifo", e))?,
+        }
+    };
     nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
     drop(w);
     drop(host_proc);
