@@ -342,6 +342,16 @@ impl Drop for Podman {
             .output();
         unmount_under(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
+        // podman's cgroupfs parent with its container and conmon groups:
+        // removed when empty (rmdir fails harmlessly while in use).
+        for d in cgroup_dirs_named("libpod_parent") {
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(&d);
+        }
     }
 }
 
