@@ -1,0 +1,92 @@
+//! The `berth-shim` command: argument parsing only; see the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_shim::daemon::{self, Options};
+
+const USAGE: &str = "\
+usage:
+  berth-shim start  --id ID --bundle DIR --address SOCK [--runtime PATH] [--runtime-root DIR]
+  berth-shim delete --id ID --bundle DIR
+  berth-shim --version
+
+start   launch the container's shim in the background; print its socket address
+delete  clean up a container whose shim is gone (kill, runtime delete, unmount)
+";
+
+/// Flags as `--name value` pairs.
+fn flags(args: &[String]) -> Result<Vec<(&str, &str)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let name = a
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {a:?}"))?;
+        if !matches!(
+            name,
+            "id" | "bundle" | "address" | "runtime" | "runtime-root"
+        ) {
+            return Err(format!("unknown flag --{name}"));
+        }
+        let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+        out.push((name, v.as_str()));
+    }
+    Ok(out)
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let Some(cmd) = args.first() else {
+        return Err(USAGE.into());
+    };
+    if cmd == "--version" || cmd == "version" {
+        println!("berth-shim {}", berth_proto::VERSION);
+        return Ok(());
+    }
+    if cmd == "--help" || cmd == "-h" || cmd == "help" {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let f = flags(&args[1..])?;
+    let get = |k: &str| f.iter().rev().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let id = get("id").ok_or("--id is required")?.to_string();
+    let bundle = PathBuf::from(get("bundle").ok_or("--bundle is required")?);
+    let path = |k: &str| get(k).map(PathBuf::from);
+    let e = |e: daemon::DaemonError| e.to_string();
+    match cmd.as_str() {
+        "start" | "serve" => {
+            let o = Options::new(
+                id,
+                &bundle,
+                path("address"),
+                path("runtime"),
+                path("runtime-root"),
+            )
+            .map_err(e)?;
+            if cmd == "start" {
+                println!("{}", daemon::start(&o).map_err(e)?);
+                Ok(())
+            } else {
+                daemon::serve(o).map_err(e)
+            }
+        }
+        "delete" => {
+            let o = Options::from_bundle(id, &bundle).map_err(e)?;
+            let status = daemon::delete(&o).map_err(e)?;
+            println!("{{\"exit_status\":{status}}}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(m) => {
+            eprintln!("berth-shim: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}

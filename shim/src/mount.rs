@@ -1,0 +1,166 @@
+//! The container's rootfs mounts (e.g. an overlay snapshot) that Create asks
+//! for: made on `<bundle>/rootfs` through an fd opened without following
+//! symlinks, so a planted link cannot send them outside the bundle; removed
+//! on Delete, and by `berth-shim delete` after a shim died.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+/// A failed rootfs mount or unmount.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The mount point could not be opened (missing, or a symlink).
+    #[error("open mount point {path}: {errno}")]
+    Target {
+        /// The mount point.
+        path: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// mount(2) failed.
+    #[error("mount {fstype} {device} on {target}: {errno}")]
+    Mount {
+        /// The filesystem type.
+        fstype: String,
+        /// The source.
+        device: String,
+        /// The mount point.
+        target: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// umount2(2) failed.
+    #[error("unmount {target}: {errno}")]
+    Unmount {
+        /// The mount point.
+        target: String,
+        /// Why.
+        errno: Errno,
+    },
+}
+
+/// mount(8)-style options split into flags and the data string.
+pub fn parse_options(opts: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in opts {
+        match o.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            _ => data.push(o.as_str()),
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// Mounts `source` (of `fstype`; "bind" for a bind mount) on the directory
+/// `target`, which must not be a symlink.
+pub fn mount_on(
+    target: &Path,
+    fstype: &str,
+    source: &str,
+    options: &[String],
+) -> Result<(), MountError> {
+    let dir: OwnedFd = open(
+        target,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| MountError::Target {
+        path: target.display().to_string(),
+        errno,
+    })?;
+    let (mut flags, data) = parse_options(options);
+    let fs = if fstype == "bind" {
+        flags |= MsFlags::MS_BIND;
+        None
+    } else {
+        Some(fstype)
+    };
+    // The magic link resolves to the directory opened above, not to
+    // whatever the path names by now.
+    let via = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let data = (!data.is_empty()).then_some(data.as_str());
+    let err = |errno| MountError::Mount {
+        fstype: fstype.into(),
+        device: source.into(),
+        target: target.display().to_string(),
+        errno,
+    };
+    mount(
+        Some(source),
+        via.as_str(),
+        fs,
+        flags & !MsFlags::MS_RDONLY,
+        data,
+    )
+    .map_err(err)?;
+    // A bind mount takes read-only only on a remount.
+    if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
+        mount(
+            None::<&str>,
+            via.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(err)?;
+    } else if flags.contains(MsFlags::MS_RDONLY) {
+        // Not a bind: read-only was not passed above; remount it so.
+        mount(
+            None::<&str>,
+            via.as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            data,
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Unmounts everything stacked on `target` (lazily, not following a symlink
+/// there); returns how many mounts it removed.
+pub fn unmount_all(target: &Path) -> Result<usize, MountError> {
+    let mut n = 0;
+    loop {
+        match umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => n += 1,
+            // Not a mount point (any more), or gone.
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(n),
+            Err(errno) => {
+                return Err(MountError::Unmount {
+                    target: target.display().to_string(),
+                    errno,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_become_flags_and_data() {
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (f, d) = parse_options(&o(&["ro", "rbind", "lowerdir=/a:/b", "upperdir=/u"]));
+        assert!(f.contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert_eq!(d, "lowerdir=/a:/b,upperdir=/u");
+        assert_eq!(parse_options(&o(&["ro", "rw"])).0, MsFlags::empty());
+    }
+}
