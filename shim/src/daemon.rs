@@ -64,6 +64,8 @@ pub struct Options {
     pub runtime: PathBuf,
     /// The runtime's state root, if not its default.
     pub runtime_root: Option<PathBuf>,
+    /// The serving shim's private directory (read back from `shim.json`).
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -97,6 +99,7 @@ impl Options {
             address,
             runtime,
             runtime_root,
+            console_dir: None,
         })
     }
 
@@ -123,6 +126,11 @@ impl Options {
             runtime: path("runtime")
                 .ok_or_else(|| DaemonError::Usage("shim.json names no runtime".into()))?,
             runtime_root: path("runtime_root"),
+            // Only ever a directory under the shims' own run dir.
+            console_dir: path("console_dir").filter(|d| {
+                d.starts_with(RUN_DIR)
+                    && d.components().all(|c| c != std::path::Component::ParentDir)
+            }),
         })
     }
 }
@@ -289,6 +297,7 @@ pub fn serve(o: Options) -> Result<(), DaemonError> {
                         "address": address,
                         "runtime": o.runtime,
                         "runtime_root": o.runtime_root,
+                        "console_dir": console_dir,
                     })
                     .to_string(),
                 ),
@@ -386,6 +395,9 @@ pub fn delete(o: &Options) -> Result<u32, DaemonError> {
     }
     if let Some(a) = &o.address {
         let _ = std::fs::remove_file(a);
+    }
+    if let Some(d) = &o.console_dir {
+        let _ = std::fs::remove_dir_all(d);
     }
     Ok(128 + libc::SIGKILL as u32)
 }

@@ -66,6 +66,19 @@ pub fn parse_options(opts: &[String]) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
+/// Opens a mount point as an O_PATH fd, refusing a symlink.
+fn open_dir(target: &Path) -> Result<OwnedFd, MountError> {
+    open(
+        target,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| MountError::Target {
+        path: target.display().to_string(),
+        errno,
+    })
+}
+
 /// Mounts `source` (of `fstype`; "bind" for a bind mount) on the directory
 /// `target`, which must not be a symlink.
 pub fn mount_on(
@@ -74,15 +87,6 @@ pub fn mount_on(
     source: &str,
     options: &[String],
 ) -> Result<(), MountError> {
-    let dir: OwnedFd = open(
-        target,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| MountError::Target {
-        path: target.display().to_string(),
-        errno,
-    })?;
     let (mut flags, data) = parse_options(options);
     let fs = if fstype == "bind" {
         flags |= MsFlags::MS_BIND;
@@ -90,9 +94,6 @@ pub fn mount_on(
     } else {
         Some(fstype)
     };
-    // The magic link resolves to the directory opened above, not to
-    // whatever the path names by now.
-    let via = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let data = (!data.is_empty()).then_some(data.as_str());
     let err = |errno| MountError::Mount {
         fstype: fstype.into(),
@@ -100,34 +101,21 @@ pub fn mount_on(
         target: target.display().to_string(),
         errno,
     };
-    mount(
-        Some(source),
-        via.as_str(),
-        fs,
-        flags & !MsFlags::MS_RDONLY,
-        data,
-    )
-    .map_err(err)?;
-    // A bind mount takes read-only only on a remount.
-    if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
-        mount(
-            None::<&str>,
-            via.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .map_err(err)?;
-    } else if flags.contains(MsFlags::MS_RDONLY) {
-        // Not a bind: read-only was not passed above; remount it so.
-        mount(
-            None::<&str>,
-            via.as_str(),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            data,
-        )
-        .map_err(err)?;
+    // Through the magic link the mount lands on the directory opened here,
+    // not on whatever the path names by now.
+    let dir = open_dir(target)?;
+    let via = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let first = flags & !MsFlags::MS_RDONLY;
+    mount(Some(source), via.as_str(), fs, first, data).map_err(err)?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        // Read-only takes a remount of the new mount's root; `dir` still
+        // names the directory underneath, so open the mount point again.
+        let root = open_dir(target)?;
+        let via = format!("/proc/self/fd/{}", root.as_raw_fd());
+        let bind = flags.contains(MsFlags::MS_BIND);
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & MsFlags::MS_BIND);
+        let data = if bind { None } else { data };
+        mount(None::<&str>, via.as_str(), None::<&str>, ro, data).map_err(err)?;
     }
     Ok(())
 }

@@ -272,7 +272,8 @@ impl Inner {
         Ok(pid)
     }
 
-    async fn create(self: &Arc<Self>, r: pb::CreateRequest) -> Result<u32, Status> {
+    /// Checks a Create request's bundle and log path; returns the log path.
+    fn create_paths(&self, r: &pb::CreateRequest) -> Result<PathBuf, Status> {
         let bundle = Path::new(&r.bundle);
         if bundle.canonicalize().ok().as_deref() != Some(self.bundle.as_path()) {
             return Err(Status::invalid_argument(format!(
@@ -281,16 +282,20 @@ impl Inner {
                 self.bundle.display()
             )));
         }
-        let log_path = if r.log_path.is_empty() {
-            self.bundle.join("container.log")
+        if r.log_path.is_empty() {
+            Ok(self.bundle.join("container.log"))
         } else if Path::new(&r.log_path).is_absolute() {
-            PathBuf::from(&r.log_path)
+            Ok(PathBuf::from(&r.log_path))
         } else {
-            return Err(Status::invalid_argument(format!(
+            Err(Status::invalid_argument(format!(
                 "log_path {} is not absolute",
                 r.log_path
-            )));
-        };
+            )))
+        }
+    }
+
+    async fn create(self: &Arc<Self>, r: pb::CreateRequest) -> Result<u32, Status> {
+        let log_path = self.create_paths(&r)?;
         let mut mounted = false;
         let result = async {
             if !r.rootfs.is_empty() {
@@ -515,6 +520,7 @@ impl Shim for Service {
     ) -> Result<Response<pb::CreateResponse>, Status> {
         let r = r.into_inner();
         self.0.check(&r.id, "")?;
+        self.0.create_paths(&r)?;
         {
             let mut slot = self.0.slot.lock().expect("slot");
             match *slot {
