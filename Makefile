@@ -1,19 +1,24 @@
 # Berth — build, demo and tests. Run as root on Debian 12 (bookworm).
 CARGO   ?= cargo
 TARGET  ?= $(CURDIR)/target
-BERTH   := $(TARGET)/release/berth
+# Release binaries are static (glibc's crt-static): no dynamic loader at each
+# exec, and no shared-library pages in each long-lived shim's RSS. A --target
+# build keeps crt-static off the proc-macros and build scripts.
+HOST    := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELDIR  := $(TARGET)/$(HOST)/release
+BERTH   := $(RELDIR)/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static protobuf-compiler containerd podman conmon golang-github-containers-common docker.io
 
-BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common
+BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd
 BENCH_RUNS ?= 60
 
 # Pure cgroup v2 runs in a throw-away qemu guest (Debian's kernel booted with
 # cgroup_no_v1=all), through the team's runner beside the repository.
 VM_RUNNER ?= $(CURDIR)/../shared/vm/run-in-vm.sh
 VM_PKGS := qemu-system-x86 linux-image-amd64 xz-utils
-V2_TESTS := cgroups runtime exec seccomp
+V2_TESTS := cgroups runtime exec seccomp shim
 
 .PHONY: all deps build release bundle demo test unit integration lint bench test-cgroupv2 clean
 
@@ -31,7 +36,7 @@ build:
 	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release -p berth
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST) -p berth -p berth-shim
 
 # A busybox bundle from Debian's busybox-static: rootfs with applet links,
 # config.json from `berth spec`, the process set to print from inside.
@@ -55,11 +60,11 @@ unit:
 	$(CARGO) test --workspace --lib --bins
 
 integration: deps
-	$(CARGO) build -p berth
+	$(CARGO) build -p berth -p berth-shim
 	$(CARGO) test -p berth-integration -- --test-threads=4
 
 test: deps
-	$(CARGO) build -p berth
+	$(CARGO) build -p berth -p berth-shim
 	$(CARGO) test --workspace -- --test-threads=4
 
 # The runtime's integration tests again under pure cgroup v2: the test
@@ -70,7 +75,7 @@ test-cgroupv2: deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	test -x $(VM_RUNNER) || { echo "no VM runner at $(VM_RUNNER) (set VM_RUNNER)"; exit 1; }
-	$(CARGO) build -p berth
+	$(CARGO) build -p berth -p berth-shim
 	$(CARGO) test -p berth-integration --no-run
 	@# The shared busybox rootfs is built on the host (the guest's /tmp is its own).
 	$(CARGO) test -p berth-integration --test runtime -- spec_features_version >/dev/null
@@ -91,7 +96,9 @@ bench: bundle
 	if [ -n "$$missing" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	$(CARGO) build --release -p berth-integration --bin berth-bench-shim
 	bench/run.sh $(BERTH) $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
+	bench/shim.sh $(BERTH) $(RELDIR)/berth-shim $(TARGET)/release/berth-bench-shim $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 
 clean:
 	$(CARGO) clean

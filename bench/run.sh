@@ -28,19 +28,9 @@ RUNTIMES=(berth crun runc)
 declare -A BIN=([berth]="$BERTH" [crun]=$(command -v crun) [runc]=$(command -v runc))
 
 # Two bundles on the same rootfs: /bin/true, and a long sleep for exec.
-mk_bundle() { # name args-json
-    mkdir -p "$WORK/$1"
-    "$BERTH" spec --bundle "$WORK/$1"
-    python3 - "$WORK/$1/config.json" "$ROOTFS" "$2" <<'PY'
-import json, sys
-path, rootfs, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-c = json.load(open(path))
-c["root"] = {"path": rootfs, "readonly": True}
-c["process"]["terminal"] = False
-c["process"]["args"] = args
-json.dump(c, open(path, "w"), indent=1)
-PY
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+mk_bundle() { bundle_at "$WORK/$1" "$BERTH" "$ROOTFS" "$2"; } # name args-json
 mk_bundle true '["/bin/true"]'
 mk_bundle sleep '["/bin/sleep", "100000"]'
 # /bin/true under podman's default seccomp profile, converted to the OCI form

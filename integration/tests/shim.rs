@@ -209,6 +209,9 @@ async fn lifecycle(rt: Runtime) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!s.address.exists(), "the shim did not exit on Shutdown");
+    // Open event streams end with the shim.
+    let end = tokio::time::timeout(Duration::from_secs(2), events.next()).await;
+    assert!(matches!(end, Ok(None) | Ok(Some(Err(_)))), "{end:?}");
     assert!(!s.ctx.bundle.join("address").exists());
 }
 both!(lifecycle_over_berth, lifecycle_over_runc, lifecycle);

@@ -331,15 +331,25 @@ pub fn serve(o: Options) -> Result<(), DaemonError> {
             let _ = nix::unistd::dup2_stdout(null);
         }
         let inner: Arc<_> = svc.0.clone();
+        // On Shutdown the server stops gracefully: it answers, then ends once
+        // its clients hang up. A client holding a stream open (Events) gets
+        // a grace period, then the shim exits anyway.
+        let stopping = |inner: Arc<crate::service::Inner>| async move {
+            let mut rx = inner.shutdown.subscribe();
+            let _ = rx.wait_for(|s| *s).await;
+        };
         let server = tonic::transport::Server::builder()
             .add_service(ShimServer::new(svc))
-            .serve_with_incoming(UnixListenerStream::new(listener));
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener),
+                stopping(inner.clone()),
+            );
         tokio::select! {
             r = server => r.map_err(|e| io_err("serve")(std::io::Error::other(e)))?,
-            _ = inner.shutdown.notified() => {
-                // Let the Shutdown reply reach its caller.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            _ = async {
+                stopping(inner).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            } => {}
         }
         Ok(())
     });

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_proto::shim::shim_server::Shim;
 use berth_proto::shim::{self as pb, attach_request, event};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -68,8 +68,8 @@ pub struct Inner {
     slot: Mutex<Slot>,
     console_dir: PathBuf,
     console_seq: AtomicU64,
-    /// Notified when Shutdown is accepted.
-    pub shutdown: Notify,
+    /// Set when Shutdown is accepted.
+    pub shutdown: watch::Sender<bool>,
 }
 
 /// The `Shim` gRPC service.
@@ -95,7 +95,7 @@ impl Service {
             slot: Mutex::new(Slot::Empty),
             console_dir,
             console_seq: AtomicU64::new(0),
-            shutdown: Notify::new(),
+            shutdown: watch::channel(false).0,
         }))
     }
 }
@@ -891,7 +891,7 @@ impl Shim for Service {
                 self.0.id
             )));
         }
-        self.0.shutdown.notify_one();
+        self.0.shutdown.send_replace(true);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -902,10 +902,16 @@ impl Shim for Service {
         _: Request<pb::EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
         let mut sub = self.0.events.subscribe();
+        let mut stopping = self.0.shutdown.subscribe();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             loop {
-                let item = match sub.recv().await {
+                // The stream ends when the shim shuts down.
+                let next = tokio::select! {
+                    e = sub.recv() => e,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
+                let item = match next {
                     Ok(e) => Ok(e),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(
                         Status::data_loss(format!("events stream fell {n} events behind")),
