@@ -22,6 +22,12 @@ pub enum Error {
         path: PathBuf,
         err: io::Error,
     },
+    /// A setuid map helper (newuidmap/newgidmap) failed or is missing.
+    #[error("linux.{field}: {message}")]
+    MapHelper {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// The proc name of a namespace type (`/proc/<pid>/ns/<name>`).
@@ -228,12 +234,22 @@ pub fn format_map(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
-/// Writes the id maps of a child's new user namespace (as a privileged parent).
+/// Whether an unprivileged caller may write `maps` itself: the kernel allows
+/// exactly one id, the caller's own, mapped once.
+pub fn self_map_only(maps: &[LinuxIdMapping], own: u32) -> bool {
+    matches!(maps, [m] if m.size() == 1 && m.host_id() == own)
+}
+
+/// Writes the id maps of a child's new user namespace. A privileged parent
+/// writes them directly. An unprivileged one writes a map of its own id
+/// itself (gid_map after denying setgroups, as the kernel requires) and has
+/// anything wider written by the setuid helpers newuidmap/newgidmap, which
+/// check the ranges against /etc/subuid and /etc/subgid.
 pub fn write_id_maps(
     pid: i32,
     uid: &[LinuxIdMapping],
     gid: &[LinuxIdMapping],
-    deny_setgroups: bool,
+    rootless: bool,
 ) -> Result<(), Error> {
     let w = |name: &str, data: &str| {
         let path = PathBuf::from(format!("/proc/{pid}/{name}"));
@@ -243,14 +259,75 @@ pub fn write_id_maps(
             err,
         })
     };
-    if deny_setgroups {
-        w("setgroups", "deny")?;
-    }
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     if !uid.is_empty() {
-        w("uid_map", &format_map(uid))?;
+        if rootless && !self_map_only(uid, euid) {
+            map_helper("newuidmap", "uidMappings", pid, uid)?;
+        } else {
+            w("uid_map", &format_map(uid))?;
+        }
     }
     if !gid.is_empty() {
-        w("gid_map", &format_map(gid))?;
+        if rootless && !self_map_only(gid, egid) {
+            // newgidmap leaves setgroups allowed: it is privileged.
+            map_helper("newgidmap", "gidMappings", pid, gid)?;
+        } else {
+            if rootless {
+                w("setgroups", "deny")?;
+            }
+            w("gid_map", &format_map(gid))?;
+        }
+    } else if rootless {
+        w("setgroups", "deny")?;
+    }
+    Ok(())
+}
+
+/// The argument list of newuidmap/newgidmap: `PID inside outside count ...`.
+pub fn helper_args(pid: i32, maps: &[LinuxIdMapping]) -> Vec<String> {
+    std::iter::once(pid.to_string())
+        .chain(
+            maps.iter()
+                .flat_map(|m| [m.container_id(), m.host_id(), m.size()].map(|n| n.to_string())),
+        )
+        .collect()
+}
+
+/// Runs newuidmap or newgidmap for `pid` (fork+exec: berth is single-threaded).
+fn map_helper(
+    helper: &str,
+    field: &'static str,
+    pid: i32,
+    maps: &[LinuxIdMapping],
+) -> Result<(), Error> {
+    let out = std::process::Command::new(helper)
+        .args(helper_args(pid, maps))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::MapHelper {
+            field,
+            message: if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "mapping more than your own id needs {helper} (Debian: apt-get install uidmap) \
+                     and ranges in /etc/sub{}id",
+                    &field[..1]
+                )
+            } else {
+                format!("run {helper}: {e}")
+            },
+        })?;
+    if !out.status.success() {
+        return Err(Error::MapHelper {
+            field,
+            message: format!(
+                "{helper} {}: {}",
+                helper_args(pid, maps).join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
     }
     Ok(())
 }
@@ -289,6 +366,32 @@ pub fn write_time_offsets(spec: &Spec) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn maps(v: &[(u32, u32, u32)]) -> Vec<LinuxIdMapping> {
+        v.iter()
+            .map(|&(c, h, n)| {
+                serde_json::from_value(
+                    serde_json::json!({"containerID": c, "hostID": h, "size": n}),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_a_single_own_id_is_written_without_helpers() {
+        assert!(self_map_only(&maps(&[(0, 1000, 1)]), 1000));
+        assert!(!self_map_only(&maps(&[(0, 1000, 2)]), 1000));
+        assert!(!self_map_only(&maps(&[(0, 1001, 1)]), 1000));
+        assert!(!self_map_only(
+            &maps(&[(0, 1000, 1), (1, 100000, 65536)]),
+            1000
+        ));
+        assert_eq!(
+            helper_args(42, &maps(&[(0, 1000, 1), (1, 100000, 65536)])),
+            ["42", "0", "1000", "1", "1", "100000", "65536"]
+        );
+    }
 
     fn spec(json: &str) -> Spec {
         serde_json::from_str(json).unwrap()

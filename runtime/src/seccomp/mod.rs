@@ -109,21 +109,21 @@ impl Arch {
         }
     }
 
-    /// Architectures whose syscalls a process on this host can make.
-    fn runs_here(self) -> bool {
-        match Arch::native() {
+    /// Architectures whose syscalls a process on a `native` host can make.
+    fn runs_on(self, native: Arch) -> bool {
+        match native {
             Arch::X86_64 => matches!(self, Arch::X86_64 | Arch::X86 | Arch::X32),
             _ => matches!(self, Arch::Aarch64 | Arch::Arm),
         }
     }
 
-    fn table(self) -> Option<&'static [(&'static str, u32)]> {
+    fn table(self) -> &'static [(&'static str, u32)] {
         match self {
-            Arch::X86_64 => Some(tables::X86_64),
-            Arch::X86 => Some(tables::X86),
-            Arch::X32 => Some(tables::X32),
-            Arch::Aarch64 => Some(tables::AARCH64),
-            Arch::Arm => None,
+            Arch::X86_64 => tables::X86_64,
+            Arch::X86 => tables::X86,
+            Arch::X32 => tables::X32,
+            Arch::Aarch64 => tables::AARCH64,
+            Arch::Arm => tables::ARM,
         }
     }
 }
@@ -325,6 +325,11 @@ fn emit_rules(
 
 /// Compiles a profile for this host.
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
+    compile_for(Arch::native(), s)
+}
+
+/// Compiles a profile for a host of architecture `native`.
+fn compile_for(native: Arch, s: &LinuxSeccomp) -> Result<Filter, Error> {
     let default_name = name_of(&s.default_action());
     let default = action_value(&default_name, s.default_errno_ret(), libc::EPERM as u32)?;
     let syscalls = s.syscalls().clone().unwrap_or_default();
@@ -358,17 +363,11 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
         ));
     }
 
-    let mut arches = vec![Arch::native()];
+    let mut arches = vec![native];
     for n in s.architectures().iter().flatten() {
         let name = name_of(n);
         match Arch::from_name(&name) {
-            Some(a) if a.runs_here() && !arches.contains(&a) => {
-                if a.table().is_none() {
-                    crate::warn!("seccomp: no syscall table for {name}; its syscalls get the bad-architecture action");
-                    continue;
-                }
-                arches.push(a)
-            }
+            Some(a) if a.runs_on(native) && !arches.contains(&a) => arches.push(a),
             Some(_) => {}
             None => crate::debug!("seccomp: architecture {name} does not run here, skipped"),
         }
@@ -401,7 +400,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
     for (arch, l) in &sections {
         a.bind(*l);
         a.load(OFF_NR);
-        let table = arch.table().unwrap_or_default();
+        let table = arch.table();
         let x32 = (*arch == Arch::X86_64).then(|| a.label());
         if let Some(x32) = x32 {
             // x32 calls share x86_64's arch value and set a bit in the number.
@@ -713,6 +712,41 @@ mod tests {
             bpf::run(&f.program, &data(AUDIT_ARCH_ARM, 1, [0; 6])),
             RET_KILL_THREAD
         );
+    }
+
+    #[test]
+    fn arm_section_on_an_aarch64_host() {
+        let f = compile_for(
+            Arch::Aarch64,
+            &profile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                "architectures": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X86"],
+                "syscalls": [{"names": ["open", "openat", "cacheflush"], "action": "SCMP_ACT_ALLOW"}]
+            })),
+        )
+        .unwrap();
+        let run = |arch, table, name| bpf::run(&f.program, &data(arch, nr(table, name), [0; 6]));
+        // arm EABI numbers, the ARM-private cacheflush included.
+        assert_eq!(nr(tables::ARM, "open"), 5);
+        assert_eq!(nr(tables::ARM, "cacheflush"), 0x0f_0002);
+        assert_eq!(run(AUDIT_ARCH_ARM, tables::ARM, "open"), RET_ALLOW);
+        assert_eq!(run(AUDIT_ARCH_ARM, tables::ARM, "cacheflush"), RET_ALLOW);
+        assert_eq!(run(AUDIT_ARCH_ARM, tables::ARM, "read"), RET_ERRNO | 1);
+        assert_eq!(
+            run(AUDIT_ARCH_AARCH64, tables::AARCH64, "openat"),
+            RET_ALLOW
+        );
+        // Lower than the newest named call: the default; higher: ENOSYS (newer than the profile).
+        assert_eq!(
+            run(AUDIT_ARCH_AARCH64, tables::AARCH64, "io_setup"),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            run(AUDIT_ARCH_AARCH64, tables::AARCH64, "read"),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        // x86 cannot run on arm64: not a section, so the bad-architecture action.
+        assert_eq!(run(AUDIT_ARCH_I386, tables::X86, "open"), RET_KILL_THREAD);
     }
 
     #[test]
