@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_integration::*;
@@ -249,4 +249,99 @@ fn events_report_stats_and_oom() {
         "{all}"
     );
     stop(&c, pid);
+}
+
+/// An ordinary user with a delegated cgroup (v2: a subtree chowned to it, as
+/// systemd delegates one) gets its limits applied there. On a v1 host
+/// delegation would take every hierarchy; it is tested in the v2 guest.
+#[test]
+fn rootless_uses_a_delegated_cgroup() {
+    if !v2() {
+        eprintln!("skipped: cgroup delegation is tested under pure v2 (make test-cgroupv2)");
+        return;
+    }
+    let name = format!("berth-it-deleg-{}", std::process::id());
+    let base = std::path::Path::new("/sys/fs/cgroup").join(&name);
+    fs::create_dir(&base).unwrap();
+    let _cleanup = CgroupGuard(base.clone());
+    fs::write(base.join("cgroup.subtree_control"), "+pids").unwrap();
+    fs::create_dir(base.join("leaf")).unwrap();
+    let own = |p: &std::path::Path| std::os::unix::fs::chown(p, Some(1000), Some(1000)).unwrap();
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.subtree_control",
+        "leaf",
+        "leaf/cgroup.procs",
+    ] {
+        own(&base.join(f));
+    }
+    let mut c = Ctx::new(
+        "deleg",
+        // The limit shows by effect: of 20 background sleeps some cannot fork.
+        &sh("cat /proc/self/cgroup; (for i in $(seq 20); do sleep 1 & done; wait) 2>&1 | grep -c fork"),
+    );
+    for d in [&c.dir, &c.bundle] {
+        own(d);
+    }
+    let xdg = c.dir.join("xdg");
+    fs::create_dir(&xdg).unwrap();
+    own(&xdg);
+    fs::remove_file(c.bundle.join("config.json")).unwrap();
+    let out = Command::new(berth_bin())
+        .args(["spec", "--rootless", "--bundle"])
+        .arg(&c.bundle)
+        .output()
+        .unwrap();
+    ok(&out);
+    let mut v: Value =
+        serde_json::from_slice(&fs::read(c.bundle.join("config.json")).unwrap()).unwrap();
+    v["root"] = json!({"path": busybox_rootfs(), "readonly": true});
+    v["process"] = c.config["process"].clone();
+    v["process"]["user"] = json!({"uid": 0, "gid": 0});
+    // `spec --rootless` ran as root here: map the user that will run it.
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    v["linux"]["cgroupsPath"] = json!(format!("/{name}/c"));
+    v["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    c.config = v;
+    c.write_config();
+    // The caller sits in the delegated subtree's leaf, then becomes uid 1000.
+    let script = format!(
+        "echo $$ > {leaf}/cgroup.procs && exec setpriv --reuid 1000 --regid 1000 --clear-groups \
+         env XDG_RUNTIME_DIR={xdg} {berth} run --bundle {b} deleg",
+        leaf = base.join("leaf").display(),
+        xdg = xdg.display(),
+        berth = berth_bin().display(),
+        b = c.bundle.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("0::/{name}/c"), "{text}");
+    assert!(
+        lines[1].parse::<u32>().unwrap() > 0,
+        "no fork failed under pids.max 10: {text}"
+    );
+    assert!(
+        !base.join("c").exists(),
+        "the container's cgroup is removed on delete"
+    );
+}
+
+/// Removes a test's cgroup tree (leaves first) when dropped.
+struct CgroupGuard(std::path::PathBuf);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for sub in ["c", "leaf", ""] {
+            let _ = fs::remove_dir(self.0.join(sub));
+        }
+    }
 }

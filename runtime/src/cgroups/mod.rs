@@ -418,6 +418,13 @@ pub fn apply(
         .and_then(|r| serde_json::to_value(r).ok())
         .unwrap_or(serde_json::Value::Null);
     apply_json(layout, dirs, &json)?;
+    if !nix::unistd::geteuid().is_root() {
+        // Device rules need privilege (CAP_SYS_ADMIN for v1 devices.*, BPF
+        // for v2) even in a delegated cgroup. Rootless, the user namespace
+        // already bounds devices: no mknod, and host nodes keep their modes.
+        crate::debug!("rootless: device cgroup rules skipped");
+        return Ok(());
+    }
     let mut rules: Vec<(bool, String)> = Vec::new();
     if let Some(list) = res.and_then(|r| r.devices().as_ref()) {
         rules.extend(list.iter().map(v1::device_rule));
