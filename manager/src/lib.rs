@@ -1,1 +1,8 @@
-//! The manager daemon `berthd` and its client `berthctl` (issues 8-10). Not built yet: this crate only reserves its place in the workspace.
+//! The manager: `berthd`'s image store (content, snapshots, import) and
+//! container lifecycle, and the `berthctl` client.
+
+pub mod content;
+pub mod digest;
+pub mod oci;
+mod sys;
+pub mod unpack;
