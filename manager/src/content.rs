@@ -201,6 +201,46 @@ impl ContentStore {
         w.commit()
     }
 
+    /// Stores a blob whose digest is not known beforehand (a `docker save`
+    /// layer): it is hashed (sha256) as it streams, then put in place.
+    pub fn write_unknown(&self, r: &mut impl Read) -> Result<Info, ContentError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .root
+            .join("ingest")
+            .join(format!("unknown-{}-{n}", std::process::id()));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        let mut hasher = Hasher::new(crate::digest::Algorithm::Sha256);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        let result = (|| {
+            loop {
+                let k = r.read(&mut buf).map_err(io_err("read into", &path))?;
+                if k == 0 {
+                    break;
+                }
+                f.write_all(&buf[..k]).map_err(io_err("write", &path))?;
+                hasher.update(&buf[..k]);
+                size += k as u64;
+            }
+            f.sync_all().map_err(io_err("fsync", &path))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        let digest = hasher.finish();
+        let dest = self.path(&digest);
+        fs::rename(&path, &dest).map_err(io_err("rename", &dest))?;
+        Ok(Info { digest, size })
+    }
+
     /// Removes a blob.
     pub fn delete(&self, d: &Digest) -> Result<(), ContentError> {
         let p = self.path(d);

@@ -3,6 +3,10 @@
 
 pub mod content;
 pub mod digest;
+pub mod images;
+pub mod meta;
 pub mod oci;
+pub mod reference;
+pub mod snapshot;
 mod sys;
 pub mod unpack;

@@ -1,0 +1,283 @@
+//! The image store end to end: archives made by umoci and skopeo imported,
+//! unpacked into overlay snapshots, and the mounted result compared with
+//! `umoci unpack` of the same image; hostile layers refused.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_integration::{busybox_rootfs, ok};
+use berth_manager::images::{ImageError, Images};
+use berth_manager::oci::Platform;
+
+/// A test's directory, removed (after unmounting what it mounted) on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("berth-it-images-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.0.join("merged"))
+            .output();
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    ok(&cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}")))
+}
+
+/// An OCI layout at `<dir>/layout` with a busybox image `base` and a `v2`
+/// on top that deletes files and a directory (whiteouts, opaque
+/// directory) and adds a hard link; `<dir>/ref/rootfs` is `umoci unpack`
+/// of `v2`, the expected tree.
+fn umoci_image(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let l = layout.to_str().unwrap();
+    run(Command::new("umoci").args(["init", "--layout", l]));
+    run(Command::new("umoci").args(["new", "--image", &format!("{l}:base")]));
+    let b = dir.join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &format!("{l}:base")])
+        .arg(&b));
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", busybox_rootfs().display()))
+        .arg(b.join("rootfs")));
+    fs::create_dir_all(b.join("rootfs/opt/keep")).unwrap();
+    fs::write(b.join("rootfs/opt/keep/old"), "old").unwrap();
+    fs::write(b.join("rootfs/opt/gone"), "gone").unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &format!("{l}:base")])
+        .arg(&b));
+    // v2: delete a file and replace a directory's contents.
+    fs::remove_file(b.join("rootfs/opt/gone")).unwrap();
+    fs::remove_file(b.join("rootfs/bin/ls")).unwrap();
+    fs::remove_dir_all(b.join("rootfs/opt/keep")).unwrap();
+    fs::create_dir_all(b.join("rootfs/opt/keep")).unwrap();
+    fs::write(b.join("rootfs/opt/keep/new"), "new").unwrap();
+    fs::hard_link(b.join("rootfs/opt/keep/new"), b.join("rootfs/opt/hard")).unwrap();
+    std::os::unix::fs::symlink("/opt/keep/new", b.join("rootfs/opt/sym")).unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &format!("{l}:v2")])
+        .arg(&b));
+    let r = dir.join("ref");
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &format!("{l}:v2")])
+        .arg(&r));
+    layout
+}
+
+/// Path → (type, mode, uid, gid, content or link target) for a tree.
+fn tree(root: &Path) -> BTreeMap<String, (u32, u32, u32, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let data = if m.file_type().is_symlink() {
+                fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if m.is_file() {
+                fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.insert(
+                rel,
+                (
+                    m.mode() & libc::S_IFMT,
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid(),
+                    data,
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Imports `archive`, unpacks `name`, mounts a view of it at
+/// `<dir>/merged` and returns the mount point.
+fn import_and_mount(dir: &Path, archive: &Path, base: Option<&str>, name: &str) -> PathBuf {
+    let store = Images::open(&dir.join("store")).unwrap();
+    let imported = store
+        .import("default", fs::File::open(archive).unwrap(), base)
+        .unwrap();
+    assert!(imported.iter().any(|i| i.name == name), "{imported:?}");
+    let img = store.get("default", name).unwrap();
+    let top = store.unpack("default", &img, &Platform::host()).unwrap();
+    // A second unpack reuses the committed layers.
+    assert_eq!(
+        store.unpack("default", &img, &Platform::host()).unwrap(),
+        top
+    );
+    let m = store
+        .snapshots
+        .view("default", "view", Some(&top.to_string()))
+        .unwrap();
+    let merged = dir.join("merged");
+    fs::create_dir_all(&merged).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            &m[0].kind,
+            "-o",
+            &m[0].options.join(","),
+            &m[0].source,
+        ])
+        .arg(&merged));
+    merged
+}
+
+#[test]
+fn umoci_layout_unpacks_like_umoci() {
+    let d = Dir::new("umoci");
+    let layout = umoci_image(&d.0);
+    let archive = d.0.join("layout.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    let merged = import_and_mount(&d.0, &archive, Some("test/bb"), "docker.io/test/bb:v2");
+    let want = tree(&d.0.join("ref/rootfs"));
+    let got = tree(&merged);
+    assert!(
+        !got.contains_key("bin/ls")
+            && !got.contains_key("opt/gone")
+            && !got.contains_key("opt/keep/old")
+    );
+    assert_eq!(
+        got.get("opt/keep/new").map(|v| v.4.as_slice()),
+        Some(&b"new"[..])
+    );
+    assert_eq!(
+        fs::metadata(merged.join("opt/hard")).unwrap().ino(),
+        fs::metadata(merged.join("opt/keep/new")).unwrap().ino()
+    );
+    let diff: Vec<_> = want
+        .keys()
+        .chain(got.keys())
+        .filter(|k| want.get(*k) != got.get(*k))
+        .collect();
+    assert!(diff.is_empty(), "trees differ at {diff:?}");
+}
+
+#[test]
+fn skopeo_archives_import() {
+    let d = Dir::new("skopeo");
+    let layout = umoci_image(&d.0);
+    // docker save format and an OCI archive, both written by skopeo.
+    let docker = d.0.join("docker.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:v2", layout.display()))
+        .arg(format!("docker-archive:{}:skopeo/bb:v2", docker.display())));
+    let merged = import_and_mount(&d.0, &docker, None, "docker.io/skopeo/bb:v2");
+    assert_eq!(tree(&merged), tree(&d.0.join("ref/rootfs")));
+    let _ = Command::new("umount").arg(&merged).output();
+    let oci = d.0.join("oci.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:v2", layout.display()))
+        .arg(format!("oci-archive:{}:v2", oci.display())));
+    let store = Images::open(&d.0.join("store2")).unwrap();
+    let imgs = store
+        .import("default", fs::File::open(&oci).unwrap(), Some("oci/bb"))
+        .unwrap();
+    assert_eq!(imgs[0].name, "docker.io/oci/bb:v2");
+    // A bare tag without a base name is a clear error.
+    let err = store
+        .import("default", fs::File::open(&oci).unwrap(), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("give a base name"), "{err}");
+}
+
+#[test]
+fn corrupt_and_hostile_layers_are_refused() {
+    let d = Dir::new("hostile");
+    let layout = umoci_image(&d.0);
+    // Replace v2's top layer blob with a tar that climbs out, keeping the
+    // layout's digests consistent so only the unpacker can object.
+    let evil = d.0.join("evil.tar");
+    run(Command::new("python3").arg("-c").arg(format!(
+        "import tarfile, io\nt = tarfile.open('{}', 'w')\ni = tarfile.TarInfo('../../escaped')\ni.size = 3\nt.addfile(i, io.BytesIO(b'bad'))\nt.close()",
+        evil.display()
+    )));
+    let store = Images::open(&d.0.join("store")).unwrap();
+    let data = fs::read(&evil).unwrap();
+    let digest = berth_manager::digest::Digest::sha256_of(&data);
+    store.content.write_all(&digest, &data).unwrap();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [digest.to_string()]}});
+    let cbytes = serde_json::to_vec(&config).unwrap();
+    let cd = berth_manager::digest::Digest::sha256_of(&cbytes);
+    store.content.write_all(&cd, &cbytes).unwrap();
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::oci::MT_OCI_MANIFEST,
+        "config": {"mediaType": berth_manager::oci::MT_OCI_CONFIG, "digest": cd.to_string(), "size": cbytes.len()},
+        "layers": [{"mediaType": berth_manager::oci::MT_OCI_LAYER, "digest": digest.to_string(), "size": data.len()}]});
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = berth_manager::digest::Digest::sha256_of(&mbytes);
+    store.content.write_all(&md, &mbytes).unwrap();
+    let img = berth_manager::images::Image {
+        name: "docker.io/test/evil:latest".into(),
+        target: serde_json::from_value(
+            serde_json::json!({"mediaType": berth_manager::oci::MT_OCI_MANIFEST,
+            "digest": md.to_string(), "size": mbytes.len()}),
+        )
+        .unwrap(),
+        created: 0,
+        labels: Default::default(),
+    };
+    let err = store
+        .unpack("default", &img, &Platform::host())
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Unpack { .. }), "{err}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(!d.0.join("escaped").exists() && !std::env::temp_dir().join("escaped").exists());
+    // Nothing half-made is left: no snapshot at all.
+    assert!(store.snapshots.list("default").unwrap().is_empty());
+
+    // A blob in an archive whose bytes do not match its name is rejected.
+    let blobs = layout.join("blobs/sha256");
+    let victim = fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    fs::write(&victim, b"tampered").unwrap();
+    let archive = d.0.join("bad.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    let store = Images::open(&d.0.join("store2")).unwrap();
+    let err = store
+        .import("default", fs::File::open(&archive).unwrap(), Some("x/y"))
+        .unwrap_err();
+    assert!(err.to_string().contains("has digest"), "{err}");
+}

@@ -1,0 +1,491 @@
+//! Images: named records pointing at a manifest or index in the content
+//! store; importing them from archives (OCI image layout, `docker save`);
+//! unpacking them into committed snapshots, one per layer, keyed by chain id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::{ContentError, ContentStore};
+use crate::digest::Digest;
+use crate::meta::{Meta, MetaError, Table};
+use crate::oci::{self, Compression, Descriptor, ImageConfig, Index, Manifest, Platform};
+use crate::reference::Reference;
+use crate::snapshot::{SnapshotError, Snapshotter};
+use crate::unpack::{self, UnpackError};
+
+/// Manifests, indexes and configs are small; a larger one is refused.
+const MAX_JSON: u64 = 4 << 20;
+
+/// An image operation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// No image has that name.
+    #[error("image {0} not found")]
+    NotFound(String),
+    /// The input is not a usable image or archive.
+    #[error("{0}")]
+    Invalid(String),
+    /// No manifest in the index is for the wanted platform.
+    #[error("image {image}: no manifest for platform {platform}")]
+    NoPlatform {
+        /// The image.
+        image: String,
+        /// The platform asked for.
+        platform: String,
+    },
+    /// A layer's uncompressed digest is not the one its config names.
+    #[error("layer {layer}: uncompressed digest {actual}, but the image config says {expected}")]
+    DiffId {
+        /// The layer blob.
+        layer: Digest,
+        /// From the config.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+    /// The content store failed.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// The snapshotter failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A layer could not be applied.
+    #[error("layer {layer}: {source}")]
+    Unpack {
+        /// The layer blob.
+        layer: Digest,
+        /// Why.
+        source: UnpackError,
+    },
+    /// Reading an archive failed.
+    #[error("read archive: {0}")]
+    Archive(std::io::Error),
+}
+
+/// An image record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Its normalized name (`docker.io/library/busybox:latest`).
+    pub name: String,
+    /// Its manifest or index.
+    pub target: Descriptor,
+    /// When it was recorded (seconds since the epoch).
+    pub created: u64,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, data: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(data).map_err(|e| ImageError::Invalid(format!("{what}: {e}")))
+}
+
+/// The image store: content, metadata and snapshots together.
+pub struct Images {
+    /// Blobs.
+    pub content: ContentStore,
+    /// Records.
+    pub meta: Arc<Meta>,
+    /// Layers and container filesystems.
+    pub snapshots: Snapshotter,
+}
+
+impl Images {
+    /// Opens (creating) a store under `root`.
+    pub fn open(root: &Path) -> Result<Images, ImageError> {
+        std::fs::create_dir_all(root).map_err(ImageError::Archive)?;
+        let content = ContentStore::open(&root.join("content"))?;
+        let meta = Arc::new(Meta::open(&root.join("meta.redb"))?);
+        let snapshots = Snapshotter::new(&root.join("overlay"), meta.clone())?;
+        Ok(Images {
+            content,
+            meta,
+            snapshots,
+        })
+    }
+
+    /// The images of a namespace, by name.
+    pub fn list(&self, ns: &str) -> Result<Vec<Image>, ImageError> {
+        Ok(self
+            .meta
+            .list::<Image>(Table::Images, &format!("{ns}/"))?
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect())
+    }
+
+    /// One image, by (normalized) name.
+    pub fn get(&self, ns: &str, name: &str) -> Result<Image, ImageError> {
+        let name = normalize(name)?;
+        self.meta
+            .get(Table::Images, &format!("{ns}/{name}"))?
+            .ok_or(ImageError::NotFound(name))
+    }
+
+    /// Records (or replaces) an image.
+    pub fn put(&self, ns: &str, image: &Image) -> Result<(), ImageError> {
+        self.meta
+            .update(|t| t.put(Table::Images, &format!("{ns}/{}", image.name), image))?;
+        Ok(())
+    }
+
+    /// Removes an image record (its content stays until garbage collection).
+    pub fn remove(&self, ns: &str, name: &str) -> Result<(), ImageError> {
+        let name = normalize(name)?;
+        let key = format!("{ns}/{name}");
+        if !self.meta.update(|t| t.delete(Table::Images, &key))? {
+            return Err(ImageError::NotFound(name));
+        }
+        Ok(())
+    }
+
+    /// Gives an image a second name.
+    pub fn tag(&self, ns: &str, source: &str, target: &str) -> Result<Image, ImageError> {
+        let mut img = self.get(ns, source)?;
+        img.name = normalize(target)?;
+        img.created = now();
+        self.put(ns, &img)?;
+        Ok(img)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, ImageError> {
+        let data = self.content.read_all(&d.digest, MAX_JSON)?;
+        json(&format!("{} {}", d.media_type, d.digest), &data)
+    }
+
+    /// The manifest of `image` for `platform` (choosing from an index).
+    pub fn manifest(
+        &self,
+        image: &Image,
+        platform: &Platform,
+    ) -> Result<(Descriptor, Manifest), ImageError> {
+        let mut d = image.target.clone();
+        for _ in 0..4 {
+            if oci::is_manifest(&d.media_type) {
+                let m: Manifest = self.read_json(&d)?;
+                return Ok((d, m));
+            }
+            if !oci::is_index(&d.media_type) {
+                return Err(ImageError::Invalid(format!(
+                    "image {}: unsupported media type {}",
+                    image.name, d.media_type
+                )));
+            }
+            let idx: Index = self.read_json(&d)?;
+            d = idx
+                .manifests
+                .into_iter()
+                .find(|m| {
+                    m.platform.as_ref().is_some_and(|p| platform.matches(p))
+                        // An entry without a platform (a single-image layout).
+                        || (m.platform.is_none() && oci::is_manifest(&m.media_type))
+                })
+                .ok_or_else(|| ImageError::NoPlatform {
+                    image: image.name.clone(),
+                    platform: platform.to_string(),
+                })?;
+        }
+        Err(ImageError::Invalid(format!(
+            "image {}: indexes nested too deep",
+            image.name
+        )))
+    }
+
+    /// Unpacks `image` into committed snapshots (one per layer, named by
+    /// chain id; layers already there are reused). Returns the top chain id,
+    /// the parent for a container's active snapshot.
+    pub fn unpack(
+        &self,
+        ns: &str,
+        image: &Image,
+        platform: &Platform,
+    ) -> Result<Digest, ImageError> {
+        let (_, m) = self.manifest(image, platform)?;
+        let config: ImageConfig = self.read_json(&m.config)?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != m.layers.len() {
+            return Err(ImageError::Invalid(format!(
+                "image {}: {} layers but {} diff ids in its config",
+                image.name,
+                m.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let chain = oci::chain_ids(diff_ids);
+        let mut parent: Option<String> = None;
+        for ((layer, diff_id), chain_id) in m.layers.iter().zip(diff_ids).zip(&chain) {
+            let name = chain_id.to_string();
+            if !self.snapshots.exists(ns, &name)? {
+                self.apply_layer(ns, layer, diff_id, &name, parent.as_deref())?;
+            }
+            parent = Some(name);
+        }
+        chain
+            .last()
+            .cloned()
+            .ok_or_else(|| ImageError::Invalid(format!("image {} has no layers", image.name)))
+    }
+
+    fn apply_layer(
+        &self,
+        ns: &str,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(), ImageError> {
+        let compression = oci::layer_compression(&layer.media_type).ok_or_else(|| {
+            ImageError::Invalid(format!(
+                "layer {}: unsupported media type {}",
+                layer.digest, layer.media_type
+            ))
+        })?;
+        let key = format!("extract-{}-{name}", std::process::id());
+        // A leftover from an interrupted unpack is discarded first.
+        if self.snapshots.exists(ns, &key)? {
+            self.snapshots.remove(ns, &key)?;
+        }
+        self.snapshots.prepare(ns, &key, parent)?;
+        let result = (|| {
+            let info = self.snapshots.stat(ns, &key)?;
+            let blob = self.content.open_blob(&layer.digest)?;
+            let r: Box<dyn Read> = match compression {
+                Compression::None => Box::new(blob),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+                Compression::Zstd => {
+                    Box::new(zstd::stream::read::Decoder::new(blob).map_err(ImageError::Archive)?)
+                }
+            };
+            let actual = unpack::apply(&self.snapshots.fs_dir(&info), r).map_err(|source| {
+                ImageError::Unpack {
+                    layer: layer.digest.clone(),
+                    source,
+                }
+            })?;
+            if &actual != diff_id {
+                return Err(ImageError::DiffId {
+                    layer: layer.digest.clone(),
+                    expected: diff_id.clone(),
+                    actual,
+                });
+            }
+            self.snapshots.commit(ns, name, &key)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = self.snapshots.remove(ns, &key);
+        }
+        result
+    }
+
+    /// Imports every image of an archive: an OCI image layout (`oci-layout`,
+    /// `index.json`, `blobs/`) or a `docker save` tar (`manifest.json`).
+    /// Names come from the archive (containerd's `io.containerd.image.name`,
+    /// a full `org.opencontainers.image.ref.name`, docker's RepoTags); a bare
+    /// tag gets `base_name`. Returns the images recorded.
+    pub fn import(
+        &self,
+        ns: &str,
+        r: impl Read,
+        base_name: Option<&str>,
+    ) -> Result<Vec<Image>, ImageError> {
+        let mut ar = tar::Archive::new(r);
+        // Every file is stored as content; small JSON files are also kept to
+        // read the layout afterwards (their order in the tar is arbitrary).
+        let mut files: HashMap<String, Digest> = HashMap::new();
+        let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+        for e in ar.entries().map_err(ImageError::Archive)? {
+            let mut e = e.map_err(ImageError::Archive)?;
+            if !e.header().entry_type().is_file() {
+                continue;
+            }
+            let path = String::from_utf8_lossy(&e.path_bytes())
+                .trim_start_matches("./")
+                .to_string();
+            if path.ends_with(".json") || path == "oci-layout" {
+                let mut v = Vec::new();
+                (&mut e)
+                    .take(MAX_JSON + 1)
+                    .read_to_end(&mut v)
+                    .map_err(ImageError::Archive)?;
+                if v.len() as u64 > MAX_JSON {
+                    return Err(ImageError::Invalid(format!(
+                        "archive file {path} is too large"
+                    )));
+                }
+                let info = self.content.write_unknown(&mut v.as_slice())?;
+                files.insert(path.clone(), info.digest);
+                small.insert(path, v);
+            } else {
+                let info = self.content.write_unknown(&mut e)?;
+                files.insert(path, info.digest);
+            }
+        }
+        // Blobs under blobs/<alg>/<hex> must hash to their names.
+        for (path, d) in &files {
+            if let Some(rest) = path.strip_prefix("blobs/") {
+                let named = rest.replacen('/', ":", 1);
+                if named.parse::<Digest>().ok().as_ref() != Some(d) {
+                    return Err(ImageError::Invalid(format!(
+                        "archive blob {path} has digest {d}"
+                    )));
+                }
+            }
+        }
+        let images = if let Some(idx) = small.get("index.json") {
+            self.import_oci(idx, base_name)?
+        } else if let Some(m) = small.get("manifest.json") {
+            self.import_docker(m, &files, &small)?
+        } else {
+            return Err(ImageError::Invalid(
+                "archive has neither index.json (OCI layout) nor manifest.json (docker save)"
+                    .into(),
+            ));
+        };
+        for img in &images {
+            self.put(ns, img)?;
+        }
+        Ok(images)
+    }
+
+    fn import_oci(&self, idx: &[u8], base_name: Option<&str>) -> Result<Vec<Image>, ImageError> {
+        let idx: Index = json("index.json", idx)?;
+        let mut out = Vec::new();
+        for m in idx.manifests {
+            if !self.content.exists(&m.digest) {
+                return Err(ImageError::Invalid(format!(
+                    "index.json names {}, not in the archive",
+                    m.digest
+                )));
+            }
+            let name = if let Some(n) = m.annotations.get("io.containerd.image.name") {
+                normalize(n)?
+            } else if let Some(r) = m.annotations.get("org.opencontainers.image.ref.name") {
+                if r.contains('/') || r.contains(':') {
+                    normalize(r)?
+                } else {
+                    let base = base_name.ok_or_else(|| {
+                        ImageError::Invalid(format!(
+                            "the archive names its image only by the tag {r:?}: give a base name"
+                        ))
+                    })?;
+                    normalize(&format!("{base}:{r}"))?
+                }
+            } else if let Some(base) = base_name {
+                normalize(base)?
+            } else {
+                return Err(ImageError::Invalid(
+                    "the archive's index has an unnamed image: give a name".into(),
+                ));
+            };
+            let mut target = m;
+            target.annotations.clear();
+            target.platform = None;
+            out.push(Image {
+                name,
+                target,
+                created: now(),
+                labels: BTreeMap::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn import_docker(
+        &self,
+        manifest: &[u8],
+        files: &HashMap<String, Digest>,
+        small: &HashMap<String, Vec<u8>>,
+    ) -> Result<Vec<Image>, ImageError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            config: String,
+            #[serde(default)]
+            repo_tags: Vec<String>,
+            layers: Vec<String>,
+        }
+        let entries: Vec<Entry> = json("manifest.json", manifest)?;
+        let mut out = Vec::new();
+        for e in entries {
+            let file = |p: &str| {
+                files.get(p).cloned().ok_or_else(|| {
+                    ImageError::Invalid(format!("manifest.json names {p}, not in the archive"))
+                })
+            };
+            let config = file(&e.config)?;
+            let config_size = small.get(&e.config).map_or(0, |v| v.len() as u64);
+            let mut layers = Vec::new();
+            for l in &e.layers {
+                let d = file(l)?;
+                let size = self.content.info(&d)?.size;
+                layers.push(Descriptor {
+                    media_type: oci::MT_DOCKER_LAYER.into(),
+                    digest: d,
+                    size,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                });
+            }
+            // docker save has no manifest blob: write the schema2 one it stands for.
+            let m = Manifest {
+                schema_version: 2,
+                media_type: Some(oci::MT_DOCKER_MANIFEST.into()),
+                config: Descriptor {
+                    media_type: oci::MT_DOCKER_CONFIG.into(),
+                    digest: config,
+                    size: config_size,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                },
+                layers,
+                annotations: BTreeMap::new(),
+            };
+            let data = serde_json::to_vec(&m).map_err(|e| ImageError::Invalid(e.to_string()))?;
+            let d = Digest::sha256_of(&data);
+            self.content.write_all(&d, &data)?;
+            let target = Descriptor {
+                media_type: oci::MT_DOCKER_MANIFEST.into(),
+                digest: d,
+                size: data.len() as u64,
+                platform: None,
+                annotations: BTreeMap::new(),
+            };
+            if e.repo_tags.is_empty() {
+                return Err(ImageError::Invalid(
+                    "a docker archive image has no RepoTags: tag it first".into(),
+                ));
+            }
+            for t in e.repo_tags {
+                out.push(Image {
+                    name: normalize(&t)?,
+                    target: target.clone(),
+                    created: now(),
+                    labels: BTreeMap::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Normalizes an image name, as docker does.
+pub fn normalize(name: &str) -> Result<String, ImageError> {
+    Reference::parse(name)
+        .map(|r| r.to_string())
+        .map_err(|e| ImageError::Invalid(e.to_string()))
+}

@@ -1,0 +1,213 @@
+//! The manager's metadata in one embedded transactional store (redb): records
+//! are JSON values under string keys, one table per kind. Every change is one
+//! write transaction, so a crash leaves either all of it or none.
+//! Namespaced records use keys `<namespace>/<name>`.
+
+use std::path::Path;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A metadata store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The database failed.
+    #[error("metadata store: {0}")]
+    Db(String),
+    /// A stored record does not parse.
+    #[error("metadata record {key}: {err}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// The parse error.
+        err: serde_json::Error,
+    },
+}
+
+fn db<E: std::fmt::Display>(e: E) -> MetaError {
+    MetaError::Db(e.to_string())
+}
+
+/// The kinds of records.
+#[derive(Clone, Copy, Debug)]
+pub enum Table {
+    /// Snapshots by key.
+    Snapshots,
+    /// Images by `<namespace>/<name>`.
+    Images,
+    /// Counters (snapshot ids).
+    Counters,
+}
+
+impl Table {
+    fn def(self) -> TableDefinition<'static, &'static str, &'static str> {
+        match self {
+            Table::Snapshots => TableDefinition::new("snapshots"),
+            Table::Images => TableDefinition::new("images"),
+            Table::Counters => TableDefinition::new("counters"),
+        }
+    }
+}
+
+/// The store.
+pub struct Meta {
+    db: redb::Database,
+}
+
+/// One write transaction.
+pub struct Txn {
+    tx: redb::WriteTransaction,
+}
+
+impl Meta {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Meta, MetaError> {
+        Ok(Meta {
+            db: redb::Database::create(path).map_err(db)?,
+        })
+    }
+
+    /// One record.
+    pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, MetaError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let table = match tx.open_table(t.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db(e)),
+        };
+        match table.get(key).map_err(db)? {
+            Some(v) => parse(key, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        t: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, MetaError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let table = match tx.open_table(t.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db(e)),
+        };
+        let mut out = Vec::new();
+        for item in table.range(prefix..).map_err(db)? {
+            let (k, v) = item.map_err(db)?;
+            let k = k.value().to_string();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let v = parse(&k, v.value())?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in one write transaction, committed when it returns `Ok`.
+    pub fn update<R, E: From<MetaError>>(
+        &self,
+        f: impl FnOnce(&mut Txn) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut txn = Txn {
+            tx: self.db.begin_write().map_err(db)?,
+        };
+        let r = f(&mut txn)?;
+        txn.tx.commit().map_err(db)?;
+        Ok(r)
+    }
+}
+
+fn parse<T: DeserializeOwned>(key: &str, v: &str) -> Result<T, MetaError> {
+    serde_json::from_str(v).map_err(|err| MetaError::Corrupt {
+        key: key.into(),
+        err,
+    })
+}
+
+impl Txn {
+    /// One record, as this transaction sees it.
+    pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, MetaError> {
+        let table = self.tx.open_table(t.def()).map_err(db)?;
+        let v = table.get(key).map_err(db)?;
+        match v {
+            Some(v) => parse(key, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Keys starting with `prefix`.
+    pub fn keys(&self, t: Table, prefix: &str) -> Result<Vec<String>, MetaError> {
+        let table = self.tx.open_table(t.def()).map_err(db)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..).map_err(db)? {
+            let (k, _) = item.map_err(db)?;
+            let k = k.value().to_string();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(k);
+        }
+        Ok(out)
+    }
+
+    /// Writes a record.
+    pub fn put<T: Serialize>(&mut self, t: Table, key: &str, v: &T) -> Result<(), MetaError> {
+        let s = serde_json::to_string(v).map_err(|err| MetaError::Corrupt {
+            key: key.into(),
+            err,
+        })?;
+        let mut table = self.tx.open_table(t.def()).map_err(db)?;
+        table.insert(key, s.as_str()).map_err(db)?;
+        Ok(())
+    }
+
+    /// Removes a record; whether it was there.
+    pub fn delete(&mut self, t: Table, key: &str) -> Result<bool, MetaError> {
+        let mut table = self.tx.open_table(t.def()).map_err(db)?;
+        let had = table.remove(key).map_err(db)?.is_some();
+        Ok(had)
+    }
+
+    /// The next value of counter `name` (1, 2, …).
+    pub fn next(&mut self, name: &str) -> Result<u64, MetaError> {
+        let n = self.get::<u64>(Table::Counters, name)?.unwrap_or(0) + 1;
+        self.put(Table::Counters, name, &n)?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_prefixes_and_rollback() {
+        let p = std::env::temp_dir().join(format!("berth-meta-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let m = Meta::open(&p).unwrap();
+        m.update(|t| -> Result<(), MetaError> {
+            t.put(Table::Images, "default/a", &1u32)?;
+            t.put(Table::Images, "default/b", &2u32)?;
+            t.put(Table::Images, "other/a", &3u32)
+        })
+        .unwrap();
+        let l: Vec<(String, u32)> = m.list(Table::Images, "default/").unwrap();
+        assert_eq!(l, [("default/a".into(), 1), ("default/b".into(), 2)]);
+        // A failing transaction changes nothing.
+        let r: Result<(), MetaError> = m.update(|t| {
+            t.delete(Table::Images, "default/a")?;
+            Err(MetaError::Db("boom".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(m.get::<u32>(Table::Images, "default/a").unwrap(), Some(1));
+        let ids: Vec<u64> = (0..3)
+            .map(|_| m.update(|t| t.next("snap")).unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        std::fs::remove_file(&p).unwrap();
+    }
+}
