@@ -9,7 +9,7 @@ RELDIR  := $(TARGET)/$(HOST)/release
 BERTH   := $(RELDIR)/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo docker-registry apache2-utils containerd podman conmon golang-github-containers-common docker.io
 
 BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd
 BENCH_RUNS ?= 60
@@ -60,11 +60,11 @@ unit:
 	$(CARGO) test --workspace --lib --bins
 
 integration: deps
-	$(CARGO) build -p berth -p berth-shim
+	$(CARGO) build -p berth -p berth-shim -p berth-manager
 	$(CARGO) test -p berth-integration -- --test-threads=4
 
 test: deps
-	$(CARGO) build -p berth -p berth-shim
+	$(CARGO) build -p berth -p berth-shim -p berth-manager
 	$(CARGO) test --workspace -- --test-threads=4
 
 # The runtime's integration tests again under pure cgroup v2: the test
@@ -75,7 +75,7 @@ test-cgroupv2: deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	test -x $(VM_RUNNER) || { echo "no VM runner at $(VM_RUNNER) (set VM_RUNNER)"; exit 1; }
-	$(CARGO) build -p berth -p berth-shim
+	$(CARGO) build -p berth -p berth-shim -p berth-manager
 	$(CARGO) test -p berth-integration --no-run
 	@# The shared busybox rootfs is built on the host (the guest's /tmp is its own).
 	$(CARGO) test -p berth-integration --test runtime -- spec_features_version >/dev/null

@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod manager;
+pub mod oci;
 pub mod shim;
 
 /// The workspace root.
@@ -444,4 +446,13 @@ pub fn oci_seccomp_from_containers_common(path: &Path, caps: &[&str]) -> Value {
         out["defaultErrnoRet"] = e.into();
     }
     out
+}
+
+/// Removes a test's directory when dropped, also when the test fails.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }

@@ -989,6 +989,7 @@ fn rootless_subuid_ranges_through_newuidmap() {
     // in a private mount namespace: the host's files are not changed.
     let dir = std::env::temp_dir().join(format!("berth-it-subuid-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
     let (bundle, xdg) = (dir.join("bundle"), dir.join("xdg"));
     for d in [&dir, &bundle, &xdg] {
         fs::create_dir_all(d).unwrap();
@@ -1086,6 +1087,7 @@ fn rootless_subuid_ranges_through_newuidmap() {
 fn rootless_run_as_an_ordinary_user() {
     let dir = std::env::temp_dir().join(format!("berth-it-rootless-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
     let (bundle, xdg) = (dir.join("bundle"), dir.join("xdg"));
     for d in [&dir, &bundle, &xdg] {
         fs::create_dir_all(d).unwrap();

@@ -483,6 +483,85 @@ impl Images {
     }
 }
 
+impl Images {
+    /// Writes an OCI image layout archive of `names` to `w`: per image its
+    /// manifest for `platform`, config and layers, named in `index.json`
+    /// (containerd's `io.containerd.image.name` and the tag as
+    /// `org.opencontainers.image.ref.name`).
+    pub fn export(
+        &self,
+        ns: &str,
+        names: &[String],
+        platform: &Platform,
+        w: impl std::io::Write,
+    ) -> Result<(), ImageError> {
+        let mut b = tar::Builder::new(w);
+        let mut written = std::collections::HashSet::new();
+        let mut entries = Vec::new();
+        let add = |b: &mut tar::Builder<_>,
+                   path: &str,
+                   data: &mut dyn Read,
+                   size: u64|
+         -> Result<(), ImageError> {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mtime(0);
+            b.append_data(&mut h, path, data)
+                .map_err(ImageError::Archive)
+        };
+        for n in names {
+            let img = self.get(ns, n)?;
+            let (desc, m) = self.manifest(&img, platform)?;
+            for d in std::iter::once(&desc)
+                .chain(std::iter::once(&m.config))
+                .chain(&m.layers)
+            {
+                if written.insert(d.digest.clone()) {
+                    let size = self.content.info(&d.digest)?.size;
+                    let mut f = self.content.open_blob(&d.digest)?;
+                    let path = format!("blobs/{}/{}", d.digest.algorithm().name(), d.digest.hex());
+                    add(&mut b, &path, &mut f, size)?;
+                }
+            }
+            let mut e = desc.clone();
+            e.annotations
+                .insert("io.containerd.image.name".into(), img.name.clone());
+            if let Some(tag) = Reference::parse(&img.name).ok().and_then(|r| r.tag) {
+                e.annotations
+                    .insert("org.opencontainers.image.ref.name".into(), tag);
+            }
+            entries.push(e);
+        }
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        add(&mut b, "oci-layout", &mut &layout[..], layout.len() as u64)?;
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(oci::MT_OCI_INDEX.into()),
+            manifests: entries,
+            annotations: BTreeMap::new(),
+        };
+        let data = serde_json::to_vec(&index).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        add(
+            &mut b,
+            "index.json",
+            &mut data.as_slice(),
+            data.len() as u64,
+        )?;
+        b.into_inner()
+            .map_err(ImageError::Archive)?
+            .flush()
+            .map_err(ImageError::Archive)
+    }
+
+    /// The bytes of an image's blobs for `platform` (manifest, config, layers).
+    pub fn size(&self, image: &Image, platform: &Platform) -> Result<u64, ImageError> {
+        let (d, m) = self.manifest(image, platform)?;
+        Ok(d.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+    }
+}
+
 /// Normalizes an image name, as docker does.
 pub fn normalize(name: &str) -> Result<String, ImageError> {
     Reference::parse(name)

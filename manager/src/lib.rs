@@ -2,11 +2,14 @@
 //! container lifecycle, and the `berthctl` client.
 
 pub mod content;
+pub mod ctl;
 pub mod digest;
 pub mod images;
 pub mod meta;
 pub mod oci;
+pub mod pull;
 pub mod reference;
+pub mod server;
 pub mod snapshot;
 mod sys;
 pub mod unpack;

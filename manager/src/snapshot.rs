@@ -303,6 +303,34 @@ impl Snapshotter {
         })
     }
 
+    /// Bytes and inodes a snapshot's own directory uses.
+    pub fn usage(&self, ns: &str, key: &str) -> Result<(u64, u64), SnapshotError> {
+        use std::os::unix::fs::MetadataExt;
+        let info = self.stat(ns, key)?;
+        let (mut bytes, mut inodes) = (0u64, 0u64);
+        let mut stack = vec![self.fs_dir(&info)];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(d) = stack.pop() {
+            let rd = std::fs::read_dir(&d).map_err(|source| SnapshotError::Io {
+                what: "read",
+                path: d.clone(),
+                source,
+            })?;
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                // Hard links count once.
+                if seen.insert(m.ino()) {
+                    bytes += m.blocks() * 512;
+                    inodes += 1;
+                }
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        Ok((bytes, inodes))
+    }
+
     /// Every snapshot of a namespace, by key.
     pub fn list(&self, ns: &str) -> Result<Vec<(String, Info)>, SnapshotError> {
         let p = format!("{ns}/");

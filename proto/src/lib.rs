@@ -6,6 +6,15 @@ pub mod shim {
     tonic::include_proto!("berth.shim.v1");
 }
 
+/// `berth.images.v1`: berthd's images, snapshots and content services.
+pub mod images {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("berth.images.v1");
+}
+
+/// The request metadata naming the namespace a call works in.
+pub const NAMESPACE_HEADER: &str = "berth-namespace";
+
 /// The `version` a shim reports in `Connect`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -1,0 +1,363 @@
+//! berthd and berthctl end to end: pulls from Debian's docker-registry on
+//! 127.0.0.1 (images pushed with skopeo), by tag and digest, with htpasswd
+//! auth, zstd layers and a multi-arch index; corrupted blobs rejected;
+//! resumed and interrupted pulls; import, export, tag, rmi.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_integration::manager::{Berthd, Registry};
+use berth_integration::oci::{run, tree, umoci_image};
+use berth_integration::{ok, stderr};
+use berth_proto::images::snapshots_client::SnapshotsClient;
+use berth_proto::images::{self as pb};
+
+/// A test's directory; mounts under `<dir>/m*` are undone on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("berth-it-mgr-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        for m in ["m1", "m2", "m3"] {
+            let _ = Command::new("umount").arg(self.0.join(m)).output();
+        }
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Pushes `<layout>:<tag>` to the registry as `bb:<tag>` with skopeo.
+fn push(layout: &Path, tag: &str, reg: &Registry, extra: &[&str]) {
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{}/bb:{tag}", reg.host)));
+}
+
+/// Mounts a view of an unpacked image's top snapshot at `at`.
+fn mount_view(d: &Berthd, chain_id: &str, key: &str, at: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = rt.block_on(async {
+        let ch = berth_proto::connect_unix(&d.address).await.unwrap();
+        let mut c = SnapshotsClient::new(ch);
+        c.view(pb::PrepareRequest {
+            key: key.into(),
+            parent: chain_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts
+    });
+    fs::create_dir_all(at).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            &m[0].r#type,
+            "-o",
+            &m[0].options.join(","),
+            &m[0].source,
+        ])
+        .arg(at));
+}
+
+/// The top chain id of an image, through the Unpack call (a no-op when unpacked).
+fn chain_id(d: &Berthd, name: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ch = berth_proto::connect_unix(&d.address).await.unwrap();
+        let mut c = berth_proto::images::images_client::ImagesClient::new(ch);
+        c.unpack(pb::UnpackRequest {
+            name: name.into(),
+            platform: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .chain_id
+    })
+}
+
+fn manifest_digest(reg: &Registry, tag: &str) -> String {
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/bb:{tag}", reg.host)));
+    berth_manager::digest::Digest::sha256_of(raw.as_bytes()).to_string()
+}
+
+#[test]
+fn pull_by_tag_and_digest_unpacks_like_umoci() {
+    let dir = Dir::new("pull");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "v2", &reg, &[]);
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let name = format!("{}/bb:v2", reg.host);
+    let out = d.ctl(&["pull", &name]);
+    assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+    let table = ok(&d.ctl(&["images"]));
+    assert!(
+        table.starts_with("REPOSITORY")
+            && table.contains(&format!("{}/bb", reg.host))
+            && table.contains(" v2 "),
+        "{table}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&d.ctl(&["images", "--format", "json"]))).unwrap();
+    assert_eq!(v[0]["name"], name.as_str());
+    assert!(v[0]["size"].as_u64().unwrap() > 100_000);
+    mount_view(&d, &chain_id(&d, &name), "view1", &dir.0.join("m1"));
+    assert_eq!(tree(&dir.0.join("m1")), tree(&dir.0.join("ref/rootfs")));
+
+    // By digest: the same manifest, recorded under its digest reference.
+    let digest = manifest_digest(&reg, "v2");
+    let by_digest = format!("{}/bb@{digest}", reg.host);
+    assert_eq!(ok(&d.ctl(&["pull", &by_digest])).trim(), by_digest);
+    // tag, rmi, images -q.
+    ok(&d.ctl(&["tag", &name, "local/copy:1"]));
+    assert!(ok(&d.ctl(&["images", "-q"])).contains("docker.io/local/copy:1"));
+    ok(&d.ctl(&["rmi", "local/copy:1"]));
+    let out = d.ctl(&["rmi", "local/copy:1"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Export, then import into a second namespace: the same image.
+    let tar = dir.0.join("export.tar");
+    ok(&d.ctl(&["export", tar.to_str().unwrap(), &name]));
+    let out = d.ctl(&["--namespace", "other", "import", tar.to_str().unwrap()]);
+    assert_eq!(ok(&out).trim(), name);
+    assert!(
+        ok(&d.ctl(&["-n", "third", "images", "-q"])).is_empty(),
+        "namespaces are isolated"
+    );
+}
+
+#[test]
+fn pull_with_htpasswd_auth() {
+    let dir = Dir::new("auth");
+    let layout = umoci_image(&dir.0);
+    let htpasswd = dir.0.join("htpasswd");
+    run(Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["tester", "s3cret"]));
+    let reg = Registry::start(&dir.0.join("reg"), Some(&htpasswd));
+    push(&layout, "v2", &reg, &["--dest-creds", "tester:s3cret"]);
+    let name = format!("{}/bb:v2", reg.host);
+    {
+        let d = Berthd::start(
+            &dir.0.join("anon"),
+            &[("DOCKER_CONFIG", &dir.0.join("none"))],
+        );
+        let out = d.ctl(&["pull", &name]);
+        assert!(!out.status.success(), "pulled without credentials");
+        assert!(
+            stderr(&out).to_lowercase().contains("authorized"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let cfg = dir.0.join("docker");
+    fs::create_dir_all(&cfg).unwrap();
+    // base64("tester:s3cret")
+    fs::write(
+        cfg.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"dGVzdGVyOnMzY3JldA==\"}}}}}}",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let d = Berthd::start(&dir.0.join("authed"), &[("DOCKER_CONFIG", &cfg)]);
+    let out = d.ctl(&["pull", &name]);
+    assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+}
+
+#[test]
+fn zstd_layers_and_a_multi_arch_index() {
+    let dir = Dir::new("multi");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(
+        &layout,
+        "v2",
+        &reg,
+        &[
+            "--dest-compress-format",
+            "zstd",
+            "--dest-oci-accept-uncompressed-layers",
+        ],
+    );
+    // An index: this host's platform → v2, linux/arm64 → base.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let by_tag = |t: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == t)
+            .unwrap()
+            .clone()
+    };
+    let host = berth_manager::oci::Platform::host();
+    let (mut v2, mut base) = (by_tag("v2"), by_tag("base"));
+    v2["platform"] = serde_json::json!({"os": "linux", "architecture": host.architecture});
+    base["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
+    v2.as_object_mut().unwrap().remove("annotations");
+    base.as_object_mut().unwrap().remove("annotations");
+    let multi = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::oci::MT_OCI_INDEX, "manifests": [v2, base]});
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let digest = berth_manager::digest::Digest::sha256_of(&bytes);
+    fs::write(layout.join("blobs/sha256").join(digest.hex()), &bytes).unwrap();
+    let mut idx = index.clone();
+    idx["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": berth_manager::oci::MT_OCI_INDEX, "digest": digest.to_string(), "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"}}));
+    fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    push(&layout, "multi", &reg, &["--all"]);
+
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    // zstd layers unpack to the same tree.
+    let zname = format!("{}/bb:v2", reg.host);
+    let out = d.ctl(&["pull", &zname]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    mount_view(&d, &chain_id(&d, &zname), "vz", &dir.0.join("m1"));
+    assert_eq!(tree(&dir.0.join("m1")), tree(&dir.0.join("ref/rootfs")));
+    // The index: this host gets v2; --platform linux/arm64 gets base.
+    let mname = format!("{}/bb:multi", reg.host);
+    ok(&d.ctl(&["pull", &mname]));
+    mount_view(&d, &chain_id(&d, &mname), "vm", &dir.0.join("m2"));
+    assert!(dir.0.join("m2/opt/keep/new").exists() && !dir.0.join("m2/opt/keep/old").exists());
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&d.ctl(&["images", "--format", "json"]))).unwrap();
+    let entry = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == mname.as_str())
+        .unwrap();
+    assert_eq!(
+        entry["digest"],
+        digest.to_string().as_str(),
+        "the image names the index"
+    );
+    let out = d.ctl(&["pull", "--platform", "linux/arm64", "--no-unpack", &mname]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.ctl(&["pull", "--platform", "linux/s390x", &mname]);
+    assert!(
+        stderr(&out).contains("no manifest for platform linux/s390x"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn corrupted_blob_is_rejected_and_partial_pulls_resume() {
+    let dir = Dir::new("corrupt");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "v2", &reg, &[]);
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/bb:v2", reg.host)));
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let base_layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let name = format!("{}/bb:v2", reg.host);
+
+    // Plant the first half of the big layer as an interrupted ingest.
+    let blob = fs::read(reg.blob_path(&base_layer)).unwrap();
+    let ingest = d
+        .root
+        .join("content/ingest")
+        .join(base_layer.replacen(':', "-", 1));
+    fs::write(&ingest, &blob[..blob.len() / 2]).unwrap();
+    let out = d.ctl(&["pull", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    assert!(!ingest.exists());
+    assert_eq!(
+        fs::read(
+            d.root
+                .join("content/blobs/sha256")
+                .join(base_layer.trim_start_matches("sha256:"))
+        )
+        .unwrap(),
+        blob
+    );
+
+    // A corrupted blob in the registry: refused, named, not stored.
+    let top = m["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = reg.blob_path(&top);
+    let mut bad = fs::read(&p).unwrap();
+    let n = bad.len();
+    bad[n / 2] ^= 0xff;
+    fs::write(&p, &bad).unwrap();
+    let d2 = Berthd::start(&dir.0.join("berthd2"), &[]);
+    let out = d2.ctl(&["pull", &name]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&top) && stderr(&out).contains("digest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        ok(&d2.ctl(&["images", "-q"])).trim().is_empty(),
+        "no image recorded"
+    );
+    assert!(!d2
+        .root
+        .join("content/blobs/sha256")
+        .join(top.trim_start_matches("sha256:"))
+        .exists());
+}
+
+#[test]
+fn berthd_killed_during_a_pull_then_pull_completes() {
+    let dir = Dir::new("kill");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "v2", &reg, &[]);
+    let name = format!("{}/bb:v2", reg.host);
+    let bdir = dir.0.join("berthd");
+    let d = Berthd::start(&bdir, &[]);
+    let mut pull = Command::new(berth_integration::manager::sibling("berthctl"))
+        .arg("--address")
+        .arg(&d.address)
+        .args(["pull", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    d.kill();
+    let _ = pull.wait();
+    // Restarted on the same root: the store opens, the pull completes.
+    let d = Berthd::start(&bdir, &[]);
+    let out = d.ctl(&["pull", &name]);
+    assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+    mount_view(&d, &chain_id(&d, &name), "vk", &dir.0.join("m3"));
+    assert_eq!(tree(&dir.0.join("m3")), tree(&dir.0.join("ref/rootfs")));
+}

@@ -1,0 +1,426 @@
+//! `berthctl`, berthd's command-line client: image commands over gRPC.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_proto::images::images_client::ImagesClient;
+use berth_proto::images::{self as pb};
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+
+/// berthctl's command line.
+#[derive(Parser)]
+#[command(
+    name = "berthctl",
+    version,
+    about = "Client of the Berth manager daemon"
+)]
+pub struct Cli {
+    /// berthd's socket.
+    #[arg(long, global = true, default_value = "/run/berth/berthd.sock")]
+    address: PathBuf,
+    /// The namespace to work in.
+    #[arg(long, short = 'n', global = true, default_value = "default")]
+    namespace: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull an image from a registry.
+    Pull {
+        /// The image (`busybox`, `127.0.0.1:5000/app:v1`, `name@sha256:…`).
+        reference: String,
+        /// os/arch[/variant] (default: this host's).
+        #[arg(long, default_value = "")]
+        platform: String,
+        /// Do not unpack the layers into snapshots.
+        #[arg(long)]
+        no_unpack: bool,
+    },
+    /// List images.
+    Images {
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Names only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images.
+    Rmi {
+        /// The images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+    },
+    /// Import an OCI image layout or `docker save` archive ("-": stdin).
+    Import {
+        /// The archive.
+        file: String,
+        /// The name for images the archive names only by tag.
+        #[arg(long, default_value = "")]
+        base_name: String,
+    },
+    /// Export images as an OCI image layout archive ("-": stdout).
+    Export {
+        /// The archive to write.
+        file: String,
+        /// The images.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// os/arch[/variant] (default: this host's).
+        #[arg(long, default_value = "")]
+        platform: String,
+    },
+}
+
+fn request<T>(ns: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = ns.parse() {
+        r.metadata_mut().insert(berth_proto::NAMESPACE_HEADER, v);
+    }
+    r
+}
+
+/// Human size, as docker prints it (decimal units).
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[u]
+    }
+}
+
+/// "N units ago", as docker prints creation times.
+pub fn ago(secs: u64, now: u64) -> String {
+    let d = now.saturating_sub(secs);
+    let (n, unit) = match d {
+        0..=59 => (d, "second"),
+        60..=3599 => (d / 60, "minute"),
+        3600..=86399 => (d / 3600, "hour"),
+        _ => (d / 86400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Splits a normalized name into repository and tag for the table.
+fn repo_tag(name: &str) -> (&str, &str) {
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], &name[slash + i + 1..]),
+        None => (name, "<none>"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ch = berth_proto::connect_unix(&cli.address)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect to berthd at {}: {e}", cli.address.display()))?;
+    let mut c = ImagesClient::new(ch);
+    let ns = cli.namespace.as_str();
+    match cli.cmd {
+        Cmd::Pull {
+            reference,
+            platform,
+            no_unpack,
+        } => pull(&mut c, ns, reference, platform, !no_unpack).await,
+        Cmd::Images { format, quiet } => {
+            let list = c
+                .list(request(ns, pb::ListImagesRequest {}))
+                .await?
+                .into_inner()
+                .images;
+            if quiet {
+                for i in &list {
+                    println!("{}", i.name);
+                }
+                return Ok(());
+            }
+            match format.as_str() {
+                "json" => {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|i| {
+                            let t = i.target.clone().unwrap_or_default();
+                            serde_json::json!({"name": i.name, "digest": t.digest, "mediaType": t.media_type,
+                                "size": i.size, "created": i.created, "labels": i.labels})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                "table" => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    let rows: Vec<[String; 5]> = list
+                        .iter()
+                        .map(|i| {
+                            let (repo, tag) = repo_tag(&i.name);
+                            let d = i.target.clone().unwrap_or_default().digest;
+                            let short = d
+                                .split(':')
+                                .nth(1)
+                                .map_or(d.clone(), |h| h[..12.min(h.len())].to_string());
+                            [
+                                repo.into(),
+                                tag.into(),
+                                short,
+                                human_size(i.size),
+                                ago(i.created, now),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["REPOSITORY", "TAG", "DIGEST", "SIZE", "CREATED"], &rows);
+                }
+                other => anyhow::bail!("unknown format {other:?} (table or json)"),
+            }
+            Ok(())
+        }
+        Cmd::Rmi { names } => {
+            for n in names {
+                c.remove(request(ns, pb::RemoveImageRequest { name: n.clone() }))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("remove {n}: {}", e.message()))?;
+                println!("{n}");
+            }
+            Ok(())
+        }
+        Cmd::Tag { source, target } => {
+            let i = c
+                .tag(request(ns, pb::TagRequest { source, target }))
+                .await?
+                .into_inner();
+            println!("{}", i.name);
+            Ok(())
+        }
+        Cmd::Import { file, base_name } => {
+            let mut input: Box<dyn Read + Send> = if file == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(
+                    std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("open {file}: {e}"))?,
+                )
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut first = true;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = input.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let chunk = pb::ImportChunk {
+                        data: buf[..n].to_vec(),
+                        base_name: if first {
+                            base_name.clone()
+                        } else {
+                            String::new()
+                        },
+                    };
+                    first = false;
+                    if tx.blocking_send(chunk).is_err() {
+                        return Ok(());
+                    }
+                }
+            });
+            let resp = c
+                .import(request(ns, tokio_stream::wrappers::ReceiverStream::new(rx)))
+                .await;
+            reader.await??;
+            for i in resp?.into_inner().images {
+                println!("{}", i.name);
+            }
+            Ok(())
+        }
+        Cmd::Export {
+            file,
+            names,
+            platform,
+        } => {
+            let mut s = c
+                .export(request(ns, pb::ExportRequest { names, platform }))
+                .await?
+                .into_inner();
+            let mut out: Box<dyn Write> = if file == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(
+                    std::fs::File::create(&file)
+                        .map_err(|e| anyhow::anyhow!("create {file}: {e}"))?,
+                )
+            };
+            while let Some(chunk) = s.message().await? {
+                out.write_all(&chunk.data)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn print_table(head: &[&str], rows: &[[String; 5]]) {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", s.join("   ").trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+async fn pull(
+    c: &mut ImagesClient<Channel>,
+    ns: &str,
+    reference: String,
+    platform: String,
+    unpack: bool,
+) -> anyhow::Result<()> {
+    let mut s = c
+        .pull(request(
+            ns,
+            pb::PullRequest {
+                reference: reference.clone(),
+                platform,
+                unpack,
+            },
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("pull {reference}: {}", e.message()))?
+        .into_inner();
+    let tty = std::io::stderr().is_terminal();
+    let mut err = std::io::stderr();
+    loop {
+        let p = match s.message().await {
+            Ok(Some(p)) => p,
+            Ok(None) => anyhow::bail!("pull {reference}: the stream ended without a result"),
+            Err(e) => anyhow::bail!("pull {reference}: {}", e.message()),
+        };
+        if p.status == "complete" {
+            if tty {
+                writeln!(err)?;
+            }
+            let img = p.image.unwrap_or_default();
+            println!("{}", img.name);
+            return Ok(());
+        }
+        let short = p
+            .digest
+            .split(':')
+            .nth(1)
+            .map_or(p.digest.as_str(), |h| &h[..12.min(h.len())]);
+        let bar = |done: u64, total: u64| {
+            const WIDTH: u64 = 30;
+            let fill = (done.min(total) * WIDTH)
+                .checked_div(total)
+                .unwrap_or(WIDTH) as usize;
+            format!(
+                "[{}{}]",
+                "=".repeat(fill),
+                " ".repeat(WIDTH as usize - fill)
+            )
+        };
+        match p.status.as_str() {
+            "downloading" if tty => {
+                write!(
+                    err,
+                    "\r{short}: {} {}/{}",
+                    bar(p.offset, p.total),
+                    human_size(p.offset),
+                    human_size(p.total)
+                )?;
+            }
+            "downloading" => {}
+            status => {
+                if tty {
+                    write!(err, "\r")?;
+                }
+                writeln!(
+                    err,
+                    "{short}: {status} {}",
+                    if p.total > 0 {
+                        human_size(p.total)
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+        }
+    }
+}
+
+/// berthctl's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthctl: start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berthctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_times_and_names_print_as_docker() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_376), "4.261MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(ago(100, 101), "1 second ago");
+        assert_eq!(ago(0, 7200), "2 hours ago");
+        assert_eq!(
+            repo_tag("127.0.0.1:5000/bb:v1"),
+            ("127.0.0.1:5000/bb", "v1")
+        );
+        assert_eq!(
+            repo_tag("docker.io/library/busybox:latest"),
+            ("docker.io/library/busybox", "latest")
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! Pulls images from OCI registries (distribution spec) with oci-client:
+//! manifests and indexes (OCI and Docker schema2), the platform chosen from
+//! an index, anonymous, Bearer and Basic auth (credentials from a
+//! docker-style config.json), plain HTTP only for insecure registries
+//! (loopback by default, as docker), layers fetched concurrently into the
+//! content store with progress, resumed where an earlier pull stopped. Every
+//! byte is verified against the digest Berth asked for; a server's digest
+//! header is never trusted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_proto::images::{self as pb};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use crate::digest::Digest;
+use crate::images::{Image, ImageError, Images};
+use crate::oci::{self, Descriptor, Index, Manifest, Platform};
+use crate::reference::Reference;
+
+/// Layers fetched at the same time.
+const PARALLEL: usize = 3;
+
+/// Manifests and configs larger than this are refused.
+const MAX_JSON: usize = 4 << 20;
+
+type Progress = mpsc::Sender<Result<pb::PullProgress, Status>>;
+
+/// Whether plain HTTP is allowed for `registry` (host[:port]): loopback
+/// addresses and `localhost`, as docker treats them.
+pub fn insecure(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Credentials for `registry` from a docker-style config.json: the file
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub fn credentials(registry: &str) -> RegistryAuth {
+    let path = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
+        .map(|d| d.join("config.json"));
+    let Some(text) = path.and_then(|p| std::fs::read(p).ok()) else {
+        return RegistryAuth::Anonymous;
+    };
+    auth_from_config(&text, registry).unwrap_or(RegistryAuth::Anonymous)
+}
+
+/// The Basic credentials a docker config.json holds for `registry`.
+pub fn auth_from_config(config: &[u8], registry: &str) -> Option<RegistryAuth> {
+    use base64::Engine as _;
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let auths = v.get("auths")?.as_object()?;
+    let keys = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        // Docker Hub's historical key.
+        if registry == "docker.io" {
+            "https://index.docker.io/v1/".into()
+        } else {
+            String::new()
+        },
+    ];
+    let entry = keys.iter().find_map(|k| auths.get(k))?;
+    let b64 = entry.get("auth")?.as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let (user, pass) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    Some(RegistryAuth::Basic(user.into(), pass.into()))
+}
+
+fn accept() -> Vec<&'static str> {
+    vec![
+        oci::MT_OCI_INDEX,
+        oci::MT_OCI_MANIFEST,
+        oci::MT_DOCKER_LIST,
+        oci::MT_DOCKER_MANIFEST,
+    ]
+}
+
+fn invalid(e: impl std::fmt::Display) -> ImageError {
+    ImageError::Invalid(e.to_string())
+}
+
+/// Starts a pull; progress and the result arrive on the returned channel.
+pub fn start(
+    store: Arc<Images>,
+    ns: String,
+    reference: String,
+    platform: Platform,
+    unpack: bool,
+) -> Result<mpsc::Receiver<Result<pb::PullProgress, Status>>, Status> {
+    let r = Reference::parse(&reference).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let result = pull(&store, &ns, &r, &platform, unpack, &tx).await;
+        let last = match result {
+            Ok(img) => Ok(pb::PullProgress {
+                status: "complete".into(),
+                image: Some(crate::server::image_to_pb(&store, &img, &platform)),
+                ..Default::default()
+            }),
+            Err(e) => Err(crate::server::status_of(e)),
+        };
+        let _ = tx.send(last).await;
+    });
+    Ok(rx)
+}
+
+async fn report(tx: &Progress, digest: &Digest, status: &str, offset: u64, total: u64) {
+    let _ = tx
+        .send(Ok(pb::PullProgress {
+            digest: digest.to_string(),
+            offset,
+            total,
+            status: status.into(),
+            image: None,
+        }))
+        .await;
+}
+
+/// Fetches a manifest or index by reference; verifies and stores it.
+async fn fetch_manifest(
+    client: &oci_client::Client,
+    store: &Images,
+    r: &oci_client::Reference,
+    auth: &RegistryAuth,
+    want: Option<&Digest>,
+) -> Result<(Descriptor, Vec<u8>), ImageError> {
+    let (bytes, _) = client
+        .pull_manifest_raw(r, auth, &accept())
+        .await
+        .map_err(|e| invalid(format!("fetch manifest {r}: {e}")))?;
+    if bytes.len() > MAX_JSON {
+        return Err(invalid(format!(
+            "manifest {r} is larger than {MAX_JSON} bytes"
+        )));
+    }
+    let digest = Digest::sha256_of(&bytes);
+    if let Some(w) = want {
+        if w.algorithm() == digest.algorithm() && w != &digest {
+            return Err(ImageError::Invalid(format!(
+                "manifest {r}: got digest {digest}, asked for {w}"
+            )));
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(format!("manifest {r}: {e}")))?;
+    let media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => m.to_string(),
+        None if v.get("manifests").is_some() => oci::MT_OCI_INDEX.into(),
+        None => oci::MT_OCI_MANIFEST.into(),
+    };
+    store.content.write_all(&digest, &bytes)?;
+    Ok((
+        Descriptor {
+            media_type,
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+        },
+        bytes.to_vec(),
+    ))
+}
+
+/// Fetches one blob into the content store, resuming a partial ingest.
+async fn fetch_blob(
+    client: &oci_client::Client,
+    store: &Images,
+    r: &oci_client::Reference,
+    d: &Descriptor,
+    tx: &Progress,
+) -> Result<(), ImageError> {
+    if store.content.exists(&d.digest) {
+        report(tx, &d.digest, "exists", d.size, d.size).await;
+        return Ok(());
+    }
+    let mut w = store.content.writer(&d.digest, Some(d.size))?;
+    let desc = OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size as i64,
+        ..Default::default()
+    };
+    let offset = w.offset();
+    if offset > 0 {
+        report(tx, &d.digest, "resuming", offset, d.size).await;
+    }
+    let mut stream = if offset > 0 && offset < d.size {
+        match client
+            .pull_blob_stream_partial(r, &desc, offset, None)
+            .await
+            .map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?
+        {
+            oci_client::client::BlobResponse::Partial(s) => s,
+            // The registry sent it all: start over.
+            oci_client::client::BlobResponse::Full(s) => {
+                w.reset()?;
+                s
+            }
+        }
+    } else {
+        if offset > 0 {
+            w.reset()?;
+        }
+        client
+            .pull_blob_stream(r, &desc)
+            .await
+            .map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?
+    };
+    let mut last = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?;
+        w.write(&chunk)?;
+        if w.offset() - last >= 1 << 20 {
+            last = w.offset();
+            report(tx, &d.digest, "downloading", last, d.size).await;
+        }
+    }
+    w.commit()?;
+    report(tx, &d.digest, "done", d.size, d.size).await;
+    Ok(())
+}
+
+async fn pull(
+    store: &Arc<Images>,
+    ns: &str,
+    r: &Reference,
+    platform: &Platform,
+    unpack: bool,
+    tx: &Progress,
+) -> Result<Image, ImageError> {
+    let protocol = if insecure(&r.registry) {
+        ClientProtocol::HttpsExcept(vec![r.registry.clone()])
+    } else {
+        ClientProtocol::Https
+    };
+    let client = oci_client::Client::new(ClientConfig {
+        protocol,
+        ..Default::default()
+    });
+    let auth = credentials(&r.registry);
+    let oref = match (&r.tag, &r.digest) {
+        (_, Some(d)) => oci_client::Reference::with_digest(
+            r.registry.clone(),
+            r.repository.clone(),
+            d.to_string(),
+        ),
+        (Some(t), None) => {
+            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
+        }
+        (None, None) => unreachable!("a parsed reference has a tag or a digest"),
+    };
+    let (top, bytes) = fetch_manifest(&client, store, &oref, &auth, r.digest.as_ref()).await?;
+    report(tx, &top.digest, "resolved", top.size, top.size).await;
+    let (mdesc, mbytes) = if oci::is_index(&top.media_type) {
+        let idx: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("index {}: {e}", top.digest)))?;
+        let pick = idx
+            .manifests
+            .into_iter()
+            .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
+            .ok_or_else(|| ImageError::NoPlatform {
+                image: r.to_string(),
+                platform: platform.to_string(),
+            })?;
+        let by_digest = oci_client::Reference::with_digest(
+            r.registry.clone(),
+            r.repository.clone(),
+            pick.digest.to_string(),
+        );
+        let (d, b) = fetch_manifest(&client, store, &by_digest, &auth, Some(&pick.digest)).await?;
+        if d.digest != pick.digest {
+            return Err(ImageError::Invalid(format!(
+                "manifest {}: got digest {}",
+                pick.digest, d.digest
+            )));
+        }
+        (d, b)
+    } else {
+        (top.clone(), bytes)
+    };
+    let m: Manifest = serde_json::from_slice(&mbytes)
+        .map_err(|e| invalid(format!("manifest {}: {e}", mdesc.digest)))?;
+    for l in &m.layers {
+        if oci::layer_compression(&l.media_type).is_none() {
+            return Err(ImageError::Invalid(format!(
+                "layer {}: unsupported media type {}",
+                l.digest, l.media_type
+            )));
+        }
+    }
+    fetch_blob(&client, store, &oref, &m.config, tx).await?;
+    // Layers, a few at a time.
+    let client = Arc::new(client);
+    let mut set = tokio::task::JoinSet::new();
+    for l in m.layers.clone() {
+        while set.len() >= PARALLEL {
+            set.join_next()
+                .await
+                .expect("non-empty")
+                .map_err(invalid)??;
+        }
+        let (c, s, o, t) = (client.clone(), store.clone(), oref.clone(), tx.clone());
+        set.spawn(async move { fetch_blob(&c, &s, &o, &l, &t).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(invalid)??;
+    }
+    let mut target = top;
+    target.platform = None;
+    let img = Image {
+        name: r.to_string(),
+        target,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        labels: BTreeMap::new(),
+    };
+    store.put(ns, &img)?;
+    if unpack {
+        report(tx, &mdesc.digest, "unpacking", 0, 0).await;
+        let (s, n, i, p) = (store.clone(), ns.to_string(), img.clone(), platform.clone());
+        tokio::task::spawn_blocking(move || s.unpack(&n, &i, &p))
+            .await
+            .map_err(invalid)??;
+    }
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_insecure_and_config_credentials_parse() {
+        assert!(insecure("127.0.0.1:5000") && insecure("localhost:5000") && insecure("[::1]:5000"));
+        assert!(!insecure("docker.io") && !insecure("10.0.0.1:5000"));
+        let cfg = br#"{"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}}}"#;
+        match auth_from_config(cfg, "127.0.0.1:5000") {
+            Some(RegistryAuth::Basic(u, p)) => {
+                assert_eq!((u.as_str(), p.as_str()), ("user", "pass"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(auth_from_config(cfg, "docker.io").is_none());
+    }
+}

@@ -1,0 +1,258 @@
+//! The Images service.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_proto::images::images_server::Images as ImagesApi;
+use berth_proto::images::{self as pb};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{blocking, namespace};
+use crate::images::{Image, Images};
+use crate::oci::Platform;
+
+/// The service and what it works on.
+pub struct Service {
+    pub(super) store: Arc<Images>,
+    /// Where uploads and exports are spooled.
+    pub(super) tmp: PathBuf,
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::PullProgress, Status>> + Send>>;
+
+/// The API form of an image, with its size for `platform` where known.
+pub fn to_pb(store: &Images, i: &Image, platform: &Platform) -> pb::Image {
+    pb::Image {
+        name: i.name.clone(),
+        target: Some(pb::Descriptor {
+            media_type: i.target.media_type.clone(),
+            digest: i.target.digest.to_string(),
+            size: i.target.size,
+        }),
+        created: i.created,
+        labels: i.labels.clone().into_iter().collect(),
+        size: store.size(i, platform).unwrap_or(0),
+    }
+}
+
+/// `os/arch[/variant]`, or this host's platform for "".
+pub fn platform(s: &str) -> Result<Platform, Status> {
+    if s.is_empty() {
+        return Ok(Platform::host());
+    }
+    Platform::parse(s).ok_or_else(|| {
+        Status::invalid_argument(format!("invalid platform {s:?}: want os/arch[/variant]"))
+    })
+}
+
+/// A spool file removed when dropped.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spool(tmp: &std::path::Path, what: &str) -> Spool {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Spool(tmp.join(format!("{what}-{}-{n}", std::process::id())))
+}
+
+#[tonic::async_trait]
+impl ImagesApi for Service {
+    type PullStream = ProgressStream;
+
+    async fn pull(
+        &self,
+        r: Request<pb::PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        let platform = platform(&r.platform)?;
+        let rx = crate::pull::start(self.store.clone(), ns, r.reference, platform, r.unpack)?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn import(
+        &self,
+        r: Request<Streaming<pb::ImportChunk>>,
+    ) -> Result<Response<pb::ImportResponse>, Status> {
+        let ns = namespace(&r)?;
+        let mut input = r.into_inner();
+        let file = spool(&self.tmp, "import");
+        let mut f = std::fs::File::create(&file.0)
+            .map_err(|e| Status::internal(format!("spool import: {e}")))?;
+        let mut base = None;
+        while let Some(chunk) = input.next().await {
+            let chunk = chunk?;
+            if base.is_none() && !chunk.base_name.is_empty() {
+                base = Some(chunk.base_name);
+            }
+            f.write_all(&chunk.data)
+                .map_err(|e| Status::internal(format!("spool import: {e}")))?;
+        }
+        drop(f);
+        let store = self.store.clone();
+        let images = blocking(move || {
+            let f = std::fs::File::open(&file.0).map_err(crate::images::ImageError::Archive)?;
+            let imgs = store.import(&ns, f, base.as_deref())?;
+            Ok(imgs
+                .iter()
+                .map(|i| to_pb(&store, i, &Platform::host()))
+                .collect())
+        })
+        .await?;
+        Ok(Response::new(pb::ImportResponse { images }))
+    }
+
+    type ExportStream = ChunkStream;
+
+    async fn export(
+        &self,
+        r: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        if r.names.is_empty() {
+            return Err(Status::invalid_argument(
+                "export needs at least one image name",
+            ));
+        }
+        let platform = platform(&r.platform)?;
+        let file = spool(&self.tmp, "export");
+        let store = self.store.clone();
+        let path = file.0.clone();
+        blocking(move || {
+            let f = std::fs::File::create(&path).map_err(crate::images::ImageError::Archive)?;
+            store.export(&ns, &r.names, &platform, std::io::BufWriter::new(f))
+        })
+        .await?;
+        Ok(Response::new(file_stream(file)))
+    }
+
+    async fn list(
+        &self,
+        r: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        let ns = namespace(&r)?;
+        let store = self.store.clone();
+        let images = blocking(move || {
+            let host = Platform::host();
+            Ok(store
+                .list(&ns)?
+                .iter()
+                .map(|i| to_pb(&store, i, &host))
+                .collect())
+        })
+        .await?;
+        Ok(Response::new(pb::ListImagesResponse { images }))
+    }
+
+    async fn get(&self, r: Request<pb::GetImageRequest>) -> Result<Response<pb::Image>, Status> {
+        let ns = namespace(&r)?;
+        let name = r.into_inner().name;
+        let store = self.store.clone();
+        let img =
+            blocking(move || Ok(to_pb(&store, &store.get(&ns, &name)?, &Platform::host()))).await?;
+        Ok(Response::new(img))
+    }
+
+    async fn remove(
+        &self,
+        r: Request<pb::RemoveImageRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let ns = namespace(&r)?;
+        let name = r.into_inner().name;
+        let store = self.store.clone();
+        blocking(move || store.remove(&ns, &name)).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn tag(&self, r: Request<pb::TagRequest>) -> Result<Response<pb::Image>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        let store = self.store.clone();
+        let img = blocking(move || {
+            Ok(to_pb(
+                &store,
+                &store.tag(&ns, &r.source, &r.target)?,
+                &Platform::host(),
+            ))
+        })
+        .await?;
+        Ok(Response::new(img))
+    }
+
+    async fn unpack(
+        &self,
+        r: Request<pb::UnpackRequest>,
+    ) -> Result<Response<pb::UnpackResponse>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        let platform = platform(&r.platform)?;
+        let store = self.store.clone();
+        let chain = blocking(move || {
+            let img = store.get(&ns, &r.name)?;
+            store.unpack(&ns, &img, &platform)
+        })
+        .await?;
+        Ok(Response::new(pb::UnpackResponse {
+            chain_id: chain.to_string(),
+        }))
+    }
+}
+
+/// Streams a spooled file in 64 KiB chunks, removing it at the end.
+fn file_stream(file: Spool) -> ChunkStream {
+    match std::fs::File::open(&file.0) {
+        Ok(f) => read_stream(f, file, "export spool".into()),
+        Err(e) => Box::pin(tokio_stream::once(Err(Status::internal(format!(
+            "read export spool: {e}"
+        ))))),
+    }
+}
+
+/// Streams a blob from the content store.
+pub fn blob_stream(store: &Images, digest: crate::digest::Digest) -> Result<ChunkStream, Status> {
+    let f = store
+        .content
+        .open_blob(&digest)
+        .map_err(|e| super::status_of(e.into()))?;
+    Ok(read_stream(f, (), digest.to_string()))
+}
+
+/// Streams what `f` reads in 64 KiB chunks from a blocking thread; `guard`
+/// lives until the end (a spool file's remover).
+fn read_stream(
+    mut f: impl std::io::Read + Send + 'static,
+    guard: impl Send + 'static,
+    what: String,
+) -> ChunkStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let item = match f.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => Ok(pb::Chunk {
+                    data: buf[..n].to_vec(),
+                }),
+                Err(e) => Err(Status::internal(format!("read {what}: {e}"))),
+            };
+            let last = item.is_err();
+            if tx.blocking_send(item).is_err() || last {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,223 @@
+//! berthd's gRPC server: the images, snapshots and content services on a
+//! unix socket (0600), in the namespace each request names.
+
+mod content;
+mod images;
+mod snapshots;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_proto::images::content_server::ContentServer;
+use berth_proto::images::images_server::ImagesServer;
+use berth_proto::images::snapshots_server::SnapshotsServer;
+use serde::Deserialize;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Status};
+
+use crate::content::ContentError;
+use crate::images::{ImageError, Images};
+use crate::snapshot::SnapshotError;
+
+/// berthd's settings: built-in defaults, then the TOML file, then flags.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent data: content, metadata, snapshots.
+    pub root: PathBuf,
+    /// Runtime state (sockets, shims' bundles).
+    pub state: PathBuf,
+    /// The gRPC socket.
+    pub address: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            root: "/var/lib/berth".into(),
+            state: "/run/berth".into(),
+            address: "/run/berth/berthd.sock".into(),
+        }
+    }
+}
+
+/// A failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config file cannot be read or parsed.
+    #[error("config {path}: {why}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Opening the store failed.
+    #[error(transparent)]
+    Store(#[from] ImageError),
+    /// A socket or directory step failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// The step.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The transport failed.
+    #[error("serve: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl Config {
+    /// The defaults overridden by the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServeError::Config {
+            path: path.into(),
+            why: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ServeError::Config {
+            path: path.into(),
+            why: e.to_string(),
+        })
+    }
+}
+
+/// Checks a namespace name: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
+pub fn valid_namespace(ns: &str) -> bool {
+    let b = ns.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+}
+
+/// The namespace a request names (default "default").
+fn namespace<T>(r: &Request<T>) -> Result<String, Status> {
+    let ns = match r.metadata().get(berth_proto::NAMESPACE_HEADER) {
+        None => "default".to_string(),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| Status::invalid_argument("namespace header is not text"))?
+            .to_string(),
+    };
+    if !valid_namespace(&ns) {
+        return Err(Status::invalid_argument(format!(
+            "invalid namespace {ns:?}"
+        )));
+    }
+    Ok(ns)
+}
+
+/// The API form of an image (for the pull stream).
+pub fn image_to_pb(
+    store: &Images,
+    i: &crate::images::Image,
+    p: &crate::oci::Platform,
+) -> berth_proto::images::Image {
+    images::to_pb(store, i, p)
+}
+
+/// The gRPC status of an image store error.
+pub fn status_of(e: ImageError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ImageError::NotFound(_)
+        | ImageError::Content(ContentError::NotFound(_))
+        | ImageError::Snapshot(SnapshotError::NotFound(_)) => Status::not_found(msg),
+        ImageError::Snapshot(SnapshotError::Exists(_)) => Status::already_exists(msg),
+        ImageError::Invalid(_) | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
+        ImageError::Snapshot(SnapshotError::Invalid { .. }) => Status::failed_precondition(msg),
+        ImageError::DiffId { .. }
+        | ImageError::Unpack { .. }
+        | ImageError::Content(ContentError::DigestMismatch { .. })
+        | ImageError::Content(ContentError::SizeMismatch { .. }) => Status::data_loss(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker: {e}")))?
+        .map_err(status_of)
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub async fn serve(cfg: Config) -> Result<(), ServeError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::Io { what, path, source }
+    };
+    for d in [&cfg.root, &cfg.state] {
+        std::fs::create_dir_all(d).map_err(io("create", d))?;
+    }
+    let store = Arc::new(Images::open(&cfg.root)?);
+    let tmp = cfg.root.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    if let Some(dir) = cfg.address.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    if cfg.address.exists() {
+        if std::os::unix::net::UnixStream::connect(&cfg.address).is_ok() {
+            return Err(ServeError::Io {
+                what: "listen on",
+                path: cfg.address.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another berthd serves there",
+                ),
+            });
+        }
+        std::fs::remove_file(&cfg.address).map_err(io("remove stale socket", &cfg.address))?;
+    }
+    let listener =
+        tokio::net::UnixListener::bind(&cfg.address).map_err(io("listen on", &cfg.address))?;
+    std::fs::set_permissions(&cfg.address, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("chmod", &cfg.address))?;
+    tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd serving");
+    let stop = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("stopping");
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(ImagesServer::new(images::Service {
+            store: store.clone(),
+            tmp,
+        }))
+        .add_service(SnapshotsServer::new(snapshots::Service {
+            store: store.clone(),
+        }))
+        .add_service(ContentServer::new(content::Service { store }))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .await;
+    let _ = std::fs::remove_file(&cfg.address);
+    result?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_overrides_defaults() {
+        let c: Config = toml::from_str("root = \"/srv/berth\"").unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/berth"));
+        assert_eq!(c.address, Config::default().address);
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+        assert!(valid_namespace("default") && valid_namespace("k8s.io"));
+        assert!(!valid_namespace("") && !valid_namespace("../x") && !valid_namespace("A"));
+    }
+}
