@@ -361,3 +361,49 @@ fn berthd_killed_during_a_pull_then_pull_completes() {
     mount_view(&d, &chain_id(&d, &name), "vk", &dir.0.join("m3"));
     assert_eq!(tree(&dir.0.join("m3")), tree(&dir.0.join("ref/rootfs")));
 }
+
+/// `system df` as numbers: (images, blobs, snapshots).
+fn df(d: &Berthd) -> (u64, u64, u64) {
+    let out = ok(&d.ctl(&["system", "df"]));
+    let n = |kind: &str| -> u64 {
+        out.lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {kind} in {out}"))
+    };
+    (n("Images"), n("Content"), n("Snapshots"))
+}
+
+#[test]
+fn rmi_and_prune_collect_unused_content_and_layers() {
+    let dir = Dir::new("gc");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "base", &reg, &[]);
+    push(&layout, "v2", &reg, &[]);
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let (base, v2) = (
+        format!("{}/bb:base", reg.host),
+        format!("{}/bb:v2", reg.host),
+    );
+    ok(&d.ctl(&["pull", &base]));
+    ok(&d.ctl(&["pull", &v2]));
+    // base: manifest, config, 1 layer; v2 adds manifest, config, 1 layer.
+    assert_eq!(df(&d), (2, 6, 2));
+    // Removing v2 frees what only v2 used; base's layer stays.
+    ok(&d.ctl(&["rmi", &v2]));
+    assert_eq!(df(&d), (1, 3, 1));
+    // A digest-only image is untagged: prune takes it, not the tagged one.
+    let by_digest = format!("{}/bb@{}", reg.host, manifest_digest(&reg, "base"));
+    ok(&d.ctl(&["pull", &by_digest]));
+    let out = ok(&d.ctl(&["image", "prune"]));
+    assert!(out.contains(&format!("deleted: {by_digest}")), "{out}");
+    assert_eq!(df(&d).0, 1);
+    // A live snapshot keeps its layers through `prune --all`; content goes.
+    mount_view(&d, &chain_id(&d, &base), "live", &dir.0.join("m1"));
+    let out = ok(&d.ctl(&["image", "prune", "--all"]));
+    assert!(out.contains(&format!("deleted: {base}")), "{out}");
+    assert_eq!(df(&d), (0, 0, 2));
+    assert!(dir.0.join("m1/bin/busybox").exists());
+}

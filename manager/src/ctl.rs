@@ -70,6 +70,16 @@ enum Cmd {
         #[arg(long, default_value = "")]
         base_name: String,
     },
+    /// Image housekeeping.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// The store as a whole.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
     /// Export images as an OCI image layout archive ("-": stdout).
     Export {
         /// The archive to write.
@@ -81,6 +91,22 @@ enum Cmd {
         #[arg(long, default_value = "")]
         platform: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Remove untagged images (all images with --all), then unused content and layers.
+    Prune {
+        /// Every image of the namespace.
+        #[arg(short, long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Space used by images, content and snapshots.
+    Df,
 }
 
 fn request<T>(ns: &str, msg: T) -> tonic::Request<T> {
@@ -252,6 +278,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for i in resp?.into_inner().images {
                 println!("{}", i.name);
             }
+            Ok(())
+        }
+        Cmd::Image {
+            cmd: ImageCmd::Prune { all },
+        } => {
+            let r = c
+                .prune(request(ns, pb::PruneRequest { all }))
+                .await?
+                .into_inner();
+            for n in &r.removed {
+                println!("deleted: {n}");
+            }
+            println!(
+                "removed {} blobs and {} snapshots; reclaimed space: {}",
+                r.blobs_removed,
+                r.snapshots_removed,
+                human_size(r.bytes_freed)
+            );
+            Ok(())
+        }
+        Cmd::System { cmd: SystemCmd::Df } => {
+            let u = c.disk_usage(request(ns, pb::Empty {})).await?.into_inner();
+            println!("{:<12}{:>8}{:>12}", "TYPE", "TOTAL", "SIZE");
+            println!("{:<12}{:>8}{:>12}", "Images", u.images, "");
+            println!(
+                "{:<12}{:>8}{:>12}",
+                "Content",
+                u.blobs,
+                human_size(u.blob_bytes)
+            );
+            println!(
+                "{:<12}{:>8}{:>12}",
+                "Snapshots",
+                u.snapshots,
+                human_size(u.snapshot_bytes)
+            );
             Ok(())
         }
         Cmd::Export {

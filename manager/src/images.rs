@@ -102,6 +102,9 @@ pub struct Images {
     pub meta: Arc<Meta>,
     /// Layers and container filesystems.
     pub snapshots: Snapshotter,
+    /// Shared by work that adds content or snapshots (import, pull,
+    /// unpack); exclusive for garbage collection.
+    pub gc_lock: tokio::sync::RwLock<()>,
 }
 
 impl Images {
@@ -115,6 +118,7 @@ impl Images {
             content,
             meta,
             snapshots,
+            gc_lock: tokio::sync::RwLock::new(()),
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod content;
 pub mod ctl;
 pub mod digest;
+pub mod gc;
 pub mod images;
 pub mod meta;
 pub mod oci;

@@ -243,6 +243,8 @@ async fn pull(
     unpack: bool,
     tx: &Progress,
 ) -> Result<Image, ImageError> {
+    // Until the image is recorded its blobs are unreferenced: keep GC out.
+    let shared = store.gc_lock.read().await;
     let protocol = if insecure(&r.registry) {
         ClientProtocol::HttpsExcept(vec![r.registry.clone()])
     } else {
@@ -332,6 +334,7 @@ async fn pull(
         labels: BTreeMap::new(),
     };
     store.put(ns, &img)?;
+    drop(shared);
     if unpack {
         report(tx, &mdesc.digest, "unpacking", 0, 0).await;
         let (s, n, i, p) = (store.clone(), ns.to_string(), img.clone(), platform.clone());

@@ -172,7 +172,12 @@ impl ImagesApi for Service {
         let ns = namespace(&r)?;
         let name = r.into_inner().name;
         let store = self.store.clone();
-        blocking(move || store.remove(&ns, &name)).await?;
+        // The image's content and layers go unless another image uses them.
+        blocking(move || {
+            store.remove(&ns, &name)?;
+            store.gc().map(drop)
+        })
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -189,6 +194,38 @@ impl ImagesApi for Service {
         })
         .await?;
         Ok(Response::new(img))
+    }
+
+    async fn prune(
+        &self,
+        r: Request<pb::PruneRequest>,
+    ) -> Result<Response<pb::PruneResponse>, Status> {
+        let ns = namespace(&r)?;
+        let all = r.into_inner().all;
+        let store = self.store.clone();
+        let (removed, c) = blocking(move || store.prune(&ns, all)).await?;
+        Ok(Response::new(pb::PruneResponse {
+            removed,
+            blobs_removed: c.blobs as u64,
+            snapshots_removed: c.snapshots as u64,
+            bytes_freed: c.bytes,
+        }))
+    }
+
+    async fn disk_usage(
+        &self,
+        r: Request<pb::Empty>,
+    ) -> Result<Response<pb::DiskUsageResponse>, Status> {
+        let ns = namespace(&r)?;
+        let store = self.store.clone();
+        let u = blocking(move || store.disk_usage(&ns)).await?;
+        Ok(Response::new(pb::DiskUsageResponse {
+            images: u.images as u64,
+            blobs: u.blobs.0 as u64,
+            blob_bytes: u.blobs.1,
+            snapshots: u.snapshots.0 as u64,
+            snapshot_bytes: u.snapshots.1,
+        }))
     }
 
     async fn unpack(

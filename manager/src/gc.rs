@@ -1,0 +1,176 @@
+//! Garbage collection: content and committed snapshots that no image (in
+//! any namespace) and no live snapshot references are removed. Mark from the
+//! image records (manifest or index, the manifests of it that are present,
+//! their configs and layers, the layers' chain-id snapshots) and from every
+//! active snapshot or view and its parents; sweep the rest. Work that adds
+//! content (a pull, an import) holds the shared side of [`Images::gc_lock`],
+//! so a collection never sees its blobs before their image is recorded.
+
+use std::collections::HashSet;
+
+use crate::digest::Digest;
+use crate::images::{ImageError, Images};
+use crate::meta::Table;
+use crate::oci::{self, ImageConfig, Index, Manifest};
+use crate::snapshot::Kind;
+
+/// What a collection removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Snapshots removed.
+    pub snapshots: usize,
+    /// Bytes freed (blobs, plus the snapshots' disk use).
+    pub bytes: u64,
+}
+
+impl Images {
+    /// Everything an image references that is present here.
+    fn mark_image(
+        &self,
+        target: &oci::Descriptor,
+        blobs: &mut HashSet<Digest>,
+        chains: &mut HashSet<String>,
+    ) {
+        let mut todo = vec![target.clone()];
+        while let Some(d) = todo.pop() {
+            if !self.content.exists(&d.digest) || !blobs.insert(d.digest.clone()) {
+                continue;
+            }
+            let Ok(data) = self.content.read_all(&d.digest, 4 << 20) else {
+                continue;
+            };
+            if oci::is_index(&d.media_type) {
+                if let Ok(idx) = serde_json::from_slice::<Index>(&data) {
+                    todo.extend(idx.manifests);
+                }
+            } else if oci::is_manifest(&d.media_type) {
+                let Ok(m) = serde_json::from_slice::<Manifest>(&data) else {
+                    continue;
+                };
+                blobs.insert(m.config.digest.clone());
+                blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
+                if let Ok(c) = self.content.read_all(&m.config.digest, 4 << 20) {
+                    if let Ok(cfg) = serde_json::from_slice::<ImageConfig>(&c) {
+                        chains.extend(
+                            oci::chain_ids(&cfg.rootfs.diff_ids)
+                                .iter()
+                                .map(|c| c.to_string()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects garbage in every namespace.
+    pub fn gc(&self) -> Result<Collected, ImageError> {
+        let _exclusive = self.gc_lock.blocking_write();
+        let mut blobs = HashSet::new();
+        let mut chains = HashSet::new();
+        for (_, img) in self.meta.list::<crate::images::Image>(Table::Images, "")? {
+            self.mark_image(&img.target, &mut blobs, &mut chains);
+        }
+        let mut out = Collected::default();
+        // Snapshots, per namespace: keep image layers, live ones, and parents.
+        let all = self
+            .meta
+            .list::<crate::snapshot::Info>(Table::Snapshots, "")?;
+        let mut keep: HashSet<String> = HashSet::new();
+        for (k, info) in &all {
+            let (ns, key) = k.split_once('/').unwrap_or(("", k));
+            // An extraction left by an interrupted unpack is garbage: none
+            // runs while the collector holds the lock.
+            let live = info.kind != Kind::Committed && !key.starts_with("extract-");
+            if live || chains.contains(key) {
+                let mut cur = Some(key.to_string());
+                while let Some(c) = cur {
+                    if !keep.insert(format!("{ns}/{c}")) {
+                        break;
+                    }
+                    cur = self.snapshots.stat(ns, &c).ok().and_then(|i| i.parent);
+                }
+            }
+        }
+        // Children before parents: repeat until nothing more can go.
+        let mut doomed: Vec<&String> = all
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep.contains(*k))
+            .collect();
+        while !doomed.is_empty() {
+            let before = doomed.len();
+            doomed.retain(|k| {
+                let (ns, key) = k.split_once('/').unwrap_or(("", k));
+                let size = self.snapshots.usage(ns, key).map(|u| u.0).unwrap_or(0);
+                match self.snapshots.remove(ns, key) {
+                    Ok(()) => {
+                        out.snapshots += 1;
+                        out.bytes += size;
+                        false
+                    }
+                    Err(_) => true,
+                }
+            });
+            if doomed.len() == before {
+                break;
+            }
+        }
+        for info in self.content.list()? {
+            if !blobs.contains(&info.digest) {
+                self.content.delete(&info.digest)?;
+                out.blobs += 1;
+                out.bytes += info.size;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Space used, by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Image records.
+    pub images: usize,
+    /// Blobs and their bytes.
+    pub blobs: (usize, u64),
+    /// Snapshots and their bytes.
+    pub snapshots: (usize, u64),
+}
+
+impl Images {
+    /// Removes untagged (digest-only) images of `ns`, or with `all` every
+    /// image of `ns`, then collects garbage. Returns the names removed.
+    pub fn prune(&self, ns: &str, all: bool) -> Result<(Vec<String>, Collected), ImageError> {
+        let mut removed = Vec::new();
+        for img in self.list(ns)? {
+            let untagged =
+                crate::reference::Reference::parse(&img.name).is_ok_and(|r| r.tag.is_none());
+            if all || untagged {
+                self.remove(ns, &img.name)?;
+                removed.push(img.name);
+            }
+        }
+        Ok((removed, self.gc()?))
+    }
+
+    /// What the store holds (all namespaces share content and layers).
+    pub fn disk_usage(&self, ns: &str) -> Result<DiskUsage, ImageError> {
+        let blobs = self.content.list()?;
+        let mut snaps = (0, 0);
+        for (k, _) in self
+            .meta
+            .list::<crate::snapshot::Info>(Table::Snapshots, "")?
+        {
+            let (sns, key) = k.split_once('/').unwrap_or(("", &k));
+            snaps.0 += 1;
+            snaps.1 += self.snapshots.usage(sns, key).map(|u| u.0).unwrap_or(0);
+        }
+        Ok(DiskUsage {
+            images: self.list(ns)?.len(),
+            blobs: (blobs.len(), blobs.iter().map(|b| b.size).sum()),
+            snapshots: snaps,
+        })
+    }
+}
