@@ -918,3 +918,83 @@ async fn api_validates_ids_paths_and_states() {
     .unwrap();
     c.shutdown(pb::ShutdownRequest { id }).await.unwrap();
 }
+
+/// An image with many layers: overlay options longer than a page, which
+/// mount(2) refuses as they are; the shim mounts them from the layers' common
+/// directory with relative paths.
+#[tokio::test(flavor = "current_thread")]
+async fn overlay_rootfs_with_many_layers() {
+    let mut s = ShimCtx::new(
+        "shim-layers",
+        Runtime::Berth,
+        &[
+            "sh",
+            "-c",
+            "ls /layers | wc -l; cat /layers/f0 /layers/f199",
+        ],
+    );
+    let base = s.ctx.dir.join("snapshots");
+    let mut lowers = Vec::new();
+    for i in (0..200).rev() {
+        let fs_dir = base.join(i.to_string()).join("fs");
+        fs::create_dir_all(fs_dir.join("layers")).unwrap();
+        fs::write(fs_dir.join(format!("layers/f{i}")), format!("layer {i}\n")).unwrap();
+        lowers.push(fs_dir.to_string_lossy().into_owned());
+    }
+    lowers.push(s.ctx.config["root"]["path"].as_str().unwrap().to_string());
+    for d in ["upper/fs", "upper/work"] {
+        fs::create_dir_all(base.join(d)).unwrap();
+    }
+    // The busybox layer is elsewhere: share the shared rootfs through a
+    // bind under the same base so that every path has the common prefix.
+    let bb = base.join("busybox/fs");
+    fs::create_dir_all(&bb).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["--bind", lowers.last().unwrap()])
+        .arg(&bb)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    *lowers.last_mut().unwrap() = bb.to_string_lossy().into_owned();
+    let opts = vec![
+        format!("workdir={}", base.join("upper/work").display()),
+        format!("upperdir={}", base.join("upper/fs").display()),
+        format!("lowerdir={}", lowers.join(":")),
+    ];
+    assert!(opts.join(",").len() > 4096, "not long enough to test");
+    fs::create_dir_all(s.ctx.bundle.join("rootfs")).unwrap();
+    s.ctx.config["root"]["path"] = json!("rootfs");
+    s.start_shim();
+    let mut c = s.client().await;
+    let id = s.ctx.id.clone();
+    let created = c
+        .create(pb::CreateRequest {
+            rootfs: vec![pb::Mount {
+                r#type: "overlay".into(),
+                source: "overlay".into(),
+                options: opts,
+            }],
+            ..create_req(&s)
+        })
+        .await;
+    let _ = std::process::Command::new("umount").arg(&bb).status();
+    created.unwrap();
+    c.start(pb::StartRequest {
+        id: id.clone(),
+        exec_id: "".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait(&mut c, &id, "").await, 0);
+    assert!(
+        s.log().contains(" stdout F 200\n") && s.log().contains(" stdout F layer 199\n"),
+        "{}",
+        s.log()
+    );
+    c.delete(pb::DeleteRequest {
+        id,
+        exec_id: "".into(),
+    })
+    .await
+    .unwrap();
+}

@@ -4,7 +4,7 @@
 //! on Delete, and by `berth-shim delete` after a shim died.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -106,7 +106,22 @@ pub fn mount_on(
     let dir = open_dir(target)?;
     let via = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let first = flags & !MsFlags::MS_RDONLY;
-    mount(Some(source), via.as_str(), fs, first, data).map_err(err)?;
+    let compact = match data {
+        Some(d) if fstype == "overlay" && d.len() >= PAGE_LIMIT => compact_overlay(d),
+        _ => None,
+    };
+    match compact {
+        // The shim is single-threaded: its working directory is changed
+        // for the one call that needs it, then set back.
+        Some((base, short)) => {
+            let back = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            nix::unistd::chdir(&base).map_err(err)?;
+            let r = mount(Some(source), via.as_str(), fs, first, Some(short.as_str()));
+            let _ = nix::unistd::chdir(&back);
+            r.map_err(err)?;
+        }
+        None => mount(Some(source), via.as_str(), fs, first, data).map_err(err)?,
+    }
     if flags.contains(MsFlags::MS_RDONLY) {
         // Read-only takes a remount of the new mount's root; `dir` still
         // names the directory underneath, so open the mount point again.
@@ -118,6 +133,51 @@ pub fn mount_on(
         mount(None::<&str>, via.as_str(), None::<&str>, ro, data).map_err(err)?;
     }
     Ok(())
+}
+
+/// mount(2) takes at most a page of option data.
+const PAGE_LIMIT: usize = 4096;
+
+/// Shortens overlay options that an image with many layers makes longer
+/// than a page: every lowerdir/upperdir/workdir is rewritten relative to
+/// their deepest common directory, from which the mount is then made.
+/// `None` when they share nothing below `/` or it does not get short enough.
+pub fn compact_overlay(data: &str) -> Option<(PathBuf, String)> {
+    let dirs = |o: &str| -> Option<Vec<String>> {
+        let (k, v) = o.split_once('=')?;
+        match k {
+            "lowerdir" => Some(v.split(':').map(String::from).collect()),
+            "upperdir" | "workdir" => Some(vec![v.to_string()]),
+            _ => None,
+        }
+    };
+    let all: Vec<String> = data.split(',').filter_map(dirs).flatten().collect();
+    let mut base: Vec<&str> = all.first()?.split('/').collect();
+    base.pop();
+    for p in &all {
+        let comps: Vec<&str> = p.split('/').collect();
+        let n = base.iter().zip(&comps).take_while(|(a, b)| a == b).count();
+        // Keep a directory: never the last component of a path.
+        base.truncate(n.min(comps.len() - 1));
+    }
+    let base = base.join("/");
+    if base.is_empty() || !base.starts_with('/') {
+        return None;
+    }
+    let rel = |p: &str| p[base.len()..].trim_start_matches('/').to_string();
+    let short: Vec<String> = data
+        .split(',')
+        .map(|o| match o.split_once('=') {
+            Some(("lowerdir", v)) => format!(
+                "lowerdir={}",
+                v.split(':').map(rel).collect::<Vec<_>>().join(":")
+            ),
+            Some((k @ ("upperdir" | "workdir"), v)) => format!("{k}={}", rel(v)),
+            _ => o.to_string(),
+        })
+        .collect();
+    let short = short.join(",");
+    (short.len() < PAGE_LIMIT).then(|| (PathBuf::from(base), short))
 }
 
 /// Unmounts everything stacked on `target` (lazily, not following a symlink
@@ -142,6 +202,27 @@ pub fn unmount_all(target: &Path) -> Result<usize, MountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_overlay_options_are_made_relative() {
+        let lowers: Vec<String> = (0..300)
+            .map(|i| format!("/var/lib/berth/overlay/snapshots/{i}/fs"))
+            .collect();
+        let data = format!(
+            "workdir=/var/lib/berth/overlay/snapshots/300/work,upperdir=/var/lib/berth/overlay/snapshots/300/fs,lowerdir={}",
+            lowers.join(":")
+        );
+        assert!(data.len() > PAGE_LIMIT);
+        let (base, short) = compact_overlay(&data).unwrap();
+        assert_eq!(base, PathBuf::from("/var/lib/berth/overlay/snapshots"));
+        assert!(
+            short.starts_with("workdir=300/work,upperdir=300/fs,lowerdir=0/fs:1/fs:"),
+            "{short}"
+        );
+        assert!(short.len() < PAGE_LIMIT);
+        // Nothing shared below /: no rewrite.
+        assert!(compact_overlay("lowerdir=/a/x:/b/y").is_none());
+    }
 
     #[test]
     fn options_become_flags_and_data() {
