@@ -407,3 +407,78 @@ fn rmi_and_prune_collect_unused_content_and_layers() {
     assert_eq!(df(&d), (0, 0, 2));
     assert!(dir.0.join("m1/bin/busybox").exists());
 }
+
+#[test]
+fn commit_makes_a_container_filesystem_an_image() {
+    let dir = Dir::new("commit");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "v2", &reg, &[]);
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let v2 = format!("{}/bb:v2", reg.host);
+    ok(&d.ctl(&["pull", &v2]));
+    // A container's filesystem: an active snapshot over v2, changed.
+    let parent = chain_id(&d, &v2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = rt.block_on(async {
+        let ch = berth_proto::connect_unix(&d.address).await.unwrap();
+        SnapshotsClient::new(ch)
+            .prepare(pb::PrepareRequest {
+                key: "ctr1".into(),
+                parent,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .mounts
+    });
+    let m1 = dir.0.join("m1");
+    fs::create_dir_all(&m1).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            &m[0].r#type,
+            "-o",
+            &m[0].options.join(","),
+            &m[0].source,
+        ])
+        .arg(&m1));
+    fs::write(m1.join("opt/keep/added"), "added").unwrap();
+    fs::remove_file(m1.join("bin/cat")).unwrap();
+    fs::remove_dir_all(m1.join("etc")).unwrap();
+    fs::create_dir(m1.join("etc")).unwrap();
+    fs::write(m1.join("etc/only"), "only").unwrap();
+    let want = tree(&m1);
+    run(Command::new("umount").arg(&m1));
+
+    let name = ok(&d.ctl(&[
+        "commit",
+        "--from",
+        &v2,
+        "ctr1",
+        "local/committed:1",
+        "-m",
+        "test",
+    ]));
+    assert_eq!(name.trim(), "docker.io/local/committed:1");
+    mount_view(
+        &d,
+        &chain_id(&d, "local/committed:1"),
+        "vc",
+        &dir.0.join("m2"),
+    );
+    assert_eq!(tree(&dir.0.join("m2")), want);
+    // umoci reads the exported image the same way.
+    let tar = dir.0.join("committed.tar");
+    ok(&d.ctl(&["export", tar.to_str().unwrap(), "local/committed:1"]));
+    let l2 = dir.0.join("layout2");
+    fs::create_dir_all(&l2).unwrap();
+    run(Command::new("tar").arg("-C").arg(&l2).arg("-xf").arg(&tar));
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:1", l2.display())])
+        .arg(dir.0.join("b2")));
+    assert_eq!(tree(&dir.0.join("b2/rootfs")), want);
+}

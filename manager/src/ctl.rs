@@ -70,6 +70,19 @@ enum Cmd {
         #[arg(long, default_value = "")]
         base_name: String,
     },
+    /// Make an active snapshot's changes over an image a new image.
+    Commit {
+        /// The image the snapshot was prepared from.
+        #[arg(long = "from")]
+        base: String,
+        /// The active snapshot (a container's filesystem).
+        snapshot: String,
+        /// The new image's name.
+        name: String,
+        /// A comment for the image's history.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
     /// Image housekeeping.
     Image {
         #[command(subcommand)]
@@ -278,6 +291,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for i in resp?.into_inner().images {
                 println!("{}", i.name);
             }
+            Ok(())
+        }
+        Cmd::Commit {
+            base,
+            snapshot,
+            name,
+            message,
+        } => {
+            let i = c
+                .commit(request(
+                    ns,
+                    pb::CommitImageRequest {
+                        snapshot,
+                        base,
+                        name,
+                        comment: message,
+                    },
+                ))
+                .await?
+                .into_inner();
+            println!("{}", i.name);
             Ok(())
         }
         Cmd::Image {

@@ -3,6 +3,7 @@
 
 pub mod content;
 pub mod ctl;
+pub mod diff;
 pub mod digest;
 pub mod gc;
 pub mod images;

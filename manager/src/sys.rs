@@ -46,3 +46,38 @@ pub fn set_xattr(dir: &OwnedFd, name: &Path, key: &[u8], value: &[u8]) -> Result
     }
     Ok(())
 }
+
+fn c_path(p: &Path) -> Option<CString> {
+    CString::new(p.as_os_str().as_bytes()).ok()
+}
+
+/// The value of an extended attribute of `path` (not following a symlink).
+pub fn get_xattr(path: &Path, key: &[u8]) -> Option<Vec<u8>> {
+    let (p, k) = (c_path(path)?, CString::new(key).ok()?);
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated strings and a live buffer of the length given.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+/// The names of `path`'s extended attributes (not following a symlink).
+pub fn list_xattrs(path: &Path) -> Vec<Vec<u8>> {
+    let Some(p) = c_path(path) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: a NUL-terminated path and a live buffer of the length given.
+    let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    buf[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}

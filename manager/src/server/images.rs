@@ -228,6 +228,21 @@ impl ImagesApi for Service {
         }))
     }
 
+    async fn commit(
+        &self,
+        r: Request<pb::CommitImageRequest>,
+    ) -> Result<Response<pb::Image>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        let store = self.store.clone();
+        let img = blocking(move || {
+            let i = store.commit(&ns, &r.snapshot, &r.base, &r.name, &r.comment)?;
+            Ok(to_pb(&store, &i, &Platform::host()))
+        })
+        .await?;
+        Ok(Response::new(img))
+    }
+
     async fn unpack(
         &self,
         r: Request<pb::UnpackRequest>,
