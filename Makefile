@@ -11,7 +11,7 @@ CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
 APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo docker-registry apache2-utils containerd podman conmon golang-github-containers-common docker.io
 
-BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd
+BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci
 BENCH_RUNS ?= 60
 
 # Pure cgroup v2 runs in a throw-away qemu guest (Debian's kernel booted with
@@ -20,7 +20,7 @@ VM_RUNNER ?= $(CURDIR)/../shared/vm/run-in-vm.sh
 VM_PKGS := qemu-system-x86 linux-image-amd64 xz-utils
 V2_TESTS := cgroups runtime exec seccomp shim
 
-.PHONY: all deps build release bundle demo test unit integration lint bench test-cgroupv2 clean
+.PHONY: all deps build release image bundle demo test unit integration lint bench test-cgroupv2 clean
 
 all: build
 
@@ -37,6 +37,16 @@ build:
 
 release:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST) -p berth -p berth-shim
+	@# berthd and berthctl stay dynamic: a static glibc cannot resolve registry host names through NSS.
+	$(CARGO) build --release -p berth-manager
+
+# The embedded default image: busybox from Debian's busybox-static as an OCI
+# image archive, so the demo works offline.
+IMAGE := $(CACHE)/busybox-oci.tar
+$(IMAGE): tools/mk-busybox-image.sh
+	@mkdir -p $(CACHE)
+	tools/mk-busybox-image.sh $@
+image: deps $(IMAGE)
 
 # A busybox bundle from Debian's busybox-static: rootfs with applet links,
 # config.json from `berth spec`, the process set to print from inside.
@@ -52,9 +62,16 @@ bundle: deps release
 	    -e '/"args": \[/,/\]/c\    "args": ["sh", "-c", "echo hello from inside a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"],' \
 	    $(BUNDLE)/config.json
 
-# The main job: build, make the bundle, run it.
-demo: bundle
+# The main job: build, make the bundle, run it; then a private berthd
+# imports the busybox image and lists it.
+MGR := $(TARGET)/release
+demo: bundle image
 	$(BERTH) --root $(CACHE)/state run --bundle $(BUNDLE) demo-$$$$
+	@rm -rf $(CACHE)/berthd; mkdir -p $(CACHE)/berthd; \
+	$(MGR)/berthd --root $(CACHE)/berthd/root --state $(CACHE)/berthd/state --address $(CACHE)/berthd/berthd.sock 2>$(CACHE)/berthd/log & pid=$$!; \
+	for i in $$(seq 200); do [ -S $(CACHE)/berthd/berthd.sock ] && break; sleep 0.05; done; \
+	$(MGR)/berthctl --address $(CACHE)/berthd/berthd.sock import --base-name berth/busybox $(IMAGE) && \
+	$(MGR)/berthctl --address $(CACHE)/berthd/berthd.sock images; rc=$$?; kill $$pid; wait $$pid; exit $$rc
 
 unit:
 	$(CARGO) test --workspace --lib --bins
@@ -99,6 +116,7 @@ bench: bundle
 	$(CARGO) build --release -p berth-integration --bin berth-bench-shim
 	bench/run.sh $(BERTH) $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/shim.sh $(BERTH) $(RELDIR)/berth-shim $(TARGET)/release/berth-bench-shim $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
+	bench/manager.sh $(MGR)/berthd $(MGR)/berthctl $(CACHE)/bench 10
 
 clean:
 	$(CARGO) clean

@@ -99,20 +99,8 @@ hyperfine -N --style none -w 3 -r "$RUNS" --export-json "$OUT/shim-cycle-conmon.
     "$DRIVER conmon-cycle $RUNC $root $WORK/cm-true cmc $WORK/cmc" >/dev/null
 
 # --- containerd-shim-runc-v2, through a private containerd and ctr ---
-D=$WORK/ctrd; mkdir -p "$D"
-cat >"$D/config.toml" <<EOF
-version = 2
-root = "$D/root"
-state = "$D/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$D/c.sock"
-[ttrpc]
-  address = "$D/t.sock"
-EOF
-containerd --config "$D/config.toml" >"$D/log" 2>&1 &
-CTRD_PID=$!
-for _ in $(seq 200); do [ -S "$D/c.sock" ] && break; sleep 0.05; done
+D=$WORK/ctrd
+start_containerd "$D"
 NS=berth-bench-$$
 ctr() { command ctr -a "$D/c.sock" -n "$NS" "$@"; }
 pids=()
