@@ -23,6 +23,7 @@ cleanup() {
     umount -R "$WORK" 2>/dev/null
     rm -rf "$WORK"
 }
+# (ctr only pulls here: no task, so no cgroup is made.)
 trap cleanup EXIT
 
 # A 5-layer image: busybox, then four layers of 4 MB of random bytes each.

@@ -35,6 +35,8 @@ cleanup() {
         r=/run/containerd/runc/$NS
         for c in $("$RUNC" --root "$r" list -q 2>/dev/null); do "$RUNC" --root "$r" delete --force "$c"; done
         rm -rf "$r"
+        # containerd puts tasks under /<namespace>/<id>; the namespace level stays.
+        [ -n "${NS:-}" ] && for c in /sys/fs/cgroup/*/"$NS"; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
     fi
     for r in "$WORK"/runc-*; do
         [ -d "$r" ] || continue
