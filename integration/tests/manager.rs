@@ -93,11 +93,15 @@ fn chain_id(d: &Berthd, name: &str) -> String {
     })
 }
 
-fn manifest_digest(reg: &Registry, tag: &str) -> String {
-    let raw = run(Command::new("skopeo")
+/// The manifest of `bb:<tag>` as the registry serves it.
+fn manifest_raw(reg: &Registry, tag: &str) -> String {
+    run(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/bb:{tag}", reg.host)));
-    berth_manager::digest::Digest::sha256_of(raw.as_bytes()).to_string()
+        .arg(format!("docker://{}/bb:{tag}", reg.host)))
+}
+
+fn manifest_digest(reg: &Registry, tag: &str) -> String {
+    berth_manager::digest::Digest::sha256_of(manifest_raw(reg, tag).as_bytes()).to_string()
 }
 
 #[test]
@@ -276,9 +280,7 @@ fn corrupted_blob_is_rejected_and_partial_pulls_resume() {
     let layout = umoci_image(&dir.0);
     let reg = Registry::start(&dir.0.join("reg"), None);
     push(&layout, "v2", &reg, &[]);
-    let raw = run(Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/bb:v2", reg.host)));
+    let raw = manifest_raw(&reg, "v2");
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let base_layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
     let d = Berthd::start(&dir.0.join("berthd"), &[]);

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_integration::*;
@@ -983,19 +983,25 @@ fn as_user(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
     c.output().expect("setpriv (util-linux)")
 }
 
-#[test]
-fn rootless_subuid_ranges_through_newuidmap() {
-    // /etc/subuid and /etc/subgid of our own, bind-mounted over the host's
-    // in a private mount namespace: the host's files are not changed.
-    let dir = std::env::temp_dir().join(format!("berth-it-subuid-{}", std::process::id()));
+/// A directory for a test run by uid 1000, with a bundle and an
+/// XDG_RUNTIME_DIR it owns; removed when the guard drops.
+fn user_dirs(name: &str) -> (RemoveOnDrop, PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("berth-it-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    let _cleanup = RemoveOnDrop(dir.clone());
     let (bundle, xdg) = (dir.join("bundle"), dir.join("xdg"));
     for d in [&dir, &bundle, &xdg] {
         fs::create_dir_all(d).unwrap();
         std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
     }
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    (RemoveOnDrop(dir.clone()), dir, bundle, xdg)
+}
+
+#[test]
+fn rootless_subuid_ranges_through_newuidmap() {
+    // /etc/subuid and /etc/subgid of our own, bind-mounted over the host's
+    // in a private mount namespace: the host's files are not changed.
+    let (_cleanup, dir, bundle, xdg) = user_dirs("subuid");
     let user = String::from_utf8(
         Command::new("id")
             .args(["-nu", "1000"])
@@ -1085,15 +1091,7 @@ fn rootless_subuid_ranges_through_newuidmap() {
 
 #[test]
 fn rootless_run_as_an_ordinary_user() {
-    let dir = std::env::temp_dir().join(format!("berth-it-rootless-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let _cleanup = RemoveOnDrop(dir.clone());
-    let (bundle, xdg) = (dir.join("bundle"), dir.join("xdg"));
-    for d in [&dir, &bundle, &xdg] {
-        fs::create_dir_all(d).unwrap();
-        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
-    }
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let (_cleanup, dir, bundle, xdg) = user_dirs("rootless");
     let b = bundle.to_str().unwrap();
     ok(&as_user(&["spec", "--rootless", "--bundle", b], &[]));
     let cfg = bundle.join("config.json");

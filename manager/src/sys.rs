@@ -20,8 +20,8 @@ pub fn set_xattr(dir: &OwnedFd, name: &Path, key: &[u8], value: &[u8]) -> Result
     let path = CString::new(p).map_err(|_| Errno::EINVAL)?;
     let key = CString::new(key).map_err(|_| Errno::EINVAL)?;
     let follow = name.as_os_str().is_empty();
-    // SAFETY: both strings are NUL-terminated and live across the call; the
-    // value pointer and length describe a live slice.
+    // The strings are NUL-terminated and the value is a live slice.
+    // SAFETY: every pointer is valid for the call, with the length given.
     let r = unsafe {
         if follow {
             libc::setxattr(

@@ -16,8 +16,8 @@ pub fn set_winsize(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which points to a
-    // live local for the duration of the call; the fd is borrowed, so open.
+    // TIOCSWINSZ reads one `winsize`; the fd is borrowed, so open.
+    // SAFETY: the pointer is to a live local `winsize` for the whole call.
     let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -36,8 +36,8 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for fd in fds {
-                // SAFETY: SCM_RIGHTS just installed `fd` in this process and
-                // nothing else owns it; it is taken over exactly once.
+                // SCM_RIGHTS just installed `fd` in this process.
+                // SAFETY: nothing else owns `fd`; it is taken over exactly once.
                 let owned = unsafe { OwnedFd::from_raw_fd(fd) };
                 if got.is_none() {
                     got = Some(owned);
@@ -50,7 +50,7 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
 
 /// Registers an owned fd with tokio's reactor.
 pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd is a valid open fd that only it closes, and its
-    // `as_raw_fd` always returns that same fd for as long as the AsyncFd owns it.
+    // An OwnedFd's `as_raw_fd` is always the same open fd, closed only by it.
+    // SAFETY: so the fd stays valid for as long as the AsyncFd owns it.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }

@@ -41,38 +41,43 @@ fn check_key(k: &str) -> Result<(), Status> {
     Ok(())
 }
 
+impl Service {
+    /// Prepare (an active snapshot) or View.
+    async fn create(
+        &self,
+        r: Request<pb::PrepareRequest>,
+        kind: Kind,
+    ) -> Result<Response<pb::MountsResponse>, Status> {
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        check_key(&r.key)?;
+        let s = self.store.clone();
+        let m = blocking(move || {
+            let p = parent(&r.parent);
+            Ok(match kind {
+                Kind::View => s.snapshots.view(&ns, &r.key, p.as_deref())?,
+                _ => s.snapshots.prepare(&ns, &r.key, p.as_deref())?,
+            })
+        })
+        .await?;
+        Ok(Response::new(mounts(m)))
+    }
+}
+
 #[tonic::async_trait]
 impl SnapshotsApi for Service {
     async fn prepare(
         &self,
         r: Request<pb::PrepareRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
-        let ns = namespace(&r)?;
-        let r = r.into_inner();
-        check_key(&r.key)?;
-        let s = self.store.clone();
-        let m = blocking(move || {
-            Ok(s.snapshots
-                .prepare(&ns, &r.key, parent(&r.parent).as_deref())?)
-        })
-        .await?;
-        Ok(Response::new(mounts(m)))
+        self.create(r, Kind::Active).await
     }
 
     async fn view(
         &self,
         r: Request<pb::PrepareRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
-        let ns = namespace(&r)?;
-        let r = r.into_inner();
-        check_key(&r.key)?;
-        let s = self.store.clone();
-        let m = blocking(move || {
-            Ok(s.snapshots
-                .view(&ns, &r.key, parent(&r.parent).as_deref())?)
-        })
-        .await?;
-        Ok(Response::new(mounts(m)))
+        self.create(r, Kind::View).await
     }
 
     async fn mounts(
