@@ -9,7 +9,7 @@ RELDIR  := $(TARGET)/$(HOST)/release
 BERTH   := $(RELDIR)/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo docker-registry apache2-utils containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
 
 BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci
 BENCH_RUNS ?= 60

@@ -105,6 +105,21 @@ impl Drop for Berthd {
     }
 }
 
+/// How a test registry authenticates.
+pub enum Auth<'a> {
+    /// Anonymous access.
+    None,
+    /// Basic auth against an htpasswd file.
+    Htpasswd(&'a Path),
+    /// Bearer tokens from a token server that accepts these Basic credentials.
+    Token {
+        /// The user.
+        user: &'a str,
+        /// Its password.
+        password: &'a str,
+    },
+}
+
 /// Debian's docker-registry (distribution 2.8) on 127.0.0.1.
 pub struct Registry {
     /// host:port.
@@ -112,28 +127,74 @@ pub struct Registry {
     /// Its storage directory.
     pub storage: PathBuf,
     child: Child,
+    token_server: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `integration/tools/token-server.py` in `dir`; returns it and its realm URL.
+fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
+    let port = free_port();
+    let script = crate::workspace().join("integration/tools/token-server.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg(port.to_string())
+        .args([user, password])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(dir.join("token-server.log")).unwrap())
+        .spawn()
+        .expect("python3 with python3-cryptography");
+    let mut line = String::new();
+    let out = child.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "token server: {}",
+        fs::read_to_string(dir.join("token-server.log")).unwrap_or_default()
+    );
+    (child, format!("http://127.0.0.1:{port}/token"))
 }
 
 impl Registry {
-    /// Starts a registry in `dir`; with `htpasswd`, Basic/token auth is on.
+    /// Starts a registry in `dir`; with `htpasswd`, Basic auth is on.
     pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+        Registry::start_with(dir, htpasswd.map_or(Auth::None, Auth::Htpasswd))
+    }
+
+    /// Starts a registry in `dir` with `auth`.
+    pub fn start_with(dir: &Path, auth: Auth<'_>) -> Registry {
         fs::create_dir_all(dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let storage = dir.join("storage");
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
             storage.display()
         );
-        if let Some(p) = htpasswd {
-            cfg.push_str(&format!(
+        let mut token_server = None;
+        match auth {
+            Auth::None => {}
+            Auth::Htpasswd(p) => cfg.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 p.display()
-            ));
+            )),
+            Auth::Token { user, password } => {
+                let (child, realm) = start_token_server(dir, user, password);
+                token_server = Some(child);
+                cfg.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: berth-test-registry\n    issuer: berth-test\n    rootcertbundle: {}\n",
+                    dir.join("token.crt").display()
+                ));
+            }
         }
         fs::write(dir.join("config.yml"), cfg).unwrap();
         let log = fs::File::create(dir.join("registry.log")).unwrap();
@@ -145,19 +206,21 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry: apt-get install docker-registry");
+        let reg = Registry {
+            host,
+            storage,
+            child,
+            token_server,
+        };
         let t = Instant::now();
-        while TcpStream::connect(&host).is_err() {
+        while TcpStream::connect(&reg.host).is_err() {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "registry did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Registry {
-            host,
-            storage,
-            child,
-        }
+        reg
     }
 
     /// The path of a blob in the registry's storage.
@@ -173,7 +236,9 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in std::iter::once(&mut self.child).chain(self.token_server.as_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

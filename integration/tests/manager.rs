@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_integration::manager::{Berthd, Registry};
+use berth_integration::manager::{Auth, Berthd, Registry};
 use berth_integration::oci::{run, tree, umoci_image};
 use berth_integration::{ok, stderr};
 use berth_proto::images::snapshots_client::SnapshotsClient;
@@ -154,17 +154,10 @@ fn pull_by_tag_and_digest_unpacks_like_umoci() {
     );
 }
 
-#[test]
-fn pull_with_htpasswd_auth() {
-    let dir = Dir::new("auth");
-    let layout = umoci_image(&dir.0);
-    let htpasswd = dir.0.join("htpasswd");
-    run(Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["tester", "s3cret"]));
-    let reg = Registry::start(&dir.0.join("reg"), Some(&htpasswd));
-    push(&layout, "v2", &reg, &["--dest-creds", "tester:s3cret"]);
+/// Pushes v2 to `reg` (which wants tester:s3cret) and checks berthd: refused
+/// without credentials, pulls with them from a docker config.json.
+fn pull_needs_credentials(dir: &Dir, layout: &Path, reg: &Registry) {
+    push(layout, "v2", reg, &["--dest-creds", "tester:s3cret"]);
     let name = format!("{}/bb:v2", reg.host);
     {
         let d = Berthd::start(
@@ -193,6 +186,33 @@ fn pull_with_htpasswd_auth() {
     let d = Berthd::start(&dir.0.join("authed"), &[("DOCKER_CONFIG", &cfg)]);
     let out = d.ctl(&["pull", &name]);
     assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+}
+
+#[test]
+fn pull_with_htpasswd_auth() {
+    let dir = Dir::new("auth");
+    let layout = umoci_image(&dir.0);
+    let htpasswd = dir.0.join("htpasswd");
+    run(Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["tester", "s3cret"]));
+    let reg = Registry::start(&dir.0.join("reg"), Some(&htpasswd));
+    pull_needs_credentials(&dir, &layout, &reg);
+}
+
+/// Bearer tokens, as Docker Hub and most registries use them: the registry
+/// sends the client to a token server, which wants the Basic credentials.
+#[test]
+fn pull_with_token_auth() {
+    let dir = Dir::new("token");
+    let layout = umoci_image(&dir.0);
+    let auth = Auth::Token {
+        user: "tester",
+        password: "s3cret",
+    };
+    let reg = Registry::start_with(&dir.0.join("reg"), auth);
+    pull_needs_credentials(&dir, &layout, &reg);
 }
 
 #[test]
