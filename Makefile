@@ -62,16 +62,20 @@ bundle: deps release
 	    -e '/"args": \[/,/\]/c\    "args": ["sh", "-c", "echo hello from inside a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"],' \
 	    $(BUNDLE)/config.json
 
-# The main job: build, make the bundle, run it; then a private berthd
-# imports the busybox image and lists it.
+# The main job: build, make the bundle and run it with berth; then the whole
+# stack: start berthd in the background with its defaults (unless one already
+# serves), import the embedded busybox image, run a container through it.
 MGR := $(TARGET)/release
+BERTHD_SOCK := /run/berth/berthd.sock
 demo: bundle image
 	$(BERTH) --root $(CACHE)/state run --bundle $(BUNDLE) demo-$$$$
-	@rm -rf $(CACHE)/berthd; mkdir -p $(CACHE)/berthd; \
-	$(MGR)/berthd --root $(CACHE)/berthd/root --state $(CACHE)/berthd/state --address $(CACHE)/berthd/berthd.sock 2>$(CACHE)/berthd/log & pid=$$!; \
-	for i in $$(seq 200); do [ -S $(CACHE)/berthd/berthd.sock ] && break; sleep 0.05; done; \
-	$(MGR)/berthctl --address $(CACHE)/berthd/berthd.sock import --base-name berth/busybox $(IMAGE) && \
-	$(MGR)/berthctl --address $(CACHE)/berthd/berthd.sock images; rc=$$?; kill $$pid; wait $$pid; exit $$rc
+	@if ! $(MGR)/berthctl ps >/dev/null 2>&1; then \
+		setsid $(MGR)/berthd --shim $(RELDIR)/berth-shim --runtime $(BERTH) </dev/null >$(CACHE)/berthd.log 2>&1 & \
+		echo "berthd started in the background: pid $$!, socket $(BERTHD_SOCK), log $(CACHE)/berthd.log"; \
+		for i in $$(seq 200); do [ -S $(BERTHD_SOCK) ] && break; sleep 0.05; done; \
+	fi
+	$(MGR)/berthctl import --base-name berth/busybox $(IMAGE)
+	$(MGR)/berthctl run --rm berth/busybox sh -c 'echo "hello from inside a berthd container: hostname $$(hostname), pid $$$$, user $$(id -un)"'
 
 unit:
 	$(CARGO) test --workspace --lib --bins
@@ -108,7 +112,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks against runc and crun in the same run (see docs/benchmarks.md).
-bench: bundle
+bench: bundle image
 	@missing=""; for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
@@ -117,6 +121,7 @@ bench: bundle
 	bench/run.sh $(BERTH) $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/shim.sh $(BERTH) $(RELDIR)/berth-shim $(TARGET)/release/berth-bench-shim $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/manager.sh $(MGR)/berthd $(MGR)/berthctl $(CACHE)/bench 10
+	bench/stack.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(IMAGE) $(CACHE)/bench 20
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The generated `connect(dst)` constructor would clash with the Connect
         // rpc; clients build their unix-socket channel themselves.
         .build_transport(false)
-        .compile_protos(&["proto/shim.proto", "proto/images.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/shim.proto",
+                "proto/images.proto",
+                "proto/containers.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -26,6 +26,11 @@ pub fn sibling(name: &str) -> PathBuf {
 impl Berthd {
     /// Starts berthd on `dir` (root, state and socket inside), with `env` added.
     pub fn start(dir: &Path, env: &[(&str, &Path)]) -> Berthd {
+        Berthd::start_with(dir, env, &[])
+    }
+
+    /// Starts berthd on `dir` with `env` and extra flags.
+    pub fn start_with(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Berthd {
         let root = dir.join("root");
         let address = dir.join("berthd.sock");
         fs::create_dir_all(dir).unwrap();
@@ -41,6 +46,7 @@ impl Berthd {
             .arg(dir.join("state"))
             .arg("--address")
             .arg(&address)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -73,6 +79,13 @@ impl Berthd {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// `berthctl` with `args`, as a command to adjust (stdin, a pty).
+    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(sibling("berthctl"));
+        c.arg("--address").arg(&self.address).args(args);
+        c
     }
 
     /// Its pid.

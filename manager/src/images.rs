@@ -173,6 +173,17 @@ impl Images {
         Ok(img)
     }
 
+    /// The image config (`config.Entrypoint`, `Cmd`, `Env`, …) of `image`
+    /// for `platform`, as JSON.
+    pub fn config(
+        &self,
+        image: &Image,
+        platform: &Platform,
+    ) -> Result<serde_json::Value, ImageError> {
+        let (_, m) = self.manifest(image, platform)?;
+        self.read_json(&m.config)
+    }
+
     fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, ImageError> {
         let data = self.content.read_all(&d.digest, MAX_JSON)?;
         json(&format!("{} {}", d.media_type, d.digest), &data)

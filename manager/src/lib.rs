@@ -1,17 +1,21 @@
 //! The manager: `berthd`'s image store (content, snapshots, import) and
 //! container lifecycle, and the `berthctl` client.
 
+pub mod containers;
 pub mod content;
 pub mod ctl;
 pub mod diff;
 pub mod digest;
 pub mod gc;
 pub mod images;
+pub mod logs;
 pub mod meta;
 pub mod oci;
 pub mod pull;
 pub mod reference;
 pub mod server;
 pub mod snapshot;
+pub mod spec;
 mod sys;
+pub mod tasks;
 pub mod unpack;

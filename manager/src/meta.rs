@@ -38,6 +38,10 @@ pub enum Table {
     Images,
     /// Counters (snapshot ids).
     Counters,
+    /// Containers by `<namespace>/<id>`.
+    Containers,
+    /// Named volumes by `<namespace>/<name>`.
+    Volumes,
 }
 
 impl Table {
@@ -46,6 +50,8 @@ impl Table {
             Table::Snapshots => TableDefinition::new("snapshots"),
             Table::Images => TableDefinition::new("images"),
             Table::Counters => TableDefinition::new("counters"),
+            Table::Containers => TableDefinition::new("containers"),
+            Table::Volumes => TableDefinition::new("volumes"),
         }
     }
 }

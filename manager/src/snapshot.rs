@@ -207,6 +207,15 @@ impl Snapshotter {
         Ok(out)
     }
 
+    /// A snapshot's own directory and those of its layers, topmost first:
+    /// where a file of the mounted snapshot comes from.
+    pub fn layer_dirs(&self, ns: &str, key: &str) -> Result<Vec<PathBuf>, SnapshotError> {
+        let info = self.stat(ns, key)?;
+        let mut out = vec![self.fs_dir(&info)];
+        out.extend(self.lowers(ns, &info)?);
+        Ok(out)
+    }
+
     /// How to mount a snapshot.
     pub fn mounts(&self, ns: &str, key: &str) -> Result<Vec<Mount>, SnapshotError> {
         let info = self.stat(ns, key)?;

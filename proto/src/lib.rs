@@ -12,6 +12,12 @@ pub mod images {
     tonic::include_proto!("berth.images.v1");
 }
 
+/// `berth.containers.v1`: berthd's containers, tasks, events and volumes.
+pub mod containers {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("berth.containers.v1");
+}
+
 /// The request metadata naming the namespace a call works in.
 pub const NAMESPACE_HEADER: &str = "berth-namespace";
 

@@ -17,7 +17,16 @@ struct Args {
     /// The gRPC socket (default /run/berth/berthd.sock).
     #[arg(long)]
     address: Option<PathBuf>,
-    /// A TOML file with root, state and address.
+    /// The cgroup containers' cgroups go under (default /berth).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// The runtime binary containers use by default (default: berth beside berthd).
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// The berth-shim binary (default: beside berthd, else on PATH).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// A TOML file with root, state, address, shim, runtime, cgroup_parent.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -40,6 +49,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = a.address {
         cfg.address = s;
+    }
+    if let Some(c) = a.cgroup_parent {
+        cfg.cgroup_parent = c;
+    }
+    if let Some(s) = a.shim {
+        cfg.shim = Some(s);
+    }
+    if let Some(r) = a.runtime {
+        cfg.runtime = Some(r);
     }
     berth_manager::server::serve(cfg).await?;
     Ok(())

@@ -19,6 +19,8 @@ pub struct Service {
     pub(super) store: Arc<Images>,
     /// Where uploads and exports are spooled.
     pub(super) tmp: PathBuf,
+    /// Publishes image events.
+    pub(super) manager: Arc<crate::tasks::Manager>,
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
@@ -75,10 +77,24 @@ impl ImagesApi for Service {
         let ns = namespace(&r)?;
         let r = r.into_inner();
         let platform = platform(&r.platform)?;
-        let rx = crate::pull::start(self.store.clone(), ns, r.reference, platform, r.unpack)?;
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let rx = crate::pull::start(
+            self.store.clone(),
+            ns.clone(),
+            r.reference,
+            platform,
+            r.unpack,
+        )?;
+        let manager = self.manager.clone();
+        let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |p| {
+            if let Ok(pb::PullProgress {
+                image: Some(img), ..
+            }) = &p
+            {
+                manager.publish(&ns, "/images/create", &img.name, "", 0, 0);
+            }
+            p
+        });
+        Ok(Response::new(Box::pin(s)))
     }
 
     async fn import(
@@ -101,7 +117,9 @@ impl ImagesApi for Service {
         }
         drop(f);
         let store = self.store.clone();
-        let images = blocking(move || {
+        let ns2 = ns.clone();
+        let images: Vec<pb::Image> = blocking(move || {
+            let ns = ns2;
             let f = std::fs::File::open(&file.0).map_err(crate::images::ImageError::Archive)?;
             let imgs = store.import(&ns, f, base.as_deref())?;
             Ok(imgs
@@ -110,6 +128,10 @@ impl ImagesApi for Service {
                 .collect())
         })
         .await?;
+        for i in &images {
+            self.manager
+                .publish(&ns, "/images/create", &i.name, "", 0, 0);
+        }
         Ok(Response::new(pb::ImportResponse { images }))
     }
 
@@ -170,14 +192,16 @@ impl ImagesApi for Service {
         r: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let ns = namespace(&r)?;
-        let name = r.into_inner().name;
+        let name = crate::images::normalize(&r.into_inner().name).map_err(super::status_of)?;
         let store = self.store.clone();
+        let (ns2, name2) = (ns.clone(), name.clone());
         // The image's content and layers go unless another image uses them.
         blocking(move || {
-            store.remove(&ns, &name)?;
+            store.remove(&ns2, &name2)?;
             store.gc().map(drop)
         })
         .await?;
+        self.manager.publish(&ns, "/images/delete", &name, "", 0, 0);
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -185,14 +209,17 @@ impl ImagesApi for Service {
         let ns = namespace(&r)?;
         let r = r.into_inner();
         let store = self.store.clone();
+        let ns2 = ns.clone();
         let img = blocking(move || {
             Ok(to_pb(
                 &store,
-                &store.tag(&ns, &r.source, &r.target)?,
+                &store.tag(&ns2, &r.source, &r.target)?,
                 &Platform::host(),
             ))
         })
         .await?;
+        self.manager
+            .publish(&ns, "/images/create", &img.name, "", 0, 0);
         Ok(Response::new(img))
     }
 

@@ -1,6 +1,7 @@
 //! berthd's gRPC server: the images, snapshots and content services on a
 //! unix socket (0600), in the namespace each request names.
 
+mod containers;
 mod content;
 mod images;
 mod snapshots;
@@ -19,6 +20,11 @@ use tonic::{Request, Status};
 use crate::content::ContentError;
 use crate::images::{ImageError, Images};
 use crate::snapshot::SnapshotError;
+use crate::tasks::{Manager, Paths};
+use berth_proto::containers::containers_server::ContainersServer;
+use berth_proto::containers::events_server::EventsServer;
+use berth_proto::containers::tasks_server::TasksServer;
+use berth_proto::containers::volumes_server::VolumesServer;
 
 /// berthd's settings: built-in defaults, then the TOML file, then flags.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -30,6 +36,13 @@ pub struct Config {
     pub state: PathBuf,
     /// The gRPC socket.
     pub address: PathBuf,
+    /// The berth-shim binary (default: beside berthd, else on PATH).
+    pub shim: Option<PathBuf>,
+    /// The runtime containers use unless they name one (default: `berth`
+    /// beside berthd, else on PATH).
+    pub runtime: Option<PathBuf>,
+    /// The cgroup containers' cgroups go under, as `<parent>/<ns>/<id>`.
+    pub cgroup_parent: String,
 }
 
 impl Default for Config {
@@ -38,6 +51,9 @@ impl Default for Config {
             root: "/var/lib/berth".into(),
             state: "/run/berth".into(),
             address: "/run/berth/berthd.sock".into(),
+            shim: None,
+            runtime: None,
+            cgroup_parent: "/berth".into(),
         }
     }
 }
@@ -66,6 +82,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Reconnecting to the shims of a previous run failed.
+    #[error("recover containers: {0}")]
+    Recover(String),
     /// The transport failed.
     #[error("serve: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -149,6 +168,23 @@ async fn blocking<T: Send + 'static>(
         .map_err(status_of)
 }
 
+/// A helper binary: beside our own, else the first on PATH.
+fn find_binary(name: &str) -> PathBuf {
+    if let Some(p) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+    {
+        return p;
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let io = |what, path: &Path| {
@@ -181,7 +217,28 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         tokio::net::UnixListener::bind(&cfg.address).map_err(io("listen on", &cfg.address))?;
     std::fs::set_permissions(&cfg.address, std::fs::Permissions::from_mode(0o600))
         .map_err(io("chmod", &cfg.address))?;
-    tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), "berthd serving");
+    let manager = Arc::new(Manager::new(
+        store.clone(),
+        Paths {
+            root: cfg.root.clone(),
+            state: cfg.state.clone(),
+            shim: cfg
+                .shim
+                .clone()
+                .unwrap_or_else(|| find_binary("berth-shim")),
+            runtime: cfg.runtime.clone().unwrap_or_else(|| find_binary("berth")),
+            cgroup_parent: cfg.cgroup_parent.clone(),
+        },
+    ));
+    let t = std::time::Instant::now();
+    manager
+        .recover()
+        .await
+        .map_err(|e| ServeError::Recover(e.to_string()))?;
+    tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), recovered_in_ms = t.elapsed().as_millis() as u64, "berthd serving");
+    let cs = containers::Service {
+        manager: manager.clone(),
+    };
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -195,11 +252,16 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .add_service(ImagesServer::new(images::Service {
             store: store.clone(),
             tmp,
+            manager: manager.clone(),
         }))
         .add_service(SnapshotsServer::new(snapshots::Service {
             store: store.clone(),
         }))
         .add_service(ContentServer::new(content::Service { store }))
+        .add_service(ContainersServer::new(cs.clone()))
+        .add_service(TasksServer::new(cs.clone()))
+        .add_service(EventsServer::new(cs.clone()))
+        .add_service(VolumesServer::new(cs))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
         .await;
     let _ = std::fs::remove_file(&cfg.address);

@@ -1,4 +1,8 @@
-//! `berthctl`, berthd's command-line client: image commands over gRPC.
+//! `berthctl`, berthd's command-line client: image commands here, container
+//! commands in `containers`.
+
+mod containers;
+mod tty;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -27,6 +31,8 @@ pub struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the container variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Pull an image from a registry.
@@ -70,12 +76,13 @@ enum Cmd {
         #[arg(long, default_value = "")]
         base_name: String,
     },
-    /// Make an active snapshot's changes over an image a new image.
+    /// Make a container's changes a new image (with --from: an active
+    /// snapshot's changes over that image).
     Commit {
-        /// The image the snapshot was prepared from.
+        /// The image the snapshot was prepared from (snapshot form only).
         #[arg(long = "from")]
-        base: String,
-        /// The active snapshot (a container's filesystem).
+        base: Option<String>,
+        /// The container (or, with --from, the active snapshot).
         snapshot: String,
         /// The new image's name.
         name: String,
@@ -93,6 +100,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
+    #[command(flatten)]
+    Container(containers::ContainerCmd),
     /// Export images as an OCI image layout archive ("-": stdout).
     Export {
         /// The archive to write.
@@ -171,18 +180,35 @@ fn repo_tag(name: &str) -> (&str, &str) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ch = berth_proto::connect_unix(&cli.address)
-        .await
-        .map_err(|e| anyhow::anyhow!("connect to berthd at {}: {e}", cli.address.display()))?;
-    let mut c = ImagesClient::new(ch);
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let ch = berth_proto::connect_unix(&cli.address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to berthd at {}: {e} (is berthd running? start it, or give --address)",
+            cli.address.display()
+        )
+    })?;
     let ns = cli.namespace.as_str();
     match cli.cmd {
+        Cmd::Container(cmd) => containers::run(ch, ns, cmd).await,
+        Cmd::Commit {
+            base: None,
+            snapshot,
+            name,
+            message,
+        } => containers::commit(ch, ns, &snapshot, &name, &message).await,
+        cmd => images(ImagesClient::new(ch), ns, cmd).await.map(|()| 0),
+    }
+}
+
+async fn images(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> anyhow::Result<()> {
+    let c = &mut c;
+    match cmd {
+        Cmd::Container(_) | Cmd::Commit { base: None, .. } => unreachable!("handled by run"),
         Cmd::Pull {
             reference,
             platform,
             no_unpack,
-        } => pull(&mut c, ns, reference, platform, !no_unpack).await,
+        } => pull(c, ns, reference, platform, !no_unpack, true).await,
         Cmd::Images { format, quiet } => {
             let list = c
                 .list(request(ns, pb::ListImagesRequest {}))
@@ -294,7 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Commit {
-            base,
+            base: Some(base),
             snapshot,
             name,
             message,
@@ -403,6 +429,7 @@ async fn pull(
     reference: String,
     platform: String,
     unpack: bool,
+    print_name: bool,
 ) -> anyhow::Result<()> {
     let mut s = c
         .pull(request(
@@ -429,7 +456,9 @@ async fn pull(
                 writeln!(err)?;
             }
             let img = p.image.unwrap_or_default();
-            println!("{}", img.name);
+            if print_name {
+                println!("{}", img.name);
+            }
             return Ok(());
         }
         let short = p
@@ -479,7 +508,14 @@ async fn pull(
 
 /// berthctl's entry point.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors end with 125, as docker's do; help and version with 0.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -490,11 +526,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let r = rt.block_on(run(cli));
+    // Stdin readers may still block in a worker thread: do not wait for them.
+    rt.shutdown_background();
+    match r {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("berthctl: {e:#}");
-            ExitCode::FAILURE
+            // berthd or the request failed (125), unless the error says otherwise.
+            ExitCode::from(
+                e.downcast_ref::<containers::Failed>()
+                    .map_or(125, |f| f.code),
+            )
         }
     }
 }
@@ -502,6 +545,12 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn sizes_times_and_names_print_as_docker() {

@@ -1,0 +1,582 @@
+//! The whole stack: berthctl → berthd → berth-shim → berth, on real
+//! containers from a busybox image imported into a private berthd. Each test
+//! has its own berthd, directory and cgroup parent, and checks that nothing
+//! (mounts, cgroups, processes, snapshots) is left after `rm`.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_integration::manager::Berthd;
+use berth_integration::{ok, on_pty, read_until, set_winsize, stderr, stdout, workspace};
+
+/// A test's directory, berthd and cgroup parent; cleaned up on drop.
+struct Stack {
+    dir: PathBuf,
+    cgroup: String,
+    d: Option<Berthd>,
+}
+
+impl Stack {
+    fn new(name: &str) -> Stack {
+        let dir = std::env::temp_dir().join(format!("berth-it-ctr-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cgroup = format!("berth-it-ctr-{name}-{}", std::process::id());
+        let mut s = Stack {
+            dir,
+            cgroup,
+            d: None,
+        };
+        s.start();
+        let image = s.dir.join("busybox.tar");
+        let out = Command::new(workspace().join("tools/mk-busybox-image.sh"))
+            .arg(&image)
+            .output()
+            .unwrap();
+        ok(&out);
+        let out = s.ctl(&[
+            "import",
+            "--base-name",
+            "berth/busybox",
+            image.to_str().unwrap(),
+        ]);
+        ok(&out);
+        s
+    }
+
+    fn start(&mut self) {
+        let parent = format!("/{}", self.cgroup);
+        self.d = Some(Berthd::start_with(
+            &self.dir.join("berthd"),
+            &[],
+            &["--cgroup-parent", &parent],
+        ));
+    }
+
+    fn d(&self) -> &Berthd {
+        self.d.as_ref().expect("berthd running")
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        self.d().ctl(args)
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> String {
+        ok(&self.ctl(args))
+    }
+
+    /// `inspect` of one container.
+    fn inspect(&self, id: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ctl_ok(&["inspect", id])).unwrap();
+        v[0].clone()
+    }
+
+    /// Processes whose command line names this test's directory (shims).
+    fn our_processes(&self) -> Vec<i32> {
+        let needle = self.dir.join("berthd/state/bundles").display().to_string();
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Mounts under this test's directory.
+    fn our_mounts(&self) -> Vec<String> {
+        let needle = self.dir.display().to_string();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Container cgroups left under this test's parent.
+    fn our_cgroups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for p in berth_integration::cgroup_dirs_named(&self.cgroup) {
+            for ns in fs::read_dir(&p).into_iter().flatten().flatten() {
+                if ns.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    for c in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                        if c.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            out.push(c.path());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Snapshots in the store (the image's one layer when no container is left).
+    fn snapshots(&self) -> usize {
+        fs::read_dir(self.dir.join("berthd/root/overlay/snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn assert_nothing_left(&self) {
+        assert_eq!(self.ctl_ok(&["ps", "-a", "-q"]).trim(), "");
+        assert_eq!(self.our_processes(), Vec::<i32>::new(), "shims left");
+        assert_eq!(self.our_mounts(), Vec::<String>::new(), "mounts left");
+        assert_eq!(self.our_cgroups(), Vec::<PathBuf>::new(), "cgroups left");
+        assert_eq!(self.snapshots(), 1, "snapshots besides the image's layer");
+        let bundles = self.dir.join("berthd/state/bundles/default");
+        let left: Vec<_> = fs::read_dir(&bundles)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "bundles left: {left:?}");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(d) = &self.d {
+            let ids = d.ctl(&["ps", "-a", "-q"]);
+            for id in stdout(&ids).lines() {
+                let _ = d.ctl(&["rm", "-f", id]);
+            }
+        }
+        drop(self.d.take());
+        // Shims and containers this test started and its berthd did not remove.
+        for pid in self.our_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for m in self.our_mounts().iter().rev() {
+            if let Some(p) = m.split(' ').nth(4) {
+                let _ = Command::new("umount").arg("-l").arg(p).output();
+            }
+        }
+        let mut cgs = self.our_cgroups();
+        cgs.extend(
+            berth_integration::cgroup_dirs_named(&self.cgroup)
+                .into_iter()
+                .flat_map(|p| {
+                    let mut v: Vec<PathBuf> = fs::read_dir(&p)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                        .map(|e| e.path())
+                        .collect();
+                    v.push(p);
+                    v
+                }),
+        );
+        for c in cgs {
+            let _ = fs::remove_dir(c);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_logs_exec_stop_commit_rm_leave_nothing() {
+    let s = Stack::new("life");
+    // Events from here on, as JSON lines.
+    let events = s
+        .d()
+        .ctl_cmd(&["events", "--format", "json", "--filter", "container=web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Foreground run: output, exit status, --rm.
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; hostname; exit 3",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().next(), Some("out"));
+    assert!(stderr(&out).contains("err"));
+    // Missing command: 127; unknown image name: 125 with the pull error.
+    let out = s.ctl(&["run", "--rm", "berth/busybox", "no-such-command"]);
+    assert_eq!(code(&out), 127, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
+    // A detached container with env, workdir, user and a TERM trap.
+    let id = s.ctl_ok(&[
+        "run", "-d", "--name", "web", "-e", "GREETING=hello", "-w", "/tmp", "--hostname", "webhost",
+        "berth/busybox", "sh", "-c",
+        "trap 'echo bye; exit 7' TERM; echo $GREETING from $(pwd) on $(hostname); echo warn >&2; while true; do sleep 0.2; done",
+    ]);
+    assert_eq!(id.trim(), "web");
+    wait_until("the first log line", 10, || {
+        s.ctl_ok(&["logs", "web"]).contains("hello")
+    });
+    assert_eq!(s.ctl_ok(&["logs", "web"]), "hello from /tmp on webhost\n");
+    let out = s.ctl(&["logs", "--tail", "1", "-t", "web"]);
+    assert!(
+        stdout(&out).is_empty() && stderr(&out).ends_with(" warn\n"),
+        "{}",
+        stderr(&out)
+    );
+    let ps = s.ctl_ok(&["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up"), "{ps}");
+    let i = s.inspect("web");
+    assert_eq!(i["State"]["Running"], true);
+    assert!(i["State"]["Pid"].as_u64().unwrap() > 0);
+    // exec: its own env, user and status.
+    let out = s.ctl(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-u",
+        "1000:1000",
+        "web",
+        "sh",
+        "-c",
+        "echo $X $GREETING $(id -u):$(id -g); exit 5",
+    ]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1 hello 1000:1000\n");
+    let out = s.ctl(&["exec", "-i", "web", "cat"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut c = s
+        .d()
+        .ctl_cmd(&["exec", "-i", "web", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "PIPED IN\n");
+    // pause, unpause, a second removal refused while running.
+    s.ctl_ok(&["pause", "web"]);
+    assert!(s.ctl_ok(&["ps"]).contains("(Paused)"));
+    s.ctl_ok(&["unpause", "web"]);
+    let out = s.ctl(&["rm", "web"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+    // commit while running: a new image with the container's changes.
+    s.ctl_ok(&["exec", "web", "sh", "-c", "echo committed > /marker"]);
+    s.ctl_ok(&["commit", "web", "berth/committed:v1"]);
+    let out = s.ctl(&["run", "--rm", "berth/committed:v1", "cat", "/marker"]);
+    assert_eq!(stdout(&out), "committed\n", "{}", stderr(&out));
+    // stop: the TERM trap runs; its status is recorded; logs stay.
+    s.ctl_ok(&["stop", "-t", "10", "web"]);
+    let i = s.inspect("web");
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 7);
+    assert!(s.ctl_ok(&["ps", "-a"]).contains("Exited (7)"));
+    assert!(s.ctl_ok(&["logs", "web"]).ends_with("bye\n"));
+    // Start again: same filesystem (the marker), new task.
+    s.ctl_ok(&["start", "web"]);
+    wait_until("the restarted container", 10, || {
+        s.inspect("web")["State"]["Running"] == true
+    });
+    s.ctl_ok(&["rm", "-f", "web"]);
+    let out = s.ctl(&["logs", "web"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no such container"));
+    s.ctl_ok(&["rmi", "berth/committed:v1"]);
+    // Events: the life of "web" in order.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(events.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let out = events.wait_with_output().unwrap();
+    let topics: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["exec_id"] == "")
+        .map(|e| e["topic"].as_str().unwrap().to_string())
+        .collect();
+    // pause/resume twice: ours, then commit's.
+    let want = [
+        "/containers/create",
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+        "/containers/delete",
+    ];
+    assert_eq!(topics, want, "{}", stdout(&out));
+    s.assert_nothing_left();
+}
+
+#[test]
+fn interactive_tty_resize_and_detach() {
+    let s = Stack::new("tty");
+    let mut cmd = s.d().ctl_cmd(&[
+        "run",
+        "-it",
+        "--rm",
+        "--name",
+        "term",
+        "berth/busybox",
+        "sh",
+    ]);
+    let master = on_pty(&mut cmd);
+    set_winsize(master.as_fd(), 30, 100);
+    let mut child = cmd.spawn().unwrap();
+    let mut m = fs::File::from(master.try_clone().unwrap());
+    let got = read_until(master.as_fd(), "# ", 20);
+    assert!(got.contains("# "), "no prompt: {got:?}");
+    m.write_all(b"stty size; echo sum-$((40+2))\r").unwrap();
+    let got = read_until(master.as_fd(), "sum-42", 10);
+    assert!(got.contains("30 100") && got.contains("sum-42"), "{got:?}");
+    // A resize of our terminal reaches the container's.
+    set_winsize(master.as_fd(), 40, 120);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    m.write_all(b"stty size\r").unwrap();
+    let got = read_until(master.as_fd(), "40 120", 10);
+    assert!(got.contains("40 120"), "{got:?}");
+    // Ctrl-C goes to the container's shell (it survives it), exit ends the run.
+    m.write_all(b"sleep 30\r").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    m.write_all(b"\x03").unwrap();
+    m.write_all(b"echo after-$((1+1))\r").unwrap();
+    let got = read_until(master.as_fd(), "after-2", 10);
+    assert!(got.contains("after-2"), "{got:?}");
+    m.write_all(b"exit 4\r").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(4));
+    // Detach keys leave the container running.
+    let mut cmd = s
+        .d()
+        .ctl_cmd(&["run", "-it", "--name", "det", "berth/busybox", "sh"]);
+    let master = on_pty(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut m = fs::File::from(master.try_clone().unwrap());
+    let got = read_until(master.as_fd(), "# ", 20);
+    assert!(got.contains("# "), "no prompt: {got:?}");
+    m.write_all(b"\x10\x11").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(s.inspect("det")["State"]["Running"], true);
+    s.ctl_ok(&["rm", "-f", "det"]);
+    s.assert_nothing_left();
+}
+
+#[test]
+fn volumes_and_binds_outlive_containers() {
+    let s = Stack::new("vol");
+    let host = s.dir.join("host");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("in"), "from host\n").unwrap();
+    let bind = format!("{}:/h", host.display());
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "-v",
+        &bind,
+        "berth/busybox",
+        "sh",
+        "-c",
+        "cat /h/in; echo kept > /data/f; echo out > /h/out",
+    ]);
+    assert_eq!(stdout(&out), "from host\n", "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(host.join("out")).unwrap(), "out\n");
+    assert!(s
+        .ctl_ok(&["volume", "ls", "-q"])
+        .lines()
+        .any(|l| l == "data"));
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "cat /data/f; echo x > /data/g || echo refused",
+    ]);
+    assert_eq!(stdout(&out), "kept\nrefused\n", "{}", stderr(&out));
+    // In use: not removable; after the container is gone, it is.
+    s.ctl_ok(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "data:/data",
+        "berth/busybox",
+        "true",
+    ]);
+    let out = s.ctl(&["volume", "rm", "data"]);
+    assert!(
+        stderr(&out).contains("in use by container holder"),
+        "{}",
+        stderr(&out)
+    );
+    s.ctl_ok(&["rm", "holder"]);
+    s.ctl_ok(&["volume", "rm", "data"]);
+    assert_eq!(s.ctl_ok(&["volume", "ls", "-q"]).trim(), "");
+    // --read-only root, limits and caps reach the container.
+    let out = s.ctl(&[
+        "run", "--rm", "--read-only", "--memory", "64m", "--pids-limit", "50", "--cap-drop", "ALL",
+        "berth/busybox", "sh", "-c",
+        "touch /x 2>/dev/null || echo ro; grep CapEff /proc/self/status; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ro\n") && text.contains("CapEff:\t0000000000000000") && text.contains("50"),
+        "{text}{}",
+        stderr(&out)
+    );
+    s.assert_nothing_left();
+}
+
+#[test]
+fn berthd_killed_then_restarted_finds_every_container() {
+    let mut s = Stack::new("restart");
+    for i in 0..10 {
+        let name = format!("c{i}");
+        let script =
+            format!("trap 'exit 4{i}' TERM; echo ready-{i}; while true; do sleep 0.2; done");
+        s.ctl_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "berth/busybox",
+            "sh",
+            "-c",
+            &script,
+        ]);
+    }
+    for i in 0..10 {
+        let name = format!("c{i}");
+        wait_until("container output", 10, || {
+            s.ctl_ok(&["logs", &name]).contains("ready")
+        });
+    }
+    let pid0 = s.inspect("c0")["State"]["Pid"].as_i64().unwrap() as i32;
+    let shim9: i32 = fs::read_to_string(s.dir.join("berthd/state/bundles/default/c9/shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    s.d.take().unwrap().kill();
+    // While berthd is down: c0 exits (its TERM trap), c9's shim dies.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid0),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim9),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.start();
+    let ps = s.ctl_ok(&["ps", "-a"]);
+    for i in 1..9 {
+        assert_eq!(
+            s.inspect(&format!("c{i}"))["State"]["Status"],
+            "running",
+            "{ps}"
+        );
+    }
+    let c0 = s.inspect("c0");
+    assert_eq!(
+        (
+            c0["State"]["Status"].as_str(),
+            c0["State"]["ExitCode"].as_u64()
+        ),
+        (Some("exited"), Some(40)),
+        "{ps}"
+    );
+    assert_eq!(s.ctl_ok(&["logs", "c0"]), "ready-0\n");
+    assert_eq!(s.inspect("c9")["State"]["Status"], "exited", "{ps}");
+    // The reconnected ones still work: exec, stop with their status.
+    assert_eq!(s.ctl_ok(&["exec", "c5", "echo", "alive"]), "alive\n");
+    s.ctl_ok(&["stop", "c5"]);
+    assert_eq!(s.inspect("c5")["State"]["ExitCode"], 45);
+    let log = fs::read_to_string(s.dir.join("berthd/berthd.log")).unwrap();
+    let ms = log
+        .lines()
+        .filter_map(|l| l.split("recovered_in_ms=").nth(1))
+        .next_back()
+        .unwrap_or("?");
+    eprintln!("berthd recovered 10 containers in {ms} ms");
+    for i in 0..10 {
+        s.ctl_ok(&["rm", "-f", &format!("c{i}")]);
+    }
+    s.assert_nothing_left();
+}
+
+#[test]
+fn exit_codes_as_docker() {
+    let s = Stack::new("codes");
+    let out = Command::new(berth_integration::manager::sibling("berthctl"))
+        .args(["--address", "/nonexistent/berthd.sock", "ps"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("is berthd running"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&s.ctl(&["run", "--bogus-flag", "berth/busybox"])), 125);
+    let out = s.ctl(&["run", "--rm", "berth/busybox", "/etc/passwd"]);
+    assert_eq!(code(&out), 126, "{}", stderr(&out));
+    let out = s.ctl(&["run", "--rm", "-u", "nobody", "berth/busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("unable to find user nobody"),
+        "{}",
+        stderr(&out)
+    );
+    // Killed from outside: 128 + 9, as docker reports it.
+    s.ctl_ok(&["run", "-d", "--name", "k", "berth/busybox", "sleep", "100"]);
+    s.ctl_ok(&["kill", "k"]);
+    wait_until("the kill", 10, || {
+        s.inspect("k")["State"]["Status"] == "exited"
+    });
+    assert_eq!(s.inspect("k")["State"]["ExitCode"], 137);
+    s.ctl_ok(&["rm", "k"]);
+    s.assert_nothing_left();
+}
