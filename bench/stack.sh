@@ -56,6 +56,10 @@ tar -C "$WORK/layout" -xf "$TAR"
 umoci unpack --image "$WORK/layout:latest" "$WORK/x" >/dev/null
 bundle_at "$WORK/bare" "$BERTH" "$WORK/x/rootfs" '["true"]'
 
+# One run first, so a failure shows its message.
+$B run --rm $IMG true
+$C run --rm $IMG bench-ctr true
+$BERTH --root $WORK/bare-state run --bundle $WORK/bare bench-bare
 hyperfine -N --style none -w 3 -r "$RUNS" --export-json "$OUT/stack.json" \
     -n "berthctl run --rm" "$B run --rm $IMG true" \
     -n "ctr run --rm" "$C run --rm $IMG bench-ctr true" \
@@ -63,10 +67,13 @@ hyperfine -N --style none -w 3 -r "$RUNS" --export-json "$OUT/stack.json" \
 
 # 200 at once: each a detached `sleep`, all started in parallel.
 start=$(date +%s.%N)
+JOBS=()
 for i in $(seq 200); do
     ( $B run -d --name "p$i" "$IMG" sleep 600 >/dev/null 2>>"$WORK/conc.err" || echo "p$i" >>"$WORK/conc.failed" ) &
+    JOBS+=($!)
 done
-wait
+# Only these: a bare `wait` would wait for the daemons too.
+wait "${JOBS[@]}"
 end=$(date +%s.%N)
 running=$($B ps -q | wc -l)
 failed=$( [ -f "$WORK/conc.failed" ] && wc -l <"$WORK/conc.failed" || echo 0)

@@ -723,18 +723,20 @@ impl Manager {
             .pid;
         if exec_id.is_empty() {
             let now = now_ms();
-            self.records().modify(ns, id, |c| {
-                c.started_ms = Some(now);
-                c.exit = None;
-            })?;
+            // The exit was cleared by create_task: a fast init may already
+            // have exited and recorded its status by now.
+            self.records()
+                .modify(ns, id, |c| c.started_ms = Some(now))?;
         }
         Ok(pid)
     }
 
     /// Waits for the init (or an exec process) to exit.
     pub async fn wait(&self, ns: &str, id: &str, exec_id: &str) -> Result<Exit, TaskError> {
-        let c = self.records().get(ns, id)?;
+        self.records().get(ns, id)?;
         let Some(t) = self.task(ns, id) else {
+            // Read after the task lookup: an exit recorded meanwhile is seen.
+            let c = self.records().get(ns, id)?;
             return c.exit.filter(|_| exec_id.is_empty()).ok_or_else(|| {
                 TaskError::State(format!("container {id} has no task to wait for"))
             });
