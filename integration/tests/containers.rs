@@ -580,3 +580,49 @@ fn exit_codes_as_docker() {
     s.ctl_ok(&["rm", "k"]);
     s.assert_nothing_left();
 }
+
+#[test]
+fn run_pulls_a_missing_image_and_logs_follow() {
+    let s = Stack::new("pull");
+    // The imported image, pushed to a local registry under another name.
+    let layout = s.dir.join("layout");
+    fs::create_dir_all(&layout).unwrap();
+    ok(&Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-xf")
+        .arg(s.dir.join("busybox.tar"))
+        .output()
+        .unwrap());
+    let reg = berth_integration::manager::Registry::start(&s.dir.join("reg"), None);
+    ok(&Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{}/bb:v1", reg.host))
+        .output()
+        .unwrap());
+    let image = format!("{}/bb:v1", reg.host);
+    let out = s.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        &image,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line-$i; sleep 0.3; done",
+    ]);
+    assert_eq!(stdout(&out).trim(), "f", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
+    // Follows until the container exits, with every line.
+    let out = s.ctl(&["logs", "-f", "f"]);
+    assert_eq!(stdout(&out), "line-1\nline-2\nline-3\n", "{}", stderr(&out));
+    assert_eq!(s.inspect("f")["State"]["ExitCode"], 0);
+    s.ctl_ok(&["rm", "f"]);
+    s.ctl_ok(&["rmi", &image]);
+    s.assert_nothing_left();
+}
