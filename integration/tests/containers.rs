@@ -278,6 +278,11 @@ fn run_logs_exec_stop_commit_rm_leave_nothing() {
     c.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
     let out = c.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "PIPED IN\n");
+    let stats = s.ctl_ok(&["stats", "--no-stream", "web"]);
+    assert!(
+        stats.starts_with("CONTAINER") && stats.contains("web") && stats.contains('%'),
+        "{stats}"
+    );
     // pause, unpause, a second removal refused while running.
     s.ctl_ok(&["pause", "web"]);
     assert!(s.ctl_ok(&["ps"]).contains("(Paused)"));
