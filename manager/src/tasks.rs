@@ -1181,15 +1181,14 @@ impl Manager {
         }
         .await;
         let Some((client, events, st)) = connected else {
-            // The shim is gone: clean up what it left, record an exit.
-            let _g = self.lock(ns, id).await;
-            let status = self.shim_delete(ns, id).await;
-            let _ = std::fs::remove_dir_all(&bundle);
+            // The shim is gone: its container was killed with it (137). The
+            // cleanup (`berth-shim delete`: kill, runtime delete, unmount) runs
+            // in the background under the container's lock, so berthd serves
+            // at once and calls on this container wait for it.
+            let guard = self.lock(ns, id).await;
+            let status = 128 + libc::SIGKILL as u32;
             let c = self.records().get(ns, id)?;
-            if c.exit.is_none()
-                || c.started_ms
-                    .is_some_and(|s| c.exit.is_some_and(|e| e.at_ms < s))
-            {
+            if c.exit.is_none() {
                 self.records().modify(ns, id, |c| {
                     c.exit = Some(Exit {
                         status,
@@ -1198,7 +1197,13 @@ impl Manager {
                 })?;
             }
             self.publish(ns, "/tasks/exit", id, "", 0, status);
-            tracing::info!(namespace = %ns, id = %id, status, "shim was gone; cleaned up");
+            let (me, ns, id) = (self.clone(), ns.to_string(), id.to_string());
+            tokio::spawn(async move {
+                let _guard = guard;
+                me.shim_delete(&ns, &id).await;
+                let _ = std::fs::remove_dir_all(me.bundle(&ns, &id));
+                tracing::info!(namespace = %ns, id = %id, "shim was gone; cleaned up");
+            });
             return Ok(());
         };
         let task = Arc::new(Task {
@@ -1214,7 +1219,15 @@ impl Manager {
                 at_ms: ms_of(st.exited_at.as_ref()),
             };
             self.publish(ns, "/tasks/exit", id, "", st.pid, st.exit_status);
-            self.init_exited(ns, id, &task, exit).await;
+            // Recorded now; the task's deletion and the shim's exit follow in
+            // the background (under the container's lock), so berthd serves at once.
+            if task.exit.borrow().is_none() {
+                let _ = self.records().modify(ns, id, |c| c.exit = Some(exit));
+                task.exit.send_replace(Some(exit));
+            }
+            let (me, ns, id) = (self.clone(), ns.to_string(), id.to_string());
+            tokio::spawn(async move { me.init_exited(&ns, &id, &task, exit).await });
+            return Ok(());
         }
         tracing::info!(namespace = %ns, id = %id, "reconnected to shim");
         Ok(())
