@@ -137,6 +137,11 @@ impl Stack {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "bundles left: {left:?}");
+        let netns = self.dir.join("berthd/state/netns/default");
+        let left: Vec<_> = fs::read_dir(&netns)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "network namespaces left: {left:?}");
     }
 }
 
@@ -629,5 +634,75 @@ fn run_pulls_a_missing_image_and_logs_follow() {
     assert_eq!(s.inspect("f")["State"]["ExitCode"], 0);
     s.ctl_ok(&["rm", "f"]);
     s.ctl_ok(&["rmi", &image]);
+    s.assert_nothing_left();
+}
+
+#[test]
+fn net_container_joins_another_containers_network() {
+    let s = Stack::new("netc");
+    // Without a running target: a clear error.
+    s.ctl_ok(&[
+        "create",
+        "--name",
+        "srv",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "echo from-srv | nc -l -p 7000",
+    ]);
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "container:srv",
+        "berth/busybox",
+        "true",
+    ]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("it is not running"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "container:nope",
+        "berth/busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("container nope not found"),
+        "{}",
+        stderr(&out)
+    );
+    // A listener on srv's loopback is reachable from a container on its network.
+    s.ctl_ok(&["start", "srv"]);
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "container:srv",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do nc 127.0.0.1 7000 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert_eq!(stdout(&out), "from-srv\n", "{}", stderr(&out));
+    // --net none has only lo, and it is up (operstate "unknown" for lo, else "down").
+    let out = s.ctl_ok(&[
+        "run",
+        "--rm",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["lo", "unknown"]
+    );
+    s.ctl_ok(&["rm", "-f", "srv"]);
     s.assert_nothing_left();
 }

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod images;
 pub mod logs;
 pub mod meta;
+pub mod netns;
 pub mod oci;
 pub mod pull;
 pub mod reference;

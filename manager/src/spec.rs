@@ -36,12 +36,15 @@ pub struct Bind {
 }
 
 /// How the container is networked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Network {
     /// Its own network namespace with only `lo`.
     None,
     /// The host's network (and UTS) namespace.
     Host,
+    /// Another container's network namespace (joined by path when the task
+    /// is created, as docker's `--net container:NAME`).
+    Container(String),
 }
 
 impl Network {
@@ -50,12 +53,21 @@ impl Network {
         match s {
             "" | "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
+            c if c.starts_with("container:") => {
+                let id = &c["container:".len()..];
+                if id.is_empty() {
+                    return Err(SpecError::Invalid(
+                        "network \"container:\" names no container".into(),
+                    ));
+                }
+                Ok(Network::Container(id.into()))
+            }
             "bridge" => Err(SpecError::Invalid(
                 "network \"bridge\": not supported by this berthd yet; use --net none or --net host"
                     .into(),
             )),
             o => Err(SpecError::Invalid(format!(
-                "network {o:?}: unknown (none, host)"
+                "network {o:?}: unknown (none, host, container:NAME)"
             ))),
         }
     }
@@ -505,15 +517,23 @@ pub fn generate(
     group: Option<&[u8]>,
 ) -> Result<Value, SpecError> {
     let process = process(cfg, o, passwd, group)?;
-    let network = o.network.unwrap_or(Network::None);
+    let network = o.network.clone().unwrap_or(Network::None);
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
         json!({"type": "mount"}),
     ];
-    if network == Network::None {
-        namespaces.push(json!({"type": "network"}));
-        namespaces.push(json!({"type": "uts"}));
+    match network {
+        Network::None => {
+            namespaces.push(json!({"type": "network"}));
+            namespaces.push(json!({"type": "uts"}));
+        }
+        Network::Container(_) => {
+            // The path is the other container's, filled in at task creation.
+            namespaces.push(json!({"type": "network", "path": ""}));
+            namespaces.push(json!({"type": "uts"}));
+        }
+        Network::Host => {}
     }
     let sys_opts = if o.privileged {
         json!(["nosuid", "noexec", "nodev", "rw"])
@@ -615,7 +635,7 @@ pub fn generate(
         "mounts": mounts,
         "linux": linux,
     });
-    if network == Network::None {
+    if network != Network::Host {
         let host = if o.hostname.is_empty() {
             id.chars().take(12).collect()
         } else {
@@ -743,6 +763,11 @@ mod tests {
         let m = s["mounts"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(m["options"], json!(["rbind", "rprivate", "ro"]));
         assert!(Network::parse("bridge").is_err());
+        assert_eq!(
+            Network::parse("container:web").unwrap(),
+            Network::Container("web".into())
+        );
+        assert!(Network::parse("container:").is_err());
         assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
         assert!(parse_size("x").is_err());
     }

@@ -261,6 +261,11 @@ impl Manager {
         self.data_dir(ns, id).join("container.log")
     }
 
+    /// The pinned network namespace of a `--net none` container's task.
+    fn netns_path(&self, ns: &str, id: &str) -> PathBuf {
+        self.paths.state.join("netns").join(ns).join(id)
+    }
+
     fn runtime_root(&self, ns: &str) -> PathBuf {
         self.paths.state.join("runtime").join(ns)
     }
@@ -385,7 +390,10 @@ impl Manager {
         .map_err(|e| TaskError::Invalid(format!("worker: {e}")))??;
         let made = (|| {
             let mut so = o.spec.clone();
-            so.network = Some(network);
+            if let spec::Network::Container(other) = &network {
+                self.records().get(ns, other)?;
+            }
+            so.network = Some(network.clone());
             so.binds = Vec::new();
             for m in &o.mounts {
                 let source = match m.kind.as_str() {
@@ -448,9 +456,10 @@ impl Manager {
                 stdin: o.stdin,
                 auto_remove: o.auto_remove,
                 mounts: o.mounts.clone(),
-                network: match network {
+                network: match &network {
                     spec::Network::Host => "host".into(),
                     spec::Network::None => "none".into(),
+                    spec::Network::Container(other) => format!("container:{other}"),
                 },
                 started_ms: None,
                 exit: None,
@@ -478,10 +487,54 @@ impl Manager {
                 "container {id} already has a task: it is running"
             )));
         }
+        let mut spec = c.spec.clone();
+        let netns = if let Some(other) = c.network.strip_prefix("container:") {
+            // Join the other container's network namespace through its init.
+            let t = self.task(ns, other).ok_or_else(|| {
+                TaskError::State(format!(
+                    "cannot join the network of container {other}: it is not running"
+                ))
+            })?;
+            Some(PathBuf::from(format!("/proc/{}/ns/net", t.pid)))
+        } else if c.network == "none" {
+            // berthd's own namespace (lo up), which it removes with the task.
+            let p = self.netns_path(ns, id);
+            crate::netns::remove(&p).map_err(|e| TaskError::State(e.to_string()))?;
+            crate::netns::create(&p).map_err(|e| TaskError::State(e.to_string()))?;
+            Some(p)
+        } else {
+            None
+        };
+        if let (Some(p), Some(list)) = (&netns, spec["linux"]["namespaces"].as_array_mut()) {
+            for n in list.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = Value::String(p.display().to_string());
+            }
+        }
+        let r = self.launch(ns, id, &c, &spec).await;
+        if r.is_err() {
+            self.remove_netns(ns, id);
+        }
+        r
+    }
+
+    fn remove_netns(&self, ns: &str, id: &str) {
+        if let Err(e) = crate::netns::remove(&self.netns_path(ns, id)) {
+            tracing::warn!(namespace = %ns, id = %id, error = %e, "remove network namespace");
+        }
+    }
+
+    /// Writes the bundle, starts the shim, creates the task.
+    async fn launch(
+        self: &Arc<Self>,
+        ns: &str,
+        id: &str,
+        c: &Container,
+        spec: &Value,
+    ) -> Result<u32, TaskError> {
         let bundle = self.bundle(ns, id);
         let _ = std::fs::remove_dir_all(&bundle);
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io("create", &bundle))?;
-        let spec = serde_json::to_vec_pretty(&c.spec).unwrap_or_default();
+        let spec = serde_json::to_vec_pretty(spec).unwrap_or_default();
         std::fs::write(bundle.join("config.json"), spec)
             .map_err(io("write", &bundle.join("config.json")))?;
         let mounts = self
@@ -673,6 +726,7 @@ impl Manager {
             .await;
         let _ = c.shutdown(shimpb::ShutdownRequest { id: id.into() }).await;
         let _ = std::fs::remove_dir_all(self.bundle(ns, id));
+        self.remove_netns(ns, id);
         let status = task.exit.borrow().map(|e| e.status).unwrap_or(0);
         self.publish(ns, "/tasks/delete", id, "", task.pid, status);
         true
@@ -1132,6 +1186,21 @@ impl Manager {
                 tracing::warn!(error = %e, "recover");
             }
         }
+        // Network namespaces of tasks that are gone (berthd died between a
+        // task's end and their removal).
+        if let Ok(nss) = std::fs::read_dir(self.paths.state.join("netns")) {
+            for ns in nss.flatten() {
+                let nsname = ns.file_name().to_string_lossy().to_string();
+                for f in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                    let id = f.file_name().to_string_lossy().to_string();
+                    if self.task(&nsname, &id).is_none()
+                        && !self.bundle(&nsname, &id).join("address").exists()
+                    {
+                        self.remove_netns(&nsname, &id);
+                    }
+                }
+            }
+        }
         // Bundles without a record (a crash between a shim's start and the
         // end of a removal).
         let owned: std::collections::HashSet<(String, String)> =
@@ -1202,6 +1271,7 @@ impl Manager {
                 let _guard = guard;
                 me.shim_delete(&ns, &id).await;
                 let _ = std::fs::remove_dir_all(me.bundle(&ns, &id));
+                me.remove_netns(&ns, &id);
                 tracing::info!(namespace = %ns, id = %id, "shim was gone; cleaned up");
             });
             return Ok(());

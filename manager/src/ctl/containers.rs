@@ -78,7 +78,7 @@ pub struct CreateArgs {
     /// Bind mount or named volume: /host:/ctr[:ro] or NAME:/ctr[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
-    /// Network: none or host.
+    /// Network: none, host, or container:NAME (another container's).
     #[arg(long = "net", alias = "network", default_value = "none")]
     net: String,
     /// Memory limit (e.g. 64m, 1g).

@@ -1,0 +1,73 @@
+//! Network namespaces berthd owns: made before a container's task (so the
+//! runtime joins them by path), kept alive by a bind mount of the nsfs file,
+//! removed when the task is deleted. A new namespace gets its loopback up,
+//! as docker's `--net none` has it.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+/// A network namespace operation failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}: {source}")]
+pub struct NetnsError {
+    /// The step.
+    pub what: &'static str,
+    /// The namespace file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+fn err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetnsError {
+    let path = path.to_path_buf();
+    move |source| NetnsError { what, path, source }
+}
+
+/// Makes a new network namespace with `lo` up, pinned at `path`.
+pub fn create(path: &Path) -> Result<(), NetnsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err("create", dir))?;
+    }
+    std::fs::File::create(path).map_err(err("create", path))?;
+    let p = path.to_path_buf();
+    // A fresh thread: unshare(CLONE_NEWNET) changes only the calling thread,
+    // which then ends, so no pooled thread is left in the new namespace.
+    let r = std::thread::spawn(move || -> Result<(), NetnsError> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| err("unshare network for", &p)(e.into()))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err("bind network namespace on", &p)(e.into()))?;
+        crate::sys::loopback_up().map_err(|e| err("bring lo up in", &p)(e.into()))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetnsError {
+            what: "create network namespace",
+            path: path.to_path_buf(),
+            source: std::io::Error::other("thread panicked"),
+        })
+    });
+    if r.is_err() {
+        let _ = remove(path);
+    }
+    r
+}
+
+/// Unpins and removes a namespace file (nothing to do when it is gone).
+pub fn remove(path: &Path) -> Result<(), NetnsError> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(err("unmount", path)(e.into())),
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
