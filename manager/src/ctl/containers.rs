@@ -890,6 +890,24 @@ impl Clients {
         Ok(false)
     }
 
+    /// `pause` (freeze) or `unpause` each container, printing its id.
+    async fn freeze_all(&mut self, ids: &[String], freeze: bool) -> anyhow::Result<u8> {
+        for id in ids {
+            let r = self.req(pb::TaskRef {
+                container_id: id.clone(),
+                exec_id: String::new(),
+            });
+            let (what, res) = if freeze {
+                ("pause", self.tasks.pause(r).await)
+            } else {
+                ("unpause", self.tasks.resume(r).await)
+            };
+            res.map_err(|s| status_err(&format!("{what} {id}"), s))?;
+            println!("{id}");
+        }
+        Ok(0)
+    }
+
     async fn stop(&mut self, id: &str, secs: u64) -> anyhow::Result<()> {
         let c = self.get(id).await?;
         if !matches!(
@@ -1248,34 +1266,8 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
             }
             Ok(0)
         }
-        ContainerCmd::Pause { containers } => {
-            for id in &containers {
-                let r = c.req(pb::TaskRef {
-                    container_id: id.clone(),
-                    exec_id: String::new(),
-                });
-                c.tasks
-                    .pause(r)
-                    .await
-                    .map_err(|s| status_err(&format!("pause {id}"), s))?;
-                println!("{id}");
-            }
-            Ok(0)
-        }
-        ContainerCmd::Unpause { containers } => {
-            for id in &containers {
-                let r = c.req(pb::TaskRef {
-                    container_id: id.clone(),
-                    exec_id: String::new(),
-                });
-                c.tasks
-                    .resume(r)
-                    .await
-                    .map_err(|s| status_err(&format!("unpause {id}"), s))?;
-                println!("{id}");
-            }
-            Ok(0)
-        }
+        ContainerCmd::Pause { containers } => c.freeze_all(&containers, true).await,
+        ContainerCmd::Unpause { containers } => c.freeze_all(&containers, false).await,
         ContainerCmd::Inspect { containers } => {
             let mut out = Vec::new();
             for id in &containers {

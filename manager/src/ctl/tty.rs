@@ -26,8 +26,8 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: the fd was a terminal when this guard was made and stdin
-        // is never closed by berthctl.
+        // Stdin was a terminal when this guard was made; berthctl never closes it.
+        // SAFETY: fd 0 stays open for the life of the process.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let _ = termios::tcsetattr(fd, SetArg::TCSANOW, &self.saved);
     }
