@@ -148,10 +148,19 @@ fn key(ns: &str, id: &str) -> String {
     format!("{ns}/{id}")
 }
 
-fn timestamp(ms: u64) -> prost_types::Timestamp {
+/// A protobuf timestamp for milliseconds since the epoch.
+pub fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// An exit as a shim reports it.
+fn exit_of(status: u32, at: Option<&prost_types::Timestamp>) -> Exit {
+    Exit {
+        status,
+        at_ms: ms_of(at),
     }
 }
 
@@ -192,6 +201,19 @@ fn layer_file(layers: &[PathBuf], path: &str) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The `<dir>/<namespace>/<id>` entries under `dir`.
+fn per_container(dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let mut out = Vec::new();
+    for ns in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let nsname = ns.file_name().to_string_lossy().to_string();
+        for e in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            out.push((nsname.clone(), id, e.path()));
+        }
+    }
+    out
 }
 
 fn shim_err(id: &str) -> impl FnOnce(tonic::Status) -> TaskError + '_ {
@@ -240,12 +262,8 @@ impl Manager {
     pub fn volumes(&self) -> Volumes<'_> {
         Volumes {
             meta: &self.images.meta,
-            dir: self.volumes_dir(),
+            dir: &self.volumes_dir,
         }
-    }
-
-    fn volumes_dir(&self) -> &Path {
-        &self.volumes_dir
     }
 
     fn bundle(&self, ns: &str, id: &str) -> PathBuf {
@@ -664,10 +682,7 @@ impl Manager {
                 }
                 if let Some(shimpb::event::Event::Exit(e)) = &ev.event {
                     if ev.exec_id.is_empty() {
-                        let exit = Exit {
-                            status: e.exit_status,
-                            at_ms: ms_of(e.exited_at.as_ref()),
-                        };
+                        let exit = exit_of(e.exit_status, e.exited_at.as_ref());
                         me.init_exited(&ns, &id, &task, exit).await;
                     }
                 }
@@ -690,10 +705,7 @@ impl Manager {
     /// Records an init's exit, wakes waiters, then (under the container's
     /// lock) deletes the task and, for an auto-remove container, the container.
     async fn init_exited(&self, ns: &str, id: &str, task: &Arc<Task>, exit: Exit) {
-        if task.exit.borrow().is_none() {
-            let _ = self.records().modify(ns, id, |c| c.exit = Some(exit));
-            task.exit.send_replace(Some(exit));
-        }
+        self.record_exit(ns, id, task, exit);
         let _g = self.lock(ns, id).await;
         if self.finish(ns, id, task).await {
             let auto = self.records().get(ns, id).map(|c| c.auto_remove);
@@ -703,6 +715,29 @@ impl Manager {
                 }
             }
         }
+    }
+
+    /// Records an init's first reported exit on the container and wakes
+    /// its waiters; later reports of the same exit change nothing.
+    fn record_exit(&self, ns: &str, id: &str, task: &Task, exit: Exit) {
+        if task.exit.borrow().is_none() {
+            let _ = self.records().modify(ns, id, |c| c.exit = Some(exit));
+            task.exit.send_replace(Some(exit));
+        }
+    }
+
+    /// SIGKILL to every process of the container; errors mean nothing is left.
+    async fn kill_all(&self, id: &str, task: &Task) {
+        let _ = task
+            .client
+            .clone()
+            .kill(shimpb::KillRequest {
+                id: id.into(),
+                exec_id: String::new(),
+                signal: libc::SIGKILL as u32,
+                all: true,
+            })
+            .await;
     }
 
     /// Deletes a stopped task in its shim and lets the shim exit; false when
@@ -806,10 +841,7 @@ impl Manager {
                 .await
                 .map_err(shim_err(id))?
                 .into_inner();
-            return Ok(Exit {
-                status: r.exit_status,
-                at_ms: ms_of(r.exited_at.as_ref()),
-            });
+            return Ok(exit_of(r.exit_status, r.exited_at.as_ref()));
         }
         let mut rx = t.exit.subscribe();
         let exit = rx
@@ -930,10 +962,7 @@ impl Manager {
                 .await
                 .map_err(shim_err(id))?
                 .into_inner();
-            return Ok(Exit {
-                status: r.exit_status,
-                at_ms: ms_of(r.exited_at.as_ref()),
-            });
+            return Ok(exit_of(r.exit_status, r.exited_at.as_ref()));
         }
         let _g = self.lock(ns, id).await;
         match self.task(ns, id) {
@@ -941,23 +970,11 @@ impl Manager {
                 .exit
                 .ok_or_else(|| TaskError::State(format!("container {id} has no task"))),
             Some(t) => match self.status(ns, id).await.0 {
-                Status::Created => {
-                    // Never started: kill it and delete the task.
-                    let _ = t
-                        .client
-                        .clone()
-                        .kill(shimpb::KillRequest {
-                            id: id.into(),
-                            exec_id: String::new(),
-                            signal: libc::SIGKILL as u32,
-                            all: true,
-                        })
-                        .await;
-                    let exit = self.wait_exit(&t, Duration::from_secs(10)).await;
-                    self.finish(ns, id, &t).await;
-                    Ok(exit)
-                }
-                Status::Stopped | Status::None => {
+                st @ (Status::Created | Status::Stopped | Status::None) => {
+                    if st == Status::Created {
+                        // Never started: kill it, then delete the task.
+                        self.kill_all(id, &t).await;
+                    }
                     let exit = self.wait_exit(&t, Duration::from_secs(10)).await;
                     self.finish(ns, id, &t).await;
                     Ok(exit)
@@ -1007,20 +1024,9 @@ impl Manager {
                     .resume(shimpb::ResumeRequest { id: id.into() })
                     .await;
             }
-            let _ = t
-                .client
-                .clone()
-                .kill(shimpb::KillRequest {
-                    id: id.into(),
-                    exec_id: String::new(),
-                    signal: libc::SIGKILL as u32,
-                    all: true,
-                })
-                .await;
+            self.kill_all(id, &t).await;
             let exit = self.wait_exit(&t, Duration::from_secs(10)).await;
-            if t.exit.borrow().is_none() {
-                t.exit.send_replace(Some(exit));
-            }
+            self.record_exit(ns, id, &t, exit);
             self.finish(ns, id, &t).await;
         }
         self.remove_container(ns, id, keep_snapshot).await
@@ -1188,34 +1194,20 @@ impl Manager {
         }
         // Network namespaces of tasks that are gone (berthd died between a
         // task's end and their removal).
-        if let Ok(nss) = std::fs::read_dir(self.paths.state.join("netns")) {
-            for ns in nss.flatten() {
-                let nsname = ns.file_name().to_string_lossy().to_string();
-                for f in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                    let id = f.file_name().to_string_lossy().to_string();
-                    if self.task(&nsname, &id).is_none()
-                        && !self.bundle(&nsname, &id).join("address").exists()
-                    {
-                        self.remove_netns(&nsname, &id);
-                    }
-                }
+        for (ns, id, _) in per_container(&self.paths.state.join("netns")) {
+            if self.task(&ns, &id).is_none() && !self.bundle(&ns, &id).join("address").exists() {
+                self.remove_netns(&ns, &id);
             }
         }
         // Bundles without a record (a crash between a shim's start and the
         // end of a removal).
         let owned: std::collections::HashSet<(String, String)> =
             all.iter().map(|(n, c)| (n.clone(), c.id.clone())).collect();
-        if let Ok(nss) = std::fs::read_dir(self.paths.state.join("bundles")) {
-            for ns in nss.flatten() {
-                let nsname = ns.file_name().to_string_lossy().to_string();
-                for b in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                    let id = b.file_name().to_string_lossy().to_string();
-                    if !owned.contains(&(nsname.clone(), id.clone())) {
-                        tracing::info!(namespace = %nsname, id = %id, "removing orphaned bundle");
-                        self.shim_delete(&nsname, &id).await;
-                        let _ = std::fs::remove_dir_all(b.path());
-                    }
-                }
+        for (ns, id, path) in per_container(&self.paths.state.join("bundles")) {
+            if !owned.contains(&(ns.clone(), id.clone())) {
+                tracing::info!(namespace = %ns, id = %id, "removing orphaned bundle");
+                self.shim_delete(&ns, &id).await;
+                let _ = std::fs::remove_dir_all(path);
             }
         }
         Ok(())
@@ -1284,17 +1276,11 @@ impl Manager {
         self.tasks.lock().unwrap().insert(key(ns, id), task.clone());
         self.watch(ns, id, task.clone(), events);
         if st.status() == shimpb::Status::Stopped {
-            let exit = Exit {
-                status: st.exit_status,
-                at_ms: ms_of(st.exited_at.as_ref()),
-            };
+            let exit = exit_of(st.exit_status, st.exited_at.as_ref());
             self.publish(ns, "/tasks/exit", id, "", st.pid, st.exit_status);
             // Recorded now; the task's deletion and the shim's exit follow in
             // the background (under the container's lock), so berthd serves at once.
-            if task.exit.borrow().is_none() {
-                let _ = self.records().modify(ns, id, |c| c.exit = Some(exit));
-                task.exit.send_replace(Some(exit));
-            }
+            self.record_exit(ns, id, &task, exit);
             let (me, ns, id) = (self.clone(), ns.to_string(), id.to_string());
             tokio::spawn(async move { me.init_exited(&ns, &id, &task, exit).await });
             return Ok(());

@@ -60,12 +60,9 @@ fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
     failed(125, format!("{what}: {}", s.message()))
 }
 
-/// Options shared by `run` and `create`.
+/// The process options `run`, `create` and `exec` share.
 #[derive(Args, Clone)]
-pub struct CreateArgs {
-    /// The container's name (and id).
-    #[arg(long)]
-    name: Option<String>,
+pub struct ProcessArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to take it from here).
     #[arg(short, long = "env")]
     env: Vec<String>,
@@ -75,6 +72,32 @@ pub struct CreateArgs {
     /// user[:group], by name or number.
     #[arg(short, long)]
     user: Option<String>,
+}
+
+impl ProcessArgs {
+    /// KEY=VALUE pairs; a bare KEY takes this process's value, or is dropped.
+    fn env(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .filter_map(|e| {
+                if e.contains('=') {
+                    Some(e.clone())
+                } else {
+                    std::env::var(e).ok().map(|v| format!("{e}={v}"))
+                }
+            })
+            .collect()
+    }
+}
+
+/// Options shared by `run` and `create`.
+#[derive(Args, Clone)]
+pub struct CreateArgs {
+    /// The container's name (and id).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Bind mount or named volume: /host:/ctr[:ro] or NAME:/ctr[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
@@ -207,15 +230,8 @@ pub enum ContainerCmd {
         /// Run in the background.
         #[arg(short, long)]
         detach: bool,
-        /// Set an environment variable.
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        /// Working directory.
-        #[arg(short, long)]
-        workdir: Option<String>,
-        /// user[:group].
-        #[arg(short, long)]
-        user: Option<String>,
+        #[command(flatten)]
+        process: ProcessArgs,
         /// Every capability.
         #[arg(long)]
         privileged: bool,
@@ -551,14 +567,6 @@ impl Clients {
     }
 
     async fn create(&mut self, a: &CreateArgs, auto_remove: bool) -> anyhow::Result<pb::Container> {
-        let mut env = Vec::new();
-        for e in &a.env {
-            if e.contains('=') {
-                env.push(e.clone());
-            } else if let Ok(v) = std::env::var(e) {
-                env.push(format!("{e}={v}"));
-            }
-        }
         let mut seccomp = String::new();
         for o in &a.security_opt {
             match o.split_once(['=', ':']) {
@@ -607,9 +615,9 @@ impl Clients {
                 .cloned()
                 .collect(),
             entrypoint_set: a.entrypoint.is_some(),
-            env,
-            workdir: a.workdir.clone().unwrap_or_default(),
-            user: a.user.clone().unwrap_or_default(),
+            env: a.process.env(),
+            workdir: a.process.workdir.clone().unwrap_or_default(),
+            user: a.process.user.clone().unwrap_or_default(),
             tty: a.tty,
             stdin: a.interactive,
             mounts,
@@ -1176,9 +1184,7 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
             interactive,
             tty,
             detach,
-            env,
-            workdir,
-            user,
+            process,
             privileged,
             detach_keys,
             container,
@@ -1189,9 +1195,9 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
                 container_id: container.clone(),
                 exec_id: exec_id.clone(),
                 args: command,
-                env,
-                workdir: workdir.unwrap_or_default(),
-                user: user.unwrap_or_default(),
+                env: process.env(),
+                workdir: process.workdir.unwrap_or_default(),
+                user: process.user.unwrap_or_default(),
                 tty,
                 stdin: interactive,
                 privileged,

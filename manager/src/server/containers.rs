@@ -38,10 +38,7 @@ pub fn status_of(e: TaskError) -> Status {
         TaskError::Record(RecordError::InUse { .. }) | TaskError::State(_) => {
             Status::failed_precondition(msg)
         }
-        TaskError::Image(e) => {
-            let s = super::status_of(e);
-            Status::new(s.code(), s.message().to_string())
-        }
+        TaskError::Image(e) => super::status_of(e),
         TaskError::Shim { id, status } => Status::new(
             status.code(),
             format!("container {id}: {}", status.message()),
@@ -50,12 +47,7 @@ pub fn status_of(e: TaskError) -> Status {
     }
 }
 
-fn ts(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
+use crate::tasks::timestamp as ts;
 
 impl Service {
     async fn to_pb(&self, ns: &str, c: Container) -> pb::Container {
