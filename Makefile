@@ -9,7 +9,7 @@ RELDIR  := $(TARGET)/$(HOST)/release
 BERTH   := $(RELDIR)/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static protobuf-compiler uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static protobuf-compiler libprotobuf-dev containernetworking-plugins iptables uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
 
 BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci
 BENCH_RUNS ?= 60
@@ -75,7 +75,9 @@ demo: bundle image
 		for i in $$(seq 200); do [ -S $(BERTHD_SOCK) ] && break; sleep 0.05; done; \
 	fi
 	$(MGR)/berthctl import --base-name berth/busybox $(IMAGE)
-	$(MGR)/berthctl run --rm berth/busybox sh -c 'echo "hello from inside a berthd container: hostname $$(hostname), pid $$$$, user $$(id -un)"'
+	@# --net none: the demo leaves the machine's own network alone (bridge, the
+	@# default, would add a bridge device and iptables rules to the host).
+	$(MGR)/berthctl run --rm --net none berth/busybox sh -c 'echo "hello from inside a berthd container: hostname $$(hostname), pid $$$$, user $$(id -un)"'
 
 unit:
 	$(CARGO) test --workspace --lib --bins

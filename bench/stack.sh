@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BERTHD" --root "$WORK/berthd/root" --state "$WORK/berthd/state" --address "$WORK/berthd.sock" \
-    --shim "$SHIM" --runtime "$BERTH" --cgroup-parent "/$CG" 2>"$WORK/berthd.log" &
+    --shim "$SHIM" --runtime "$BERTH" --cgroup-parent "/$CG" --cni-conf-dir "$WORK/net.d" 2>"$WORK/berthd.log" &
 BPID=$!
 PIDS+=($BPID)
 # shellcheck source=bench/lib.sh
@@ -57,11 +57,11 @@ umoci unpack --image "$WORK/layout:latest" "$WORK/x" >/dev/null
 bundle_at "$WORK/bare" "$BERTH" "$WORK/x/rootfs" '["true"]'
 
 # One run first, so a failure shows its message.
-$B run --rm $IMG true
+$B run --rm --net none $IMG true
 $C run --rm $IMG bench-ctr true
 $BERTH --root $WORK/bare-state run --bundle $WORK/bare bench-bare
 hyperfine -N --style none -w 3 -r "$RUNS" --export-json "$OUT/stack.json" \
-    -n "berthctl run --rm" "$B run --rm $IMG true" \
+    -n "berthctl run --rm" "$B run --rm --net none $IMG true" \
     -n "ctr run --rm" "$C run --rm $IMG bench-ctr true" \
     -n "berth run (bare runtime)" "$BERTH --root $WORK/bare-state run --bundle $WORK/bare bench-bare" >/dev/null
 
@@ -69,7 +69,7 @@ hyperfine -N --style none -w 3 -r "$RUNS" --export-json "$OUT/stack.json" \
 start=$(date +%s.%N)
 JOBS=()
 for i in $(seq 200); do
-    ( $B run -d --name "p$i" "$IMG" sleep 600 >/dev/null 2>>"$WORK/conc.err" || echo "p$i" >>"$WORK/conc.failed" ) &
+    ( $B run -d --net none --name "p$i" "$IMG" sleep 600 >/dev/null 2>>"$WORK/conc.err" || echo "p$i" >>"$WORK/conc.failed" ) &
     JOBS+=($!)
 done
 # Only these: a bare `wait` would wait for the daemons too.

@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod manager;
 pub mod oci;
 pub mod shim;
+pub mod stack;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

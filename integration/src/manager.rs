@@ -31,6 +31,17 @@ impl Berthd {
 
     /// Starts berthd on `dir` with `env` and extra flags.
     pub fn start_with(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Berthd {
+        Berthd::start_in(dir, None, env, args)
+    }
+
+    /// Starts berthd on `dir`, inside the network namespace pinned at
+    /// `netns` when one is given (nsenter execs berthd: the pid is its own).
+    pub fn start_in(
+        dir: &Path,
+        netns: Option<&Path>,
+        env: &[(&str, &Path)],
+        args: &[&str],
+    ) -> Berthd {
         let root = dir.join("root");
         let address = dir.join("berthd.sock");
         fs::create_dir_all(dir).unwrap();
@@ -39,7 +50,15 @@ impl Berthd {
             .append(true)
             .open(dir.join("berthd.log"))
             .unwrap();
-        let mut c = Command::new(sibling("berthd"));
+        let mut c = match netns {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", n.display()))
+                    .arg(sibling("berthd"));
+                c
+            }
+            None => Command::new(sibling("berthd")),
+        };
         c.arg("--root")
             .arg(&root)
             .arg("--state")
@@ -50,6 +69,10 @@ impl Berthd {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        if !args.contains(&"--cni-conf-dir") {
+            // Never the machine's /etc/berth/net.d.
+            c.arg("--cni-conf-dir").arg(dir.join("net.d"));
+        }
         for (k, v) in env {
             c.env(k, v);
         }

@@ -6,203 +6,11 @@
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_integration::manager::Berthd;
-use berth_integration::{ok, on_pty, read_until, set_winsize, stderr, stdout, workspace};
-
-/// A test's directory, berthd and cgroup parent; cleaned up on drop.
-struct Stack {
-    dir: PathBuf,
-    cgroup: String,
-    d: Option<Berthd>,
-}
-
-impl Stack {
-    fn new(name: &str) -> Stack {
-        let dir = std::env::temp_dir().join(format!("berth-it-ctr-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let cgroup = format!("berth-it-ctr-{name}-{}", std::process::id());
-        let mut s = Stack {
-            dir,
-            cgroup,
-            d: None,
-        };
-        s.start();
-        let image = s.dir.join("busybox.tar");
-        let out = Command::new(workspace().join("tools/mk-busybox-image.sh"))
-            .arg(&image)
-            .output()
-            .unwrap();
-        ok(&out);
-        let out = s.ctl(&[
-            "import",
-            "--base-name",
-            "berth/busybox",
-            image.to_str().unwrap(),
-        ]);
-        ok(&out);
-        s
-    }
-
-    fn start(&mut self) {
-        let parent = format!("/{}", self.cgroup);
-        self.d = Some(Berthd::start_with(
-            &self.dir.join("berthd"),
-            &[],
-            &["--cgroup-parent", &parent],
-        ));
-    }
-
-    fn d(&self) -> &Berthd {
-        self.d.as_ref().expect("berthd running")
-    }
-
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        self.d().ctl(args)
-    }
-
-    fn ctl_ok(&self, args: &[&str]) -> String {
-        ok(&self.ctl(args))
-    }
-
-    /// `inspect` of one container.
-    fn inspect(&self, id: &str) -> serde_json::Value {
-        let v: serde_json::Value = serde_json::from_str(&self.ctl_ok(&["inspect", id])).unwrap();
-        v[0].clone()
-    }
-
-    /// Processes whose command line names this test's directory (shims).
-    fn our_processes(&self) -> Vec<i32> {
-        let needle = self.dir.join("berthd/state/bundles").display().to_string();
-        let mut out = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
-                out.push(pid);
-            }
-        }
-        out
-    }
-
-    /// Mounts under this test's directory.
-    fn our_mounts(&self) -> Vec<String> {
-        let needle = self.dir.display().to_string();
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&needle))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Container cgroups left under this test's parent.
-    fn our_cgroups(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for p in berth_integration::cgroup_dirs_named(&self.cgroup) {
-            for ns in fs::read_dir(&p).into_iter().flatten().flatten() {
-                if ns.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    for c in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                        if c.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                            out.push(c.path());
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Snapshots in the store (the image's one layer when no container is left).
-    fn snapshots(&self) -> usize {
-        fs::read_dir(self.dir.join("berthd/root/overlay/snapshots"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn assert_nothing_left(&self) {
-        assert_eq!(self.ctl_ok(&["ps", "-a", "-q"]).trim(), "");
-        assert_eq!(self.our_processes(), Vec::<i32>::new(), "shims left");
-        assert_eq!(self.our_mounts(), Vec::<String>::new(), "mounts left");
-        assert_eq!(self.our_cgroups(), Vec::<PathBuf>::new(), "cgroups left");
-        assert_eq!(self.snapshots(), 1, "snapshots besides the image's layer");
-        let bundles = self.dir.join("berthd/state/bundles/default");
-        let left: Vec<_> = fs::read_dir(&bundles)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "bundles left: {left:?}");
-        let netns = self.dir.join("berthd/state/netns/default");
-        let left: Vec<_> = fs::read_dir(&netns)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "network namespaces left: {left:?}");
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(d) = &self.d {
-            let ids = d.ctl(&["ps", "-a", "-q"]);
-            for id in stdout(&ids).lines() {
-                let _ = d.ctl(&["rm", "-f", id]);
-            }
-        }
-        drop(self.d.take());
-        // Shims and containers this test started and its berthd did not remove.
-        for pid in self.our_processes() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        for m in self.our_mounts().iter().rev() {
-            if let Some(p) = m.split(' ').nth(4) {
-                let _ = Command::new("umount").arg("-l").arg(p).output();
-            }
-        }
-        let mut cgs = self.our_cgroups();
-        cgs.extend(
-            berth_integration::cgroup_dirs_named(&self.cgroup)
-                .into_iter()
-                .flat_map(|p| {
-                    let mut v: Vec<PathBuf> = fs::read_dir(&p)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                        .map(|e| e.path())
-                        .collect();
-                    v.push(p);
-                    v
-                }),
-        );
-        for c in cgs {
-            let _ = fs::remove_dir(c);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn code(o: &std::process::Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use berth_integration::stack::{code, wait_until, Stack};
+use berth_integration::{ok, on_pty, read_until, set_winsize, stderr, stdout};
 
 #[test]
 fn run_logs_exec_stop_commit_rm_leave_nothing() {
@@ -593,7 +401,9 @@ fn exit_codes_as_docker() {
 
 #[test]
 fn run_pulls_a_missing_image_and_logs_follow() {
-    let s = Stack::new("pull");
+    // The registry is on the host's loopback: this berthd stays in the
+    // host's network namespace, and its container uses none.
+    let s = Stack::in_host_net("pull");
     // The imported image, pushed to a local registry under another name.
     let layout = s.dir.join("layout");
     fs::create_dir_all(&layout).unwrap();
@@ -615,6 +425,8 @@ fn run_pulls_a_missing_image_and_logs_follow() {
     let out = s.ctl(&[
         "run",
         "-d",
+        "--net",
+        "none",
         "--name",
         "f",
         &image,
@@ -694,6 +506,8 @@ fn net_container_joins_another_containers_network() {
     let out = s.ctl_ok(&[
         "run",
         "--rm",
+        "--net",
+        "none",
         "berth/busybox",
         "sh",
         "-c",

@@ -119,8 +119,11 @@ pub struct Container {
     pub auto_remove: bool,
     /// The user's mounts.
     pub mounts: Vec<MountRecord>,
-    /// "none" or "host".
+    /// "none", "host", "container:NAME" or a CNI network's name.
     pub network: String,
+    /// Ports published on the host.
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortMapping>,
     /// The last start of its task, ms since the epoch.
     pub started_ms: Option<u64>,
     /// The last exit of its task.
@@ -344,6 +347,7 @@ mod tests {
                 read_only: false,
             }],
             network: "none".into(),
+            ports: Vec::new(),
             started_ms: None,
             exit: None,
         };

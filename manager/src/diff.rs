@@ -12,12 +12,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-/// Writes the layer tar of `upper` to `w`.
-pub fn write_layer(upper: &Path, w: impl Write) -> io::Result<()> {
+/// Writes the layer tar of `upper` to `w`, leaving out the non-directory
+/// entries named in `skip` (paths relative to the root, as `etc/hosts`).
+pub fn write_layer(upper: &Path, w: impl Write, skip: &[&str]) -> io::Result<()> {
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    walk(upper, b"", &mut b, &mut links)?;
+    walk(upper, b"", &mut b, &mut links, skip)?;
     b.into_inner()?.flush()
 }
 
@@ -37,6 +38,7 @@ fn walk(
     rel: &[u8],
     b: &mut tar::Builder<impl Write>,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
+    skip: &[&str],
 ) -> io::Result<()> {
     let mut names: Vec<_> = fs::read_dir(dir)?
         .flatten()
@@ -87,7 +89,10 @@ fn walk(
                     io::empty(),
                 )?;
             }
-            walk(&path, &entry, b, links)?;
+            walk(&path, &entry, b, links, skip)?;
+            continue;
+        }
+        if skip.iter().any(|s| s.as_bytes() == entry.as_slice()) {
             continue;
         }
         if m.nlink() > 1 && !ft.is_dir() {
@@ -216,7 +221,7 @@ mod tests {
         .unwrap();
         crate::sys::set_xattr(&fd, Path::new(""), b"trusted.overlay.opaque", b"y").unwrap();
         let mut tar = Vec::new();
-        write_layer(&up, &mut tar).unwrap();
+        write_layer(&up, &mut tar, &[]).unwrap();
         let names: Vec<String> = tar::Archive::new(&tar[..])
             .entries()
             .unwrap()

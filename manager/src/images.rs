@@ -606,6 +606,7 @@ impl Images {
     /// Makes the active snapshot `key` (a container's filesystem over
     /// `base`'s layers) a new image `name`: its upper directory becomes one
     /// more gzip layer on top of `base`'s, as `docker commit` does.
+    /// `skip`: files of the upper layer left out (berthd's bound /etc files).
     pub fn commit(
         &self,
         ns: &str,
@@ -613,6 +614,7 @@ impl Images {
         base: &str,
         name: &str,
         comment: &str,
+        skip: &[&str],
     ) -> Result<Image, ImageError> {
         let _shared = self.gc_lock.blocking_read();
         let info = self.snapshots.stat(ns, key)?;
@@ -639,7 +641,7 @@ impl Images {
                 inner: gz,
                 hasher: crate::digest::Hasher::new(crate::digest::Algorithm::Sha256),
             };
-            let r = crate::diff::write_layer(&self.snapshots.fs_dir(&info), &mut hw)
+            let r = crate::diff::write_layer(&self.snapshots.fs_dir(&info), &mut hw, skip)
                 .and_then(|()| hw.inner.finish().map(drop));
             if let Err(e) = r {
                 let _ = std::fs::remove_file(&spool);

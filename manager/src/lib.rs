@@ -1,6 +1,7 @@
 //! The manager: `berthd`'s image store (content, snapshots, import) and
 //! container lifecycle, and the `berthctl` client.
 
+pub mod cni;
 pub mod containers;
 pub mod content;
 pub mod ctl;
@@ -11,12 +12,13 @@ pub mod images;
 pub mod logs;
 pub mod meta;
 pub mod netns;
+pub mod network;
 pub mod oci;
 pub mod pull;
 pub mod reference;
 pub mod server;
 pub mod snapshot;
 pub mod spec;
-mod sys;
+pub(crate) mod sys;
 pub mod tasks;
 pub mod unpack;

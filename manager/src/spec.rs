@@ -45,6 +45,20 @@ pub enum Network {
     /// Another container's network namespace (joined by path when the task
     /// is created, as docker's `--net container:NAME`).
     Container(String),
+    /// Its own namespace attached to a CNI network (`bridge`, the default
+    /// network, or one made by `network create`).
+    Cni(String),
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Network::None => f.write_str("none"),
+            Network::Host => f.write_str("host"),
+            Network::Container(c) => write!(f, "container:{c}"),
+            Network::Cni(n) => f.write_str(n),
+        }
+    }
 }
 
 impl Network {
@@ -62,12 +76,9 @@ impl Network {
                 }
                 Ok(Network::Container(id.into()))
             }
-            "bridge" => Err(SpecError::Invalid(
-                "network \"bridge\": not supported by this berthd yet; use --net none or --net host"
-                    .into(),
-            )),
+            n if crate::containers::valid_name(n) => Ok(Network::Cni(n.into())),
             o => Err(SpecError::Invalid(format!(
-                "network {o:?}: unknown (none, host, container:NAME)"
+                "network {o:?}: not none, host, container:NAME or a network name"
             ))),
         }
     }
@@ -92,6 +103,9 @@ pub struct Options {
     pub binds: Vec<Bind>,
     /// Network mode.
     pub network: Option<Network>,
+    /// A directory whose `hosts`, `hostname` and `resolv.conf` are bound over
+    /// the container's (written when its task is created).
+    pub etc_files: Option<std::path::PathBuf>,
     /// The hostname (default: the id's first 12 characters).
     pub hostname: String,
     /// Memory limit in bytes.
@@ -528,7 +542,7 @@ pub fn generate(
             namespaces.push(json!({"type": "network"}));
             namespaces.push(json!({"type": "uts"}));
         }
-        Network::Container(_) => {
+        Network::Container(_) | Network::Cni(_) => {
             // The path is the other container's, filled in at task creation.
             namespaces.push(json!({"type": "network", "path": ""}));
             namespaces.push(json!({"type": "uts"}));
@@ -549,7 +563,13 @@ pub fn generate(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
-    if network == Network::Host {
+    if let Some(dir) = &o.etc_files {
+        // Bound, not written into the rootfs: edits inside go to these files
+        // and a commit never takes them.
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": dir.join(f).display().to_string(), "options": ["rbind", "rprivate"]}));
+        }
+    } else if network == Network::Host {
         // The host's name resolution, as docker gives --net host containers.
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
             if std::path::Path::new(f).is_file() {
@@ -762,7 +782,12 @@ mod tests {
         assert_eq!(s["root"]["readonly"], true);
         let m = s["mounts"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(m["options"], json!(["rbind", "rprivate", "ro"]));
-        assert!(Network::parse("bridge").is_err());
+        assert_eq!(
+            Network::parse("bridge").unwrap(),
+            Network::Cni("bridge".into())
+        );
+        assert!(Network::parse("../x").is_err());
+        assert_eq!(Network::Container("a".into()).to_string(), "container:a");
         assert_eq!(
             Network::parse("container:web").unwrap(),
             Network::Container("web".into())

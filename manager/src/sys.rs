@@ -82,8 +82,8 @@ pub fn list_xattrs(path: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Sets `lo` up in the calling thread's network namespace.
-pub fn loopback_up() -> Result<(), Errno> {
+/// A datagram socket for interface ioctls in the calling thread's network namespace.
+fn ioctl_socket() -> Result<OwnedFd, Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: a plain socket(2) call; the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -91,21 +91,59 @@ pub fn loopback_up() -> Result<(), Errno> {
         return Err(Errno::last());
     }
     // SAFETY: fd is a new socket nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An ifreq naming interface `name` (at most 15 bytes).
+fn ifreq(name: &str) -> Result<libc::ifreq, Errno> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(Errno::EINVAL);
+    }
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
         *dst = *src as libc::c_char;
     }
+    Ok(req)
+}
+
+/// Sets interface `name` up or down in the calling thread's network namespace.
+pub fn set_link_up(name: &str, up: bool) -> Result<(), Errno> {
+    let sock = ioctl_socket()?;
+    let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
             return Err(Errno::last());
         }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if up {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        } else {
+            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
+        }
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
             return Err(Errno::last());
         }
+    }
+    Ok(())
+}
+
+/// Sets `lo` up in the calling thread's network namespace.
+pub fn loopback_up() -> Result<(), Errno> {
+    set_link_up("lo", true)
+}
+
+/// `SIOCBRDELBR` from <linux/sockios.h> (the libc crate lacks it).
+const SIOCBRDELBR: libc::c_ulong = 0x89a1;
+
+/// Deletes bridge device `name` (brought down first, as the kernel requires).
+pub fn delete_bridge(name: &str) -> Result<(), Errno> {
+    set_link_up(name, false)?;
+    let sock = ioctl_socket()?;
+    let c = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: SIOCBRDELBR reads the NUL-terminated name, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCBRDELBR, c.as_ptr()) } < 0 {
+        return Err(Errno::last());
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use crate::containers::{
     now_ms, valid_name, Container, Containers, Exit, MountRecord, RecordError, Volumes,
 };
 use crate::images::{ImageError, Images};
+use crate::network::{NetworkError, Networks, PortMapping};
 use crate::oci::Platform;
 use crate::spec::{self, SpecError};
 
@@ -39,6 +40,9 @@ pub enum TaskError {
     /// The spec cannot be made.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// Networking failed.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// The operation does not fit the container's state.
     #[error("{0}")]
     State(String),
@@ -83,6 +87,10 @@ pub struct Paths {
     pub runtime: PathBuf,
     /// The cgroup under which containers' cgroups go (`<parent>/<ns>/<id>`).
     pub cgroup_parent: String,
+    /// Where the CNI network configuration lists are.
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// A running task: a container's shim and its init.
@@ -114,8 +122,10 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// Keep stdin open.
     pub stdin: bool,
-    /// "none" or "host".
+    /// "none", "host", "container:NAME" or a CNI network's name.
     pub network: String,
+    /// Ports published on the host (CNI networks only).
+    pub ports: Vec<PortMapping>,
 }
 
 /// The task's state as the shim reports it.
@@ -137,6 +147,8 @@ pub enum Status {
 pub struct Manager {
     /// The image store (and the metadata store).
     pub images: Arc<Images>,
+    /// The CNI networks.
+    pub networks: Networks,
     paths: Paths,
     volumes_dir: PathBuf,
     tasks: Mutex<HashMap<String, Arc<Task>>>,
@@ -228,6 +240,11 @@ impl Manager {
     pub fn new(images: Arc<Images>, paths: Paths) -> Manager {
         Manager {
             images,
+            networks: Networks::new(
+                paths.cni_conf_dir.clone(),
+                paths.cni_bin_dirs.clone(),
+                &paths.root,
+            ),
             volumes_dir: paths.root.join("volumes"),
             paths,
             tasks: Mutex::new(HashMap::new()),
@@ -258,6 +275,38 @@ impl Manager {
         Containers(&self.images.meta)
     }
 
+    /// The containers (namespace, id) on CNI network `name`, each with its
+    /// addresses while its task is attached.
+    pub fn network_users(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, String, Vec<String>)>, TaskError> {
+        Ok(self
+            .records()
+            .all()?
+            .into_iter()
+            .filter(|(_, c)| c.network == name)
+            .map(|(ns, c)| {
+                let addrs = self
+                    .networks
+                    .record(&ns, &c.id)
+                    .map(|r| r.addresses())
+                    .unwrap_or_default();
+                (ns, c.id, addrs)
+            })
+            .collect())
+    }
+
+    /// Removes a CNI network no container uses.
+    pub fn remove_network(&self, name: &str) -> Result<(), TaskError> {
+        if let Some((ns, id, _)) = self.network_users(name)?.first() {
+            return Err(TaskError::State(format!(
+                "network {name} is in use by container {id} (namespace {ns})"
+            )));
+        }
+        Ok(self.networks.remove(name)?)
+    }
+
     /// The named volumes.
     pub fn volumes(&self) -> Volumes<'_> {
         Volumes {
@@ -279,7 +328,7 @@ impl Manager {
         self.data_dir(ns, id).join("container.log")
     }
 
-    /// The pinned network namespace of a `--net none` container's task.
+    /// The pinned network namespace of a task berthd networks (none or CNI).
     fn netns_path(&self, ns: &str, id: &str) -> PathBuf {
         self.paths.state.join("netns").join(ns).join(id)
     }
@@ -408,10 +457,25 @@ impl Manager {
         .map_err(|e| TaskError::Invalid(format!("worker: {e}")))??;
         let made = (|| {
             let mut so = o.spec.clone();
-            if let spec::Network::Container(other) = &network {
-                self.records().get(ns, other)?;
+            match &network {
+                spec::Network::Container(other) => {
+                    self.records().get(ns, other)?;
+                }
+                spec::Network::Cni(name) => {
+                    self.networks.get(name)?;
+                }
+                _ => {}
+            }
+            if !o.ports.is_empty() && !matches!(network, spec::Network::Cni(_)) {
+                return Err(TaskError::Invalid(format!(
+                    "ports cannot be published with --net {}: only on a CNI network (bridge or one from network create)",
+                    o.network
+                )));
             }
             so.network = Some(network.clone());
+            if network != spec::Network::Host {
+                so.etc_files = Some(self.data_dir(ns, &id));
+            }
             so.binds = Vec::new();
             for m in &o.mounts {
                 let source = match m.kind.as_str() {
@@ -474,11 +538,8 @@ impl Manager {
                 stdin: o.stdin,
                 auto_remove: o.auto_remove,
                 mounts: o.mounts.clone(),
-                network: match &network {
-                    spec::Network::Host => "host".into(),
-                    spec::Network::None => "none".into(),
-                    spec::Network::Container(other) => format!("container:{other}"),
-                },
+                network: network.to_string(),
+                ports: o.ports.clone(),
                 started_ms: None,
                 exit: None,
             };
@@ -514,10 +575,11 @@ impl Manager {
                 ))
             })?;
             Some(PathBuf::from(format!("/proc/{}/ns/net", t.pid)))
-        } else if c.network == "none" {
-            // berthd's own namespace (lo up), which it removes with the task.
+        } else if c.network != "host" {
+            // berthd's own namespace (lo up), attached to the CNI network when
+            // the container has one; both go with the task.
             let p = self.netns_path(ns, id);
-            crate::netns::remove(&p).map_err(|e| TaskError::State(e.to_string()))?;
+            self.teardown_network(ns, id).await;
             crate::netns::create(&p).map_err(|e| TaskError::State(e.to_string()))?;
             Some(p)
         } else {
@@ -528,14 +590,112 @@ impl Manager {
                 n["path"] = Value::String(p.display().to_string());
             }
         }
-        let r = self.launch(ns, id, &c, &spec).await;
+        let r = async {
+            self.setup_network(ns, &c, netns.as_deref()).await?;
+            self.launch(ns, id, &c, &spec).await
+        }
+        .await;
         if r.is_err() {
-            self.remove_netns(ns, id);
+            self.teardown_network(ns, id).await;
         }
         r
     }
 
-    fn remove_netns(&self, ns: &str, id: &str) {
+    /// Attaches a CNI container's namespace to its network and writes the
+    /// container's /etc/hosts, /etc/hostname and /etc/resolv.conf.
+    async fn setup_network(
+        &self,
+        ns: &str,
+        c: &Container,
+        netns: Option<&Path>,
+    ) -> Result<(), TaskError> {
+        let network = spec::Network::parse(&c.network)?;
+        let mut addrs = Vec::new();
+        if let (spec::Network::Cni(name), Some(p)) = (&network, netns) {
+            let ports = self.free_host_ports(&c.ports)?;
+            addrs = self
+                .networks
+                .attach(ns, &c.id, name, p, &ports)
+                .await?
+                .addresses();
+        }
+        if !self.bound_etc_files(ns, c) {
+            return Ok(());
+        }
+        let dir = self.data_dir(ns, &c.id);
+        let hostname = c.spec["hostname"].as_str().unwrap_or(&c.id).to_string();
+        let (hosts, resolv) = match &network {
+            spec::Network::Container(other) => {
+                // The other container's files: the same network, the same names.
+                let od = self.data_dir(ns, other);
+                (
+                    std::fs::read_to_string(od.join("hosts")).unwrap_or_default(),
+                    std::fs::read_to_string(od.join("resolv.conf")).unwrap_or_default(),
+                )
+            }
+            _ => (
+                crate::network::hosts_file(&hostname, &addrs, &[]),
+                crate::network::resolv_conf(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    &[],
+                ),
+            ),
+        };
+        for (name, text) in [
+            ("hosts", hosts),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(io("write", &p))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the container's spec binds berthd's /etc files over its own.
+    fn bound_etc_files(&self, ns: &str, c: &Container) -> bool {
+        let hosts = self.data_dir(ns, &c.id).join("hosts");
+        c.spec["mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["destination"] == "/etc/hosts"
+                    && m["source"].as_str().map(Path::new) == Some(hosts.as_path())
+            })
+        })
+    }
+
+    /// The mappings with every host port 0 replaced by a free one.
+    fn free_host_ports(&self, ports: &[PortMapping]) -> Result<Vec<PortMapping>, TaskError> {
+        ports
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                if p.host_port == 0 {
+                    let ip = if p.host_ip.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &p.host_ip
+                    };
+                    let addr = (ip, 0);
+                    let port = if p.protocol == "udp" {
+                        std::net::UdpSocket::bind(addr).and_then(|s| s.local_addr())
+                    } else {
+                        std::net::TcpListener::bind(addr).and_then(|s| s.local_addr())
+                    };
+                    p.host_port = port
+                        .map_err(io("find a free port on", Path::new(ip)))?
+                        .port();
+                }
+                Ok(p)
+            })
+            .collect()
+    }
+
+    /// Undoes a task's networking: CNI DEL (kept for a retry at the next
+    /// start when it fails), then the namespace.
+    async fn teardown_network(&self, ns: &str, id: &str) {
+        if let Err(e) = self.networks.detach(ns, id).await {
+            tracing::warn!(namespace = %ns, id = %id, error = %e, "detach from network");
+        }
         if let Err(e) = crate::netns::remove(&self.netns_path(ns, id)) {
             tracing::warn!(namespace = %ns, id = %id, error = %e, "remove network namespace");
         }
@@ -761,7 +921,7 @@ impl Manager {
             .await;
         let _ = c.shutdown(shimpb::ShutdownRequest { id: id.into() }).await;
         let _ = std::fs::remove_dir_all(self.bundle(ns, id));
-        self.remove_netns(ns, id);
+        self.teardown_network(ns, id).await;
         let status = task.exit.borrow().map(|e| e.status).unwrap_or(0);
         self.publish(ns, "/tasks/delete", id, "", task.pid, status);
         true
@@ -1154,9 +1314,18 @@ impl Manager {
             _ => false,
         };
         let images = self.images.clone();
+        let bound = self.bound_etc_files(ns, &c);
         let (ns2, name, comment) = (ns.to_string(), name.to_string(), comment.to_string());
         let r = tokio::task::spawn_blocking(move || {
-            images.commit(&ns2, &c.snapshot, &c.image, &name, &comment)
+            // The /etc files berthd binds (hosts, hostname, resolv.conf) are
+            // the container's runtime configuration, not its changes; their
+            // mount points in the upper layer stay out, as docker's init layer.
+            let skip: &[&str] = if bound {
+                &["etc/hosts", "etc/hostname", "etc/resolv.conf"]
+            } else {
+                &[]
+            };
+            images.commit(&ns2, &c.snapshot, &c.image, &name, &comment, skip)
         })
         .await
         .map_err(|e| TaskError::Invalid(format!("worker: {e}")));
@@ -1192,12 +1361,30 @@ impl Manager {
                 tracing::warn!(error = %e, "recover");
             }
         }
-        // Network namespaces of tasks that are gone (berthd died between a
-        // task's end and their removal).
-        for (ns, id, _) in per_container(&self.paths.state.join("netns")) {
-            if self.task(&ns, &id).is_none() && !self.bundle(&ns, &id).join("address").exists() {
-                self.remove_netns(&ns, &id);
-            }
+        // Networking of tasks that are gone (berthd died between a task's
+        // end and its teardown, or during a setup): DEL and the namespace,
+        // in the background under the container's lock. Attachments of live
+        // tasks get a CHECK.
+        let mut net: std::collections::BTreeSet<(String, String)> =
+            self.networks.recorded().into_iter().collect();
+        net.extend(
+            per_container(&self.paths.state.join("netns"))
+                .into_iter()
+                .map(|(n, i, _)| (n, i)),
+        );
+        for (ns, id) in net {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _g = me.lock(&ns, &id).await;
+                if me.task(&ns, &id).is_some() {
+                    if let Err(e) = me.networks.check(&ns, &id).await {
+                        tracing::warn!(namespace = %ns, id = %id, error = %e, "network CHECK failed");
+                    }
+                } else if !me.bundle(&ns, &id).join("address").exists() {
+                    tracing::info!(namespace = %ns, id = %id, "tearing down orphaned networking");
+                    me.teardown_network(&ns, &id).await;
+                }
+            });
         }
         // Bundles without a record (a crash between a shim's start and the
         // end of a removal).
@@ -1263,7 +1450,7 @@ impl Manager {
                 let _guard = guard;
                 me.shim_delete(&ns, &id).await;
                 let _ = std::fs::remove_dir_all(me.bundle(&ns, &id));
-                me.remove_netns(&ns, &id);
+                me.teardown_network(&ns, &id).await;
                 tracing::info!(namespace = %ns, id = %id, "shim was gone; cleaned up");
             });
             return Ok(());

@@ -26,7 +26,14 @@ struct Args {
     /// The berth-shim binary (default: beside berthd, else on PATH).
     #[arg(long)]
     shim: Option<PathBuf>,
-    /// A TOML file with root, state, address, shim, runtime, cgroup_parent.
+    /// Where CNI network configuration lists are (default /etc/berth/net.d).
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// Where CNI plugins are, colon-separated (default /usr/lib/cni:/opt/cni/bin).
+    #[arg(long)]
+    cni_bin_dir: Option<String>,
+    /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
+    /// cni_conf_dir, cni_bin_dirs.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -60,6 +67,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(r) = a.runtime {
         cfg.runtime = Some(r);
+    }
+    if let Some(d) = a.cni_conf_dir {
+        cfg.cni_conf_dir = d;
+    }
+    if let Some(d) = a.cni_bin_dir {
+        cfg.cni_bin_dirs = std::env::split_paths(&d).collect();
     }
     berth_manager::server::serve(cfg).await?;
     Ok(())

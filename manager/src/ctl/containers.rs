@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_proto::containers::containers_client::ContainersClient;
 use berth_proto::containers::events_client::EventsClient;
+use berth_proto::containers::networks_client::NetworksClient;
 use berth_proto::containers::tasks_client::TasksClient;
 use berth_proto::containers::volumes_client::VolumesClient;
 use berth_proto::containers::{self as pb};
@@ -101,9 +102,13 @@ pub struct CreateArgs {
     /// Bind mount or named volume: /host:/ctr[:ro] or NAME:/ctr[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
-    /// Network: none, host, or container:NAME (another container's).
-    #[arg(long = "net", alias = "network", default_value = "none")]
+    /// Network: bridge (the default network), a network's name, none,
+    /// host, or container:NAME (another container's).
+    #[arg(long = "net", alias = "network", default_value = "bridge")]
     net: String,
+    /// Publish a port: [hostip:][hostport:]containerport[/tcp|udp].
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short, long)]
     memory: Option<String>,
@@ -311,6 +316,48 @@ pub enum ContainerCmd {
         #[command(subcommand)]
         cmd: VolumeCmd,
     },
+    /// CNI networks.
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
+}
+
+/// `network` subcommands.
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a bridge network.
+    Create {
+        /// Its name.
+        name: String,
+        /// a.b.c.d/len (default: the first free 10.211-254.0.0/16).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The gateway (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Only bridge.
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+    },
+    /// List networks.
+    Ls {
+        /// Names only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove networks.
+    Rm {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        /// The networks.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 /// `volume` subcommands.
@@ -479,6 +526,39 @@ fn state_name(c: &pb::Container) -> &'static str {
     }
 }
 
+/// Port mappings as docker's inspect shows them: `{"80/tcp": [{"HostIp", "HostPort"}]}`.
+fn ports_json(ports: &[pb::PortMapping]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for p in ports {
+        let e = m
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = e.as_array_mut() {
+            list.push(
+                serde_json::json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}),
+            );
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `0.0.0.0:8080->80/tcp, ...` for `ps`.
+fn ports_text(c: &pb::Container) -> String {
+    c.published
+        .iter()
+        .map(|p| {
+            crate::network::PortMapping {
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port as u16,
+                container_port: p.container_port as u16,
+                protocol: p.protocol.clone(),
+            }
+            .display()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `inspect` form of a container.
 fn inspect_json(c: &pb::Container) -> serde_json::Value {
     let t = |t: &Option<prost_types::Timestamp>| t.as_ref().map(rfc3339);
@@ -505,7 +585,16 @@ fn inspect_json(c: &pb::Container) -> serde_json::Value {
             "WorkingDir": spec["process"]["cwd"],
             "Labels": c.labels,
         },
-        "HostConfig": {"AutoRemove": c.auto_remove, "NetworkMode": c.network, "Runtime": c.runtime},
+        "HostConfig": {
+            "AutoRemove": c.auto_remove, "NetworkMode": c.network, "Runtime": c.runtime,
+            "PortBindings": ports_json(&c.ports),
+        },
+        "NetworkSettings": {
+            "IPAddress": c.ip_addresses.iter().find(|a| !a.contains(':')).cloned().unwrap_or_default(),
+            "IPAddresses": c.ip_addresses,
+            "Gateway": c.gateway,
+            "Ports": ports_json(&c.published),
+        },
         "Mounts": c.mounts.iter().map(|m| serde_json::json!({
             "Type": m.kind, "Source": m.source, "Destination": m.destination, "RW": !m.read_only,
         })).collect::<Vec<_>>(),
@@ -602,6 +691,19 @@ impl Clients {
                 None => (l.clone(), String::new()),
             })
             .collect();
+        let ports = a
+            .publish
+            .iter()
+            .map(|p| {
+                crate::network::PortMapping::parse(p).map(|p| pb::PortMapping {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port.into(),
+                    container_port: p.container_port.into(),
+                    protocol: p.protocol,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| failed(125, e.to_string()))?;
         let image = crate::images::normalize(&a.image).map_err(|e| failed(125, e.to_string()))?;
         self.ensure_image(&image).await?;
         let req = pb::CreateContainerRequest {
@@ -635,6 +737,7 @@ impl Clients {
             auto_remove,
             spec: String::new(),
             privileged: a.privileged,
+            ports,
         };
         let r = self.req(req);
         self.containers
@@ -1121,11 +1224,21 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
                             now,
                         ),
                         status_text(x, now),
+                        ports_text(x),
+                        x.id.clone(),
                     ]
                 })
                 .collect();
             print_rows(
-                &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"],
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES",
+                ],
                 &rows,
             );
             Ok(0)
@@ -1452,7 +1565,97 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
             }
             Ok(0)
         }
+        ContainerCmd::Network { cmd } => network(c, cmd).await,
     }
+}
+
+fn network_json(n: &pb::Network) -> serde_json::Value {
+    let config: serde_json::Value = serde_json::from_str(&n.config).unwrap_or_default();
+    serde_json::json!({
+        "Name": n.name,
+        "Driver": n.driver,
+        "IPAM": {"Config": n.subnets.iter().map(|s| serde_json::json!({"Subnet": s})).collect::<Vec<_>>()},
+        "Containers": n.containers.iter().map(|e| serde_json::json!({
+            "Namespace": e.namespace, "Name": e.id, "IPAddresses": e.ip_addresses,
+        })).collect::<Vec<_>>(),
+        "ConfigFile": n.file,
+        "Config": config,
+    })
+}
+
+async fn network(c: Clients, cmd: NetworkCmd) -> anyhow::Result<u8> {
+    let mut n = NetworksClient::new(c.ch.clone());
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            driver,
+        } => {
+            if driver != "bridge" {
+                return Err(failed(
+                    125,
+                    format!("network driver {driver:?}: only bridge (write a CNI conflist into berthd's conf dir for others)"),
+                ));
+            }
+            let r = c.req(pb::CreateNetworkRequest {
+                name,
+                subnet: subnet.unwrap_or_default(),
+                gateway: gateway.unwrap_or_default(),
+            });
+            let net = n
+                .create(r)
+                .await
+                .map_err(|s| status_err("network create", s))?
+                .into_inner();
+            println!("{}", net.name);
+        }
+        NetworkCmd::Ls { quiet } => {
+            let list = n
+                .list(c.req(pb::Empty {}))
+                .await
+                .map_err(|s| status_err("network ls", s))?
+                .into_inner()
+                .networks;
+            // none and host are modes, listed as docker lists them.
+            let mut rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|x| vec![x.name.clone(), x.driver.clone(), x.subnets.join(",")])
+                .collect();
+            rows.push(vec!["host".into(), "host".into(), String::new()]);
+            rows.push(vec!["none".into(), "null".into(), String::new()]);
+            if quiet {
+                for r in &rows {
+                    println!("{}", r[0]);
+                }
+            } else {
+                print_rows(&["NAME", "DRIVER", "SUBNET"], &rows);
+            }
+        }
+        NetworkCmd::Rm { names } => {
+            for name in names {
+                let r = c.req(pb::NetworkRef { name: name.clone() });
+                n.remove(r)
+                    .await
+                    .map_err(|s| status_err(&format!("network rm {name}"), s))?;
+                println!("{name}");
+            }
+        }
+        NetworkCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for name in names {
+                let r = c.req(pb::NetworkRef { name: name.clone() });
+                let net = n
+                    .get(r)
+                    .await
+                    .map_err(|s| status_err(&format!("network inspect {name}"), s))?
+                    .into_inner();
+                out.push(network_json(&net));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(0)
 }
 
 /// `commit CONTAINER IMAGE`.

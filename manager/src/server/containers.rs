@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_proto::containers::containers_server::Containers as ContainersApi;
 use berth_proto::containers::events_server::Events as EventsApi;
+use berth_proto::containers::networks_server::Networks as NetworksApi;
 use berth_proto::containers::tasks_server::Tasks as TasksApi;
 use berth_proto::containers::volumes_server::Volumes as VolumesApi;
 use berth_proto::containers::{self as pb};
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::namespace;
 use crate::containers::{Container, MountRecord, RecordError};
 use crate::logs;
+use crate::network::{NetworkError, PortMapping};
 use crate::spec;
 use crate::tasks::{CreateOptions, Manager, Status as TaskStatus, TaskError};
 
@@ -30,7 +32,10 @@ pub struct Service {
 pub fn status_of(e: TaskError) -> Status {
     let msg = e.to_string();
     match e {
-        TaskError::Record(RecordError::NotFound { .. }) => Status::not_found(msg),
+        TaskError::Record(RecordError::NotFound { .. })
+        | TaskError::Network(NetworkError::NotFound(_)) => Status::not_found(msg),
+        TaskError::Network(NetworkError::Exists(_)) => Status::already_exists(msg),
+        TaskError::Network(NetworkError::Invalid(_)) => Status::invalid_argument(msg),
         TaskError::Record(RecordError::Exists { .. }) => Status::already_exists(msg),
         TaskError::Record(RecordError::InvalidName { .. })
         | TaskError::Invalid(_)
@@ -58,6 +63,14 @@ impl Service {
             TaskStatus::Running => pb::TaskStatus::Running,
             TaskStatus::Stopped => pb::TaskStatus::Stopped,
             TaskStatus::Paused => pb::TaskStatus::Paused,
+        };
+        let att = if st == TaskStatus::None {
+            None
+        } else {
+            self.manager
+                .networks
+                .record(ns, &c.id)
+                .filter(|a| !a.result.is_null())
         };
         pb::Container {
             log_path: self.manager.log_path(ns, &c.id).display().to_string(),
@@ -88,7 +101,127 @@ impl Service {
             exit_status: c.exit.map(|e| e.status).unwrap_or(0),
             exited_at: c.exit.map(|e| ts(e.at_ms)),
             network: c.network,
+            ports: c.ports.iter().map(port_pb).collect(),
+            ip_addresses: att.as_ref().map(|a| a.addresses()).unwrap_or_default(),
+            gateway: att
+                .as_ref()
+                .and_then(|a| crate::cni::gateway(&a.result))
+                .unwrap_or_default(),
+            published: att
+                .as_ref()
+                .map(|a| published(&a.capabilities))
+                .unwrap_or_default(),
         }
+    }
+}
+
+fn port_pb(p: &PortMapping) -> pb::PortMapping {
+    pb::PortMapping {
+        host_ip: p.host_ip.clone(),
+        host_port: p.host_port.into(),
+        container_port: p.container_port.into(),
+        protocol: p.protocol.clone(),
+    }
+}
+
+fn port_from_pb(p: pb::PortMapping) -> Result<PortMapping, Status> {
+    let port = |n: u32, zero_ok: bool| {
+        u16::try_from(n)
+            .ok()
+            .filter(|&n| zero_ok || n > 0)
+            .ok_or_else(|| Status::invalid_argument(format!("port {n}: not from 1 to 65535")))
+    };
+    let protocol = if p.protocol.is_empty() {
+        "tcp".to_string()
+    } else {
+        p.protocol.to_ascii_lowercase()
+    };
+    if protocol != "tcp" && protocol != "udp" {
+        return Err(Status::invalid_argument(format!(
+            "port protocol {protocol:?}: not tcp or udp"
+        )));
+    }
+    Ok(PortMapping {
+        host_ip: p.host_ip,
+        host_port: port(p.host_port, true)?,
+        container_port: port(p.container_port, false)?,
+        protocol,
+    })
+}
+
+/// The port mappings an attachment was given (host ports as chosen).
+fn published(caps: &serde_json::Value) -> Vec<pb::PortMapping> {
+    caps["portMappings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| pb::PortMapping {
+            host_ip: m["hostIP"].as_str().unwrap_or("").into(),
+            host_port: m["hostPort"].as_u64().unwrap_or(0) as u32,
+            container_port: m["containerPort"].as_u64().unwrap_or(0) as u32,
+            protocol: m["protocol"].as_str().unwrap_or("tcp").into(),
+        })
+        .collect()
+}
+
+fn network_pb(m: &Manager, n: crate::cni::NetworkConfig) -> Result<pb::Network, Status> {
+    let users = m.network_users(&n.name).map_err(status_of)?;
+    Ok(pb::Network {
+        driver: n.driver().into(),
+        subnets: n.subnets(),
+        config: serde_json::to_string_pretty(&n.raw).unwrap_or_default(),
+        file: n.file.display().to_string(),
+        name: n.name,
+        containers: users
+            .into_iter()
+            .map(|(namespace, id, ip_addresses)| pb::NetworkEndpoint {
+                namespace,
+                id,
+                ip_addresses,
+            })
+            .collect(),
+    })
+}
+
+#[tonic::async_trait]
+impl NetworksApi for Service {
+    async fn create(&self, r: Request<pb::CreateNetworkRequest>) -> Out<pb::Network> {
+        let r = r.into_inner();
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let n = self
+            .manager
+            .networks
+            .create(
+                &r.name,
+                some(&r.subnet).as_deref(),
+                some(&r.gateway).as_deref(),
+            )
+            .map_err(|e| status_of(e.into()))?;
+        Ok(Response::new(network_pb(&self.manager, n)?))
+    }
+
+    async fn list(&self, _r: Request<pb::Empty>) -> Out<pb::ListNetworksResponse> {
+        let mut networks = Vec::new();
+        for n in self.manager.networks.list() {
+            networks.push(network_pb(&self.manager, n)?);
+        }
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
+    }
+
+    async fn get(&self, r: Request<pb::NetworkRef>) -> Out<pb::Network> {
+        let n = self
+            .manager
+            .networks
+            .get(&r.into_inner().name)
+            .map_err(|e| status_of(e.into()))?;
+        Ok(Response::new(network_pb(&self.manager, n)?))
+    }
+
+    async fn remove(&self, r: Request<pb::NetworkRef>) -> Out<pb::Empty> {
+        self.manager
+            .remove_network(&r.into_inner().name)
+            .map_err(status_of)?;
+        Ok(Response::new(pb::Empty {}))
     }
 }
 
@@ -121,6 +254,7 @@ impl ContainersApi for Service {
                 cap_drop: r.cap_drop,
                 seccomp: r.seccomp,
                 privileged: r.privileged,
+                etc_files: None,
             },
             raw_spec: (!r.spec.is_empty()).then_some(r.spec),
             mounts: r
@@ -138,6 +272,11 @@ impl ContainersApi for Service {
             auto_remove: r.auto_remove,
             stdin: r.stdin,
             network: r.network,
+            ports: r
+                .ports
+                .into_iter()
+                .map(port_from_pb)
+                .collect::<Result<_, _>>()?,
         };
         let c = self.manager.create(&ns, o).await.map_err(status_of)?;
         Ok(Response::new(self.to_pb(&ns, c).await))

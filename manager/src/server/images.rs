@@ -263,7 +263,7 @@ impl ImagesApi for Service {
         let r = r.into_inner();
         let store = self.store.clone();
         let img = blocking(move || {
-            let i = store.commit(&ns, &r.snapshot, &r.base, &r.name, &r.comment)?;
+            let i = store.commit(&ns, &r.snapshot, &r.base, &r.name, &r.comment, &[])?;
             Ok(to_pb(&store, &i, &Platform::host()))
         })
         .await?;

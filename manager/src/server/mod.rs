@@ -23,6 +23,7 @@ use crate::snapshot::SnapshotError;
 use crate::tasks::{Manager, Paths};
 use berth_proto::containers::containers_server::ContainersServer;
 use berth_proto::containers::events_server::EventsServer;
+use berth_proto::containers::networks_server::NetworksServer;
 use berth_proto::containers::tasks_server::TasksServer;
 use berth_proto::containers::volumes_server::VolumesServer;
 
@@ -43,6 +44,11 @@ pub struct Config {
     pub runtime: Option<PathBuf>,
     /// The cgroup containers' cgroups go under, as `<parent>/<ns>/<id>`.
     pub cgroup_parent: String,
+    /// The CNI network configuration lists (the default network is
+    /// written here on first start).
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugins are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -54,6 +60,11 @@ impl Default for Config {
             shim: None,
             runtime: None,
             cgroup_parent: "/berth".into(),
+            // Berth's own directory: its default "bridge" stays out of the
+            // lists podman and containerd read from /etc/cni/net.d.
+            cni_conf_dir: "/etc/berth/net.d".into(),
+            // Debian's containernetworking-plugins, then the upstream default.
+            cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
         }
     }
 }
@@ -228,8 +239,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 .unwrap_or_else(|| find_binary("berth-shim")),
             runtime: cfg.runtime.clone().unwrap_or_else(|| find_binary("berth")),
             cgroup_parent: cfg.cgroup_parent.clone(),
+            cni_conf_dir: cfg.cni_conf_dir.clone(),
+            cni_bin_dirs: cfg.cni_bin_dirs.clone(),
         },
     ));
+    manager
+        .networks
+        .ensure_default()
+        .map_err(|e| ServeError::Recover(format!("default network: {e}")))?;
     let t = std::time::Instant::now();
     manager
         .recover()
@@ -261,7 +278,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .add_service(ContainersServer::new(cs.clone()))
         .add_service(TasksServer::new(cs.clone()))
         .add_service(EventsServer::new(cs.clone()))
-        .add_service(VolumesServer::new(cs))
+        .add_service(VolumesServer::new(cs.clone()))
+        .add_service(NetworksServer::new(cs))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
         .await;
     let _ = std::fs::remove_file(&cfg.address);
