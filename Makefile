@@ -102,11 +102,13 @@ test-cgroupv2: deps
 	$(CARGO) test -p berth-integration --no-run
 	@# The shared busybox rootfs is built on the host (the guest's /tmp is its own).
 	$(CARGO) test -p berth-integration --test runtime -- spec_features_version >/dev/null
+	@# One test at a time: with two, the runtime suite once hung in the
+	@# software-emulated guest (2026-11-23, not yet explained; alone it passes).
 	cd integration && for t in $(V2_TESTS); do \
 		bin=$$(ls -t $(TARGET)/debug/deps/$$t-* | grep -v '\.d$$' | head -1); \
 		echo "== $$t under cgroup v2"; \
 		$(VM_RUNNER) -t 900 -m 2048 -s $(TARGET) -s /tmp/berth-it-rootfs \
-			-e BERTH_BIN=$(TARGET)/debug/berth -- $$bin --test-threads=2 || exit 1; \
+			-e BERTH_BIN=$(TARGET)/debug/berth -- $$bin --test-threads=1 || exit 1; \
 	done
 
 lint:
