@@ -280,6 +280,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// What the plugins are told about it.
+    fn attachment(&self) -> Attachment<'_> {
+        Attachment {
+            container_id: &self.container_id,
+            netns: &self.netns,
+            ifname: IFNAME,
+            args: &[],
+            capabilities: &self.capabilities,
+        }
+    }
+
+    /// The configuration list as it was at ADD (`file`: the record, for errors).
+    fn network_config(&self, file: &Path) -> Result<NetworkConfig, CniError> {
+        NetworkConfig::parse(&serde_json::to_vec(&self.config).unwrap_or_default(), file)
+    }
+
     /// The container's addresses on the network.
     pub fn addresses(&self) -> Vec<String> {
         cni::addresses(&self.result, IFNAME)
@@ -513,14 +529,7 @@ impl Networks {
         };
         // Recorded before ADD: a crash during it still leads to a DEL.
         self.save(ns, id, &rec)?;
-        let att = Attachment {
-            container_id: &rec.container_id,
-            netns,
-            ifname: IFNAME,
-            args: &[],
-            capabilities: &rec.capabilities,
-        };
-        match self.plugins.add(&net, &att).await {
+        match self.plugins.add(&net, &rec.attachment()).await {
             Ok(result) => {
                 rec.result = result;
                 self.save(ns, id, &rec)?;
@@ -541,17 +550,10 @@ impl Networks {
             return Ok(());
         };
         let path = self.record_path(ns, id);
-        let net =
-            NetworkConfig::parse(&serde_json::to_vec(&rec.config).unwrap_or_default(), &path)?;
-        let att = Attachment {
-            container_id: &rec.container_id,
-            netns: &rec.netns,
-            ifname: IFNAME,
-            args: &[],
-            capabilities: &rec.capabilities,
-        };
         let result = Some(&rec.result).filter(|r| !r.is_null());
-        self.plugins.del(&net, &att, result).await?;
+        self.plugins
+            .del(&rec.network_config(&path)?, &rec.attachment(), result)
+            .await?;
         std::fs::remove_file(&path).map_err(io("remove", &path))
     }
 
@@ -560,18 +562,11 @@ impl Networks {
         let Some(rec) = self.record(ns, id) else {
             return Ok(());
         };
-        let net = NetworkConfig::parse(
-            &serde_json::to_vec(&rec.config).unwrap_or_default(),
-            &self.record_path(ns, id),
-        )?;
-        let att = Attachment {
-            container_id: &rec.container_id,
-            netns: &rec.netns,
-            ifname: IFNAME,
-            args: &[],
-            capabilities: &rec.capabilities,
-        };
-        Ok(self.plugins.check(&net, &att, &rec.result).await?)
+        let net = rec.network_config(&self.record_path(ns, id))?;
+        Ok(self
+            .plugins
+            .check(&net, &rec.attachment(), &rec.result)
+            .await?)
     }
 }
 
