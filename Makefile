@@ -69,10 +69,17 @@ MGR := $(TARGET)/release
 BERTHD_SOCK := /run/berth/berthd.sock
 demo: bundle image
 	$(BERTH) --root $(CACHE)/state run --bundle $(BUNDLE) demo-$$$$
+	@# Ready means answering: a socket file alone may be left by a berthd that
+	@# was killed, and stays there until the new one replaces it.
 	@if ! $(MGR)/berthctl ps >/dev/null 2>&1; then \
 		setsid $(MGR)/berthd --shim $(RELDIR)/berth-shim --runtime $(BERTH) </dev/null >$(CACHE)/berthd.log 2>&1 & \
-		echo "berthd started in the background: pid $$!, socket $(BERTHD_SOCK), log $(CACHE)/berthd.log"; \
-		for i in $$(seq 200); do [ -S $(BERTHD_SOCK) ] && break; sleep 0.05; done; \
+		pid=$$!; \
+		echo "berthd started in the background: pid $$pid, socket $(BERTHD_SOCK), log $(CACHE)/berthd.log"; \
+		for i in $$(seq 600); do \
+			$(MGR)/berthctl ps >/dev/null 2>&1 && break; \
+			kill -0 $$pid 2>/dev/null || { echo "berthd exited:"; cat $(CACHE)/berthd.log; exit 1; }; \
+			sleep 0.05; \
+		done; \
 	fi
 	$(MGR)/berthctl import --base-name berth/busybox $(IMAGE)
 	@# --net none: the demo leaves the machine's own network alone (bridge, the
