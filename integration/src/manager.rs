@@ -42,15 +42,7 @@ impl Berthd {
         env: &[(&str, &Path)],
         args: &[&str],
     ) -> Berthd {
-        let root = dir.join("root");
-        let address = dir.join("berthd.sock");
-        fs::create_dir_all(dir).unwrap();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("berthd.log"))
-            .unwrap();
-        let mut c = match netns {
+        let c = match netns {
             Some(n) => {
                 let mut c = Command::new("nsenter");
                 c.arg(format!("--net={}", n.display()))
@@ -59,6 +51,42 @@ impl Berthd {
             }
             None => Command::new(sibling("berthd")),
         };
+        Berthd::spawn(c, dir, env, args)
+    }
+
+    /// Starts berthd on `dir` with `args`, in a private mount namespace where
+    /// each `(file, over)` of `binds` is bind-mounted over the host file
+    /// `over` (a test's /etc/hosts, its CA bundle); the host's stay as they are.
+    pub fn start_binding(dir: &Path, binds: &[(&Path, &Path)], args: &[&str]) -> Berthd {
+        let mut script = String::new();
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-ec"]);
+        for (i, _) in binds.iter().enumerate() {
+            script.push_str(&format!(
+                "mount --bind \"${}\" \"${}\"; ",
+                2 * i + 1,
+                2 * i + 2
+            ));
+        }
+        script.push_str(&format!("shift {}; exec \"$@\"", 2 * binds.len()));
+        c.arg(script).arg("sh");
+        for (file, over) in binds {
+            c.arg(file).arg(over);
+        }
+        c.arg(sibling("berthd"));
+        Berthd::spawn(c, dir, &[], args)
+    }
+
+    /// Runs `c` (berthd, or a command that execs it) with berthd's flags for `dir`.
+    fn spawn(mut c: Command, dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Berthd {
+        let root = dir.join("root");
+        let address = dir.join("berthd.sock");
+        fs::create_dir_all(dir).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("berthd.log"))
+            .unwrap();
         c.arg("--root")
             .arg(&root)
             .arg("--state")
@@ -174,6 +202,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Makes a test CA and a server certificate for `host` (and 127.0.0.1) in
+/// `dir`: ca.crt, server.crt, server.key.
+pub fn make_certs(dir: &Path, host: &str) {
+    fs::create_dir_all(dir).unwrap();
+    let script = crate::workspace().join("integration/tools/tls-certs.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg(host)
+        .output()
+        .expect("python3 with python3-cryptography");
+    assert!(
+        out.status.success(),
+        "tls-certs.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Starts `integration/tools/token-server.py` in `dir`; returns it and its realm URL.
 fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
     let port = free_port();
@@ -208,6 +254,16 @@ impl Registry {
 
     /// Starts a registry in `dir` with `auth`.
     pub fn start_with(dir: &Path, auth: Auth<'_>) -> Registry {
+        Registry::start_full(dir, auth, None)
+    }
+
+    /// Starts a registry in `dir` serving HTTPS only, with the certificate
+    /// and key of `integration/tools/tls-certs.py` in `certs`.
+    pub fn start_tls(dir: &Path, certs: &Path) -> Registry {
+        Registry::start_full(dir, Auth::None, Some(certs))
+    }
+
+    fn start_full(dir: &Path, auth: Auth<'_>, tls: Option<&Path>) -> Registry {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -216,6 +272,13 @@ impl Registry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
             storage.display()
         );
+        if let Some(c) = tls {
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                c.join("server.crt").display(),
+                c.join("server.key").display()
+            ));
+        }
         let mut token_server = None;
         match auth {
             Auth::None => {}
@@ -276,5 +339,55 @@ impl Drop for Registry {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// `integration/tools/redirector.py` in front of a registry: blob downloads
+/// are redirected to a server on another host name, which logs whether each
+/// request carried credentials (`<dir>/blob-requests.log`).
+pub struct Redirector {
+    /// host:port of the front.
+    pub host: String,
+    child: Child,
+}
+
+impl Redirector {
+    /// Starts it in `dir` in front of `reg`.
+    pub fn start(dir: &Path, reg: &Registry) -> Redirector {
+        fs::create_dir_all(dir).unwrap();
+        let script = crate::workspace().join("integration/tools/redirector.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir)
+            .arg(&reg.host)
+            .arg(&reg.storage)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(dir.join("redirector.log")).unwrap())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        let port = line
+            .strip_prefix("ready ")
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| {
+                panic!(
+                    "redirector: {line:?} {}",
+                    fs::read_to_string(dir.join("redirector.log")).unwrap_or_default()
+                )
+            });
+        Redirector {
+            host: format!("127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_integration::manager::{Auth, Berthd, Registry};
+use berth_integration::manager::{make_certs, Auth, Berthd, Redirector, Registry};
 use berth_integration::oci::{run, tree, umoci_image};
 use berth_integration::{ok, stderr};
 use berth_proto::images::snapshots_client::SnapshotsClient;
@@ -172,32 +172,129 @@ fn pull_needs_credentials(dir: &Dir, layout: &Path, reg: &Registry) {
             stderr(&out)
         );
     }
+    let cfg = docker_config(dir, &reg.host);
+    let d = Berthd::start(&dir.0.join("authed"), &[("DOCKER_CONFIG", &cfg)]);
+    let out = d.ctl(&["pull", &name]);
+    assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+}
+
+/// A docker config directory with tester:s3cret for `host`.
+fn docker_config(dir: &Dir, host: &str) -> PathBuf {
     let cfg = dir.0.join("docker");
     fs::create_dir_all(&cfg).unwrap();
     // base64("tester:s3cret")
     fs::write(
         cfg.join("config.json"),
-        format!(
-            "{{\"auths\":{{\"{}\":{{\"auth\":\"dGVzdGVyOnMzY3JldA==\"}}}}}}",
-            reg.host
-        ),
+        format!("{{\"auths\":{{\"{host}\":{{\"auth\":\"dGVzdGVyOnMzY3JldA==\"}}}}}}"),
     )
     .unwrap();
-    let d = Berthd::start(&dir.0.join("authed"), &[("DOCKER_CONFIG", &cfg)]);
+    cfg
+}
+
+fn htpasswd_registry(dir: &Dir) -> Registry {
+    let htpasswd = dir.0.join("htpasswd");
+    run(Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["tester", "s3cret"]));
+    Registry::start(&dir.0.join("reg"), Some(&htpasswd))
+}
+
+fn port_of(host: &str) -> &str {
+    host.rsplit(':').next().unwrap()
+}
+
+/// HTTPS with the system's CAs: a registry whose certificate a test CA signed
+/// is refused (naming the certificate) until that CA is in the system bundle
+/// berthd sees; a plain-HTTP registry under a name that is not loopback is
+/// pulled from only when `--insecure-registry` lists it. berthd runs in a
+/// private mount namespace whose /etc/hosts and CA bundle the test gives.
+#[test]
+fn pull_over_https_with_system_cas_and_listed_insecure_registries() {
+    let dir = Dir::new("tls");
+    let layout = umoci_image(&dir.0);
+    let certs = dir.0.join("certs");
+    make_certs(&certs, "registry.berth.test");
+    let tls = Registry::start_tls(&dir.0.join("tls"), &certs);
+    push(&layout, "v2", &tls, &[]);
+    let plain = Registry::start(&dir.0.join("plain"), None);
+    push(&layout, "v2", &plain, &[]);
+    let hosts = dir.0.join("hosts");
+    fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 registry.berth.test plain.berth.test\n",
+    )
+    .unwrap();
+    // The system bundle with one more CA, as update-ca-certificates makes it.
+    let system = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let bundle = dir.0.join("ca-certificates.crt");
+    let mut pem = fs::read(system).expect("the ca-certificates package");
+    pem.extend(fs::read(certs.join("ca.crt")).unwrap());
+    fs::write(&bundle, pem).unwrap();
+    let tls_name = format!("registry.berth.test:{}/bb:v2", port_of(&tls.host));
+    let plain_registry = format!("plain.berth.test:{}", port_of(&plain.host));
+    let plain_name = format!("{plain_registry}/bb:v2");
+    let etc_hosts = Path::new("/etc/hosts");
+    {
+        let d = Berthd::start_binding(
+            &dir.0.join("d1"),
+            &[(&hosts, etc_hosts)],
+            &["--insecure-registry", &plain_registry],
+        );
+        let out = d.ctl(&["pull", &tls_name]);
+        assert!(!out.status.success(), "pulled without the CA");
+        assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+        let out = d.ctl(&["pull", &plain_name]);
+        assert_eq!(ok(&out).trim(), plain_name, "{}", stderr(&out));
+    }
+    let d = Berthd::start_binding(
+        &dir.0.join("d2"),
+        &[(&hosts, etc_hosts), (&bundle, system)],
+        &[],
+    );
+    let out = d.ctl(&["pull", &tls_name]);
+    assert_eq!(ok(&out).trim(), tls_name, "{}", stderr(&out));
+    let out = d.ctl(&["pull", &plain_name]);
+    assert!(!out.status.success(), "pulled over plain HTTP unlisted");
+    // A bad entry is refused at start, naming it.
+    let out = Command::new(berth_integration::manager::sibling("berthd"))
+        .args(["--insecure-registry", "http://x", "--root"])
+        .arg(dir.0.join("d3"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("http://x"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A registry that sends blob downloads to another host (as registries on
+/// object storage do): berthd follows the redirect, and the credentials it
+/// gave the registry do not go with it.
+#[test]
+fn redirected_blobs_are_fetched_without_the_registrys_credentials() {
+    let dir = Dir::new("redirect");
+    let layout = umoci_image(&dir.0);
+    let reg = htpasswd_registry(&dir);
+    push(&layout, "v2", &reg, &["--dest-creds", "tester:s3cret"]);
+    let front = Redirector::start(&dir.0.join("front"), &reg);
+    let cfg = docker_config(&dir, &front.host);
+    let d = Berthd::start(&dir.0.join("berthd"), &[("DOCKER_CONFIG", &cfg)]);
+    let name = format!("{}/bb:v2", front.host);
     let out = d.ctl(&["pull", &name]);
     assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+    let log = fs::read_to_string(dir.0.join("front/blob-requests.log")).unwrap();
+    // The config and every layer came from the other host, none with credentials.
+    assert!(log.lines().count() >= 2, "{log}");
+    assert!(log.lines().all(|l| l.ends_with(" no-auth")), "{log}");
 }
 
 #[test]
 fn pull_with_htpasswd_auth() {
     let dir = Dir::new("auth");
     let layout = umoci_image(&dir.0);
-    let htpasswd = dir.0.join("htpasswd");
-    run(Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["tester", "s3cret"]));
-    let reg = Registry::start(&dir.0.join("reg"), Some(&htpasswd));
+    let reg = htpasswd_registry(&dir);
     pull_needs_credentials(&dir, &layout, &reg);
 }
 

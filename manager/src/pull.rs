@@ -32,17 +32,62 @@ const MAX_JSON: usize = 4 << 20;
 type Progress = mpsc::Sender<Result<pb::PullProgress, Status>>;
 
 /// Whether plain HTTP is allowed for `registry` (host[:port]): loopback
-/// addresses and `localhost`, as docker treats them.
-pub fn insecure(registry: &str) -> bool {
+/// addresses and `localhost`, as docker treats them, and whatever `listed`
+/// names. An entry of the list is a registry as written in references
+/// (`host:port`, matching that port only), a bare host (any port), or an
+/// address range (`10.0.0.0/8`, `fd00::/8`) holding the registry's IP
+/// address, as dockerd's `--insecure-registry`.
+pub fn insecure(registry: &str, listed: &[String]) -> bool {
     let host = match registry.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => registry,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host.parse::<std::net::IpAddr>().ok();
     host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || ip.is_some_and(|ip| ip.is_loopback())
+        || listed.iter().any(|e| {
+            e == registry
+                || e.trim_start_matches('[').trim_end_matches(']') == host
+                || ip.is_some_and(|ip| in_range(ip, e))
+        })
+}
+
+/// Whether `ip` is in the range `cidr` (`addr/len`); false for anything else.
+fn in_range(ip: std::net::IpAddr, cidr: &str) -> bool {
+    use std::net::IpAddr;
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Checks an insecure-registry entry: `host`, `host:port` or `addr/len`.
+pub fn valid_insecure_entry(e: &str) -> bool {
+    if let Some((net, len)) = e.split_once('/') {
+        let Ok(net) = net.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        return len.parse::<u32>().is_ok_and(|l| l <= max);
+    }
+    !e.is_empty()
+        && !e.contains("://")
+        && e.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
 }
 
 /// Credentials for `registry` from a docker-style config.json: the file
@@ -90,6 +135,23 @@ fn accept() -> Vec<&'static str> {
     ]
 }
 
+/// An error with its causes: a transport error's own text stops at "error
+/// sending request", and the cause (a refused certificate, a reset
+/// connection) is what the user needs to see.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 fn invalid(e: impl std::fmt::Display) -> ImageError {
     ImageError::Invalid(e.to_string())
 }
@@ -101,11 +163,13 @@ pub fn start(
     reference: String,
     platform: Platform,
     unpack: bool,
+    insecure_registries: Arc<[String]>,
 ) -> Result<mpsc::Receiver<Result<pb::PullProgress, Status>>, Status> {
     let r = Reference::parse(&reference).map_err(|e| Status::invalid_argument(e.to_string()))?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        let result = pull(&store, &ns, &r, &platform, unpack, &tx).await;
+        let plain_http = insecure(&r.registry, &insecure_registries);
+        let result = pull(&store, &ns, &r, &platform, unpack, plain_http, &tx).await;
         let last = match result {
             Ok(img) => Ok(pb::PullProgress {
                 status: "complete".into(),
@@ -142,7 +206,7 @@ async fn fetch_manifest(
     let (bytes, _) = client
         .pull_manifest_raw(r, auth, &accept())
         .await
-        .map_err(|e| invalid(format!("fetch manifest {r}: {e}")))?;
+        .map_err(|e| invalid(format!("fetch manifest {r}: {}", chain(&e))))?;
     if bytes.len() > MAX_JSON {
         return Err(invalid(format!(
             "manifest {r} is larger than {MAX_JSON} bytes"
@@ -203,7 +267,7 @@ async fn fetch_blob(
         match client
             .pull_blob_stream_partial(r, &desc, offset, None)
             .await
-            .map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?
+            .map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?
         {
             oci_client::client::BlobResponse::Partial(s) => s,
             // The registry sent it all: start over.
@@ -219,11 +283,11 @@ async fn fetch_blob(
         client
             .pull_blob_stream(r, &desc)
             .await
-            .map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?
+            .map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?
     };
     let mut last = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| invalid(format!("fetch {}: {e}", d.digest)))?;
+        let chunk = chunk.map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?;
         w.write(&chunk)?;
         if w.offset() - last >= 1 << 20 {
             last = w.offset();
@@ -241,11 +305,12 @@ async fn pull(
     r: &Reference,
     platform: &Platform,
     unpack: bool,
+    plain_http: bool,
     tx: &Progress,
 ) -> Result<Image, ImageError> {
     // Until the image is recorded its blobs are unreferenced: keep GC out.
     let shared = store.gc_lock.read().await;
-    let protocol = if insecure(&r.registry) {
+    let protocol = if plain_http {
         ClientProtocol::HttpsExcept(vec![r.registry.clone()])
     } else {
         ClientProtocol::Https
@@ -350,9 +415,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_chains_name_their_causes() {
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = std::io::Error::other(Wrap(inner));
+        assert_eq!(
+            chain(&outer),
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Wrap(std::io::Error);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
     fn loopback_is_insecure_and_config_credentials_parse() {
-        assert!(insecure("127.0.0.1:5000") && insecure("localhost:5000") && insecure("[::1]:5000"));
-        assert!(!insecure("docker.io") && !insecure("10.0.0.1:5000"));
+        let none: &[String] = &[];
+        assert!(
+            insecure("127.0.0.1:5000", none)
+                && insecure("localhost:5000", none)
+                && insecure("[::1]:5000", none)
+        );
+        assert!(!insecure("docker.io", none) && !insecure("10.0.0.1:5000", none));
+        let listed: Vec<String> = [
+            "reg.example:5000",
+            "plain.example",
+            "10.1.0.0/16",
+            "fd00::/8",
+        ]
+        .map(String::from)
+        .into();
+        assert!(insecure("reg.example:5000", &listed) && !insecure("reg.example:5001", &listed));
+        assert!(insecure("plain.example", &listed) && insecure("plain.example:443", &listed));
+        assert!(insecure("10.1.2.3:5000", &listed) && !insecure("10.2.0.1", &listed));
+        assert!(insecure("[fd12::1]:5000", &listed) && !insecure("[fe80::1]:5000", &listed));
+        assert!(!insecure("docker.io", &listed));
+        for ok in ["reg.example:5000", "10.0.0.0/8", "[::1]:5000", "fd00::/8"] {
+            assert!(valid_insecure_entry(ok), "{ok}");
+        }
+        for bad in ["", "http://reg", "10.0.0.0/33", "reg/8", "a b"] {
+            assert!(!valid_insecure_entry(bad), "{bad}");
+        }
         let cfg = br#"{"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwYXNz"}}}"#;
         match auth_from_config(cfg, "127.0.0.1:5000") {
             Some(RegistryAuth::Basic(u, p)) => {

@@ -32,8 +32,12 @@ struct Args {
     /// Where CNI plugins are, colon-separated (default /usr/lib/cni:/opt/cni/bin).
     #[arg(long)]
     cni_bin_dir: Option<String>,
+    /// A registry to pull from over plain HTTP (host, host:port or an
+    /// address range such as 10.0.0.0/8); loopback ones always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registries: Vec<String>,
     /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
-    /// cni_conf_dir, cni_bin_dirs.
+    /// cni_conf_dir, cni_bin_dirs, insecure_registries.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(d) = a.cni_bin_dir {
         cfg.cni_bin_dirs = std::env::split_paths(&d).collect();
     }
+    cfg.insecure_registries.extend(a.insecure_registries);
     berth_manager::server::serve(cfg).await?;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct Service {
     pub(super) tmp: PathBuf,
     /// Publishes image events.
     pub(super) manager: Arc<crate::tasks::Manager>,
+    /// Registries pulled from over plain HTTP besides loopback ones.
+    pub(super) insecure_registries: Arc<[String]>,
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
@@ -83,6 +85,7 @@ impl ImagesApi for Service {
             r.reference,
             platform,
             r.unpack,
+            self.insecure_registries.clone(),
         )?;
         let manager = self.manager.clone();
         let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |p| {

@@ -49,6 +49,9 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugins are looked for, in order.
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Registries pulled from over plain HTTP, besides loopback ones:
+    /// `host`, `host:port` or an address range `addr/len`.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             cni_conf_dir: "/etc/berth/net.d".into(),
             // Debian's containernetworking-plugins, then the upstream default.
             cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -202,6 +206,16 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         let path = path.to_path_buf();
         move |source| ServeError::Io { what, path, source }
     };
+    if let Some(bad) = cfg
+        .insecure_registries
+        .iter()
+        .find(|e| !crate::pull::valid_insecure_entry(e))
+    {
+        return Err(ServeError::Config {
+            path: "insecure_registries".into(),
+            why: format!("{bad:?} is not a host, host:port or address range"),
+        });
+    }
     for d in [&cfg.root, &cfg.state] {
         std::fs::create_dir_all(d).map_err(io("create", d))?;
     }
@@ -270,6 +284,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             store: store.clone(),
             tmp,
             manager: manager.clone(),
+            insecure_registries: cfg.insecure_registries.clone().into(),
         }))
         .add_service(SnapshotsServer::new(snapshots::Service {
             store: store.clone(),
@@ -297,6 +312,8 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/berth"));
         assert_eq!(c.address, Config::default().address);
         assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let c: Config = toml::from_str("insecure_registries = [\"10.0.0.0/8\"]").unwrap();
+        assert_eq!(c.insecure_registries, ["10.0.0.0/8"]);
         assert!(valid_namespace("default") && valid_namespace("k8s.io"));
         assert!(!valid_namespace("") && !valid_namespace("../x") && !valid_namespace("A"));
     }
