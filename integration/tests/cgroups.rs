@@ -53,6 +53,53 @@ fn v2() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// On v1 a new process moves itself into each hierarchy (by writing "0" to
+/// `tasks`); on v2 it is born in its cgroup. Either way init and an exec'd
+/// process are in every one of the container's cgroups.
+#[test]
+fn init_and_exec_processes_are_in_every_container_cgroup() {
+    let c = Ctx::new("member", &["sleep", "100"]);
+    let init = start_detached(&c);
+    let pid_file = c.dir.join("exec.pid");
+    ok(&c.berth(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+        "sleep",
+        "100",
+    ]));
+    let exec: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dirs = cgroup_dirs_named(&c.id);
+    assert!(
+        if v2() {
+            dirs.len() == 1
+        } else {
+            dirs.len() > 3
+        },
+        "{dirs:?}"
+    );
+    for d in &dirs {
+        let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+        assert!(
+            pids.contains(&init) && pids.contains(&exec),
+            "{}: {pids:?}, want {init} and {exec}",
+            d.display()
+        );
+    }
+    // Both are our children (run -d and exec -d); the exec'd one first, as
+    // init's exit waits for the rest of its pid namespace to be reaped.
+    let _ = c.berth(&["kill", "--all", &c.id, "KILL"]);
+    reap(exec);
+    reap(init);
+}
+
 const HOG: &str = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
 
 #[test]

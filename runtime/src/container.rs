@@ -488,6 +488,11 @@ fn create_in(
             .ok()
         });
     let mut born_in_cgroup = false;
+    // On v1 the process moves itself, without the lock a pid write takes.
+    let self_join = match v2_dir {
+        Some(_) => None,
+        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs)?,
+    };
     let pid = match (&user_path, &v2_dir) {
         (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
         (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd()) {
@@ -513,6 +518,7 @@ fn create_in(
             rootfs: &b.rootfs,
             layout: &layout,
             cgroup_dirs: &cgroup_dirs,
+            cgroup_join: self_join.as_ref(),
             fifo: &fifo_fd,
             sync: child_sock,
             console,
@@ -538,9 +544,10 @@ fn create_in(
         // Unprivileged: gid_map needs setgroups denied first.
         namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
     }
-    if !born_in_cgroup {
+    if !born_in_cgroup && self_join.is_none() {
         cgroups::add_pid(&cgroup_dirs, pid)?;
     }
+    drop(self_join);
     if let Some(p) = spec.process() {
         process::set_rlimits(pid, p)?;
     }

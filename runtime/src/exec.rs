@@ -197,10 +197,12 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
     let filter = profile
         .map(|s| crate::seccomp::load_or_compile(&o.root, s))
         .transpose()?;
+    let layout = Layout::detect()?;
     let cgroup_dirs = match &o.cgroup {
-        Some(s) => cgroups::sub_dirs(&Layout::detect()?, &saved.cgroup_paths, s)?,
+        Some(s) => cgroups::sub_dirs(&layout, &saved.cgroup_paths, s)?,
         None => saved.cgroup_paths.clone(),
     };
+    let self_join = cgroups::SelfJoin::open(&layout, &cgroup_dirs)?;
 
     let (parent_sock, child_sock) = sync::pair()?;
     let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;
@@ -228,13 +230,18 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
             console,
             preserve_fds: o.preserve_fds,
             seccomp: filter.as_ref(),
+            cgroup_join: self_join.as_ref(),
         });
     }
+    let parent_adds = self_join.is_none();
+    drop(self_join);
     drop(child_sock);
     drop(console);
     let child = syscall::pidfd_open(pid).map_err(|x| bad(format!("pidfd_open {pid}: {x}")))?;
     let started = (|| {
-        cgroups::add_pid(&cgroup_dirs, pid)?;
+        if parent_adds {
+            cgroups::add_pid(&cgroup_dirs, pid)?;
+        }
         process::set_rlimits(pid, proc_)?;
         if let Some(adj) = proc_.oom_score_adj() {
             container::set_oom_score_adj(pid, adj)?;

@@ -12,7 +12,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process, Spec};
 
-use crate::cgroups::Layout;
+use crate::cgroups::{self, Layout};
 use crate::namespaces::{self, Plan};
 use crate::state::SavedHook;
 use crate::{hooks, process, rootfs, seccomp, sync, syscall, terminal};
@@ -27,6 +27,9 @@ pub struct Args<'a> {
     pub rootfs: &'a Path,
     pub layout: &'a Layout,
     pub cgroup_dirs: &'a [PathBuf],
+    /// The container's v1 cgroups, joined by the process itself (None: the
+    /// parent put it there).
+    pub cgroup_join: Option<&'a cgroups::SelfJoin>,
     /// O_PATH fd of the exec fifo, opened by the parent: the state root may
     /// not be reachable once the process is an unprivileged user.
     pub fifo: &'a OwnedFd,
@@ -104,6 +107,11 @@ fn setup(a: &Args) -> Result<Never, Error> {
     let sync = &a.sync;
 
     let states = sync::expect(sync, sync::GO)?;
+    // Still one thread: this moves the whole process, before anything runs
+    // in the container and before a cgroup namespace is made.
+    if let Some(j) = a.cgroup_join {
+        j.join().map_err(|e| Error::Other(e.to_string()))?;
+    }
     // Id maps are written (a rootless parent needed us dumpable for that).
     process::set_not_dumpable()?;
     let (creating_state, created_state) = states.split_once('\n').unwrap_or((&states, &states));
@@ -428,6 +436,8 @@ pub struct ExecArgs<'a> {
     pub console: Option<OwnedFd>,
     pub preserve_fds: u32,
     pub seccomp: Option<&'a seccomp::Filter>,
+    /// The cgroups to join, by the process itself (None: the parent adds it).
+    pub cgroup_join: Option<&'a cgroups::SelfJoin>,
 }
 
 /// Runs an `exec`'d process to its exec; never returns. Success shows to the
@@ -435,6 +445,9 @@ pub struct ExecArgs<'a> {
 pub fn run_exec(a: ExecArgs) -> ! {
     let r = (|| -> Result<Never, Error> {
         sync::expect(&a.sync, sync::GO)?;
+        if let Some(j) = a.cgroup_join {
+            j.join().map_err(|e| Error::Other(e.to_string()))?;
+        }
         if !a.join.is_empty() {
             // One setns on the pidfd joins all of them at once, user
             // namespace first as the kernel orders it.

@@ -281,6 +281,55 @@ pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(created)
 }
 
+/// The v1 `tasks` files of a new process's cgroup directories, opened by the
+/// parent before the clone so that the process can move itself.
+///
+/// A pid written to `cgroup.procs` (or any non-zero pid to `tasks`) makes the
+/// kernel take `cgroup_threadgroup_rwsem` for writing, which waits for an RCU
+/// grace period: about 10 ms on a quiet host, the largest single cost of a
+/// `run`. A thread that writes "0" to `tasks` moves only itself, and the
+/// kernel skips that lock. A process that is still single-threaded is
+/// thereby moved whole, and its children are born inside.
+#[derive(Debug)]
+pub struct SelfJoin(Vec<(PathBuf, std::os::fd::OwnedFd)>);
+
+impl SelfJoin {
+    /// Opens the `tasks` file of each directory; None on a pure cgroup v2
+    /// host, which has no `tasks` files (v2 processes are born in their
+    /// cgroup with CLONE_INTO_CGROUP, or added by pid).
+    pub fn open(layout: &Layout, dirs: &[PathBuf]) -> Result<Option<SelfJoin>, Error> {
+        if layout.is_pure_v2() {
+            return Ok(None);
+        }
+        let mut files = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("tasks"))
+                .map_err(|err| Error::Io {
+                    what: "open tasks file of cgroup",
+                    path: d.clone(),
+                    err,
+                })?;
+            files.push((d.clone(), f.into()));
+        }
+        Ok(Some(SelfJoin(files)))
+    }
+
+    /// Moves the calling thread into every directory. Call it from the new
+    /// process while it has one thread.
+    pub fn join(&self) -> Result<(), Error> {
+        for (d, f) in &self.0 {
+            nix::unistd::write(f, b"0").map_err(|e| Error::Io {
+                what: "join cgroup",
+                path: d.clone(),
+                err: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Moves `pid` into every directory.
 pub fn add_pid(dirs: &[PathBuf], pid: i32) -> Result<(), Error> {
     for d in dirs {
