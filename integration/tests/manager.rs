@@ -494,6 +494,105 @@ fn df(d: &Berthd) -> (u64, u64, u64) {
     (n("Images"), n("Content"), n("Snapshots"))
 }
 
+/// Leases over gRPC: a lease on an image's manifest and top layer keeps the
+/// manifest, what it references and the layer snapshot through `rmi` and
+/// `prune --all`; once it is deleted, and an expired one holds nothing, the
+/// next collection takes them.
+#[test]
+fn leases_keep_content_and_snapshots_from_collection() {
+    use berth_proto::images::leases_client::LeasesClient;
+    let dir = Dir::new("leases");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "base", &reg, &[]);
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let base = format!("{}/bb:base", reg.host);
+    ok(&d.ctl(&["pull", &base]));
+    assert_eq!(df(&d), (1, 3, 1));
+    let manifest = manifest_digest(&reg, "base");
+    let chain = chain_id(&d, &base);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = rt.block_on(async {
+        LeasesClient::new(berth_proto::connect_unix(&d.address).await.unwrap())
+    });
+    let res = |lease: &str, kind: &str, id: &str| pb::LeaseResource {
+        lease: lease.into(),
+        r#type: kind.into(),
+        id: id.into(),
+    };
+    rt.block_on(async {
+        let l = c
+            .create(pb::CreateLeaseRequest {
+                id: "hold".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((l.id.as_str(), l.expires), ("hold", 0));
+        c.add_resource(res("hold", "content", &manifest))
+            .await
+            .unwrap();
+        c.add_resource(res("hold", "snapshots", &chain))
+            .await
+            .unwrap();
+        let e = c
+            .add_resource(res("hold", "images", "x"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        let e = c
+            .add_resource(res("nope", "content", &manifest))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+        let e = c
+            .create(pb::CreateLeaseRequest {
+                id: "hold".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+        let r = c
+            .list_resources(pb::LeaseRequest { id: "hold".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.resources.len(), 2);
+    });
+    ok(&d.ctl(&["rmi", &base]));
+    ok(&d.ctl(&["image", "prune", "--all"]));
+    // The manifest, its config and layer, and the layer snapshot stay.
+    assert_eq!(df(&d), (0, 3, 1));
+    rt.block_on(async {
+        c.create(pb::CreateLeaseRequest {
+            id: "short".into(),
+            expire_seconds: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        c.add_resource(res("short", "content", &manifest))
+            .await
+            .unwrap();
+        c.delete(pb::LeaseRequest { id: "hold".into() })
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    ok(&d.ctl(&["image", "prune", "--all"]));
+    assert_eq!(df(&d), (0, 0, 0));
+    let left = rt.block_on(async { c.list(pb::Empty {}).await.unwrap().into_inner() });
+    assert!(
+        left.leases.is_empty(),
+        "expired leases are dropped: {left:?}"
+    );
+}
+
 #[test]
 fn rmi_and_prune_collect_unused_content_and_layers() {
     let dir = Dir::new("gc");

@@ -1,8 +1,10 @@
 //! Garbage collection: content and committed snapshots that no image (in
-//! any namespace) and no live snapshot references are removed. Mark from the
-//! image records (manifest or index, the manifests of it that are present,
-//! their configs and layers, the layers' chain-id snapshots) and from every
-//! active snapshot or view and its parents; sweep the rest. Work that adds
+//! any namespace), no lease and no live snapshot references are removed.
+//! Mark from the image records (manifest or index, the manifests of it that
+//! are present, their configs and layers, the layers' chain-id snapshots),
+//! from what unexpired leases hold (a leased manifest or index as an image
+//! target), and from every active snapshot or view and its parents; sweep
+//! the rest. Work that adds
 //! content (a pull, an import) holds the shared side of [`Images::gc_lock`],
 //! so a collection never sees its blobs before their image is recorded.
 
@@ -64,6 +66,31 @@ impl Images {
         }
     }
 
+    /// A descriptor for a leased blob: its media type read from the blob
+    /// when it is a small JSON manifest or index, so what it references is
+    /// kept; any other blob is kept alone.
+    fn sniff(&self, digest: Digest) -> oci::Descriptor {
+        let media_type = self
+            .content
+            .read_all(&digest, 4 << 20)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| match v.get("mediaType").and_then(|m| m.as_str()) {
+                Some(m) => Some(m.to_string()),
+                None if v.get("manifests").is_some() => Some(oci::MT_OCI_INDEX.into()),
+                None if v.get("layers").is_some() => Some(oci::MT_OCI_MANIFEST.into()),
+                None => None,
+            })
+            .unwrap_or_else(|| "application/octet-stream".into());
+        oci::Descriptor {
+            media_type,
+            digest,
+            size: 0,
+            platform: None,
+            annotations: Default::default(),
+        }
+    }
+
     /// Collects garbage in every namespace.
     pub fn gc(&self) -> Result<Collected, ImageError> {
         let _exclusive = self.gc_lock.blocking_write();
@@ -71,6 +98,11 @@ impl Images {
         let mut chains = HashSet::new();
         for (_, img) in self.meta.list::<crate::images::Image>(Table::Images, "")? {
             self.mark_image(&img.target, &mut blobs, &mut chains);
+        }
+        let held = self.leases_held()?;
+        for d in held.blobs {
+            let target = self.sniff(d);
+            self.mark_image(&target, &mut blobs, &mut chains);
         }
         let mut out = Collected::default();
         // Snapshots, per namespace: keep image layers, live ones, and parents.
@@ -82,7 +114,8 @@ impl Images {
             let (ns, key) = k.split_once('/').unwrap_or(("", k));
             // An extraction left by an interrupted unpack is garbage: none
             // runs while the collector holds the lock.
-            let live = info.kind != Kind::Committed && !key.starts_with("extract-");
+            let live = (info.kind != Kind::Committed && !key.starts_with("extract-"))
+                || held.snapshots.contains(k);
             if live || chains.contains(key) {
                 let mut cur = Some(key.to_string());
                 while let Some(c) = cur {

@@ -67,6 +67,12 @@ pub enum ImageError {
     /// Reading an archive failed.
     #[error("read archive: {0}")]
     Archive(std::io::Error),
+    /// No lease has that id.
+    #[error("lease {0} not found")]
+    LeaseNotFound(String),
+    /// A lease with that id exists.
+    #[error("lease {0} already exists")]
+    LeaseExists(String),
 }
 
 /// An image record.

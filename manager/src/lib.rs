@@ -9,6 +9,7 @@ pub mod diff;
 pub mod digest;
 pub mod gc;
 pub mod images;
+pub mod leases;
 pub mod logs;
 pub mod meta;
 pub mod netns;

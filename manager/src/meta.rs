@@ -42,6 +42,8 @@ pub enum Table {
     Containers,
     /// Named volumes by `<namespace>/<name>`.
     Volumes,
+    /// Leases by `<namespace>/<id>`.
+    Leases,
 }
 
 impl Table {
@@ -52,6 +54,7 @@ impl Table {
             Table::Counters => TableDefinition::new("counters"),
             Table::Containers => TableDefinition::new("containers"),
             Table::Volumes => TableDefinition::new("volumes"),
+            Table::Leases => TableDefinition::new("leases"),
         }
     }
 }

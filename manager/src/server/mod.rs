@@ -1,9 +1,11 @@
-//! berthd's gRPC server: the images, snapshots and content services on a
-//! unix socket (0600), in the namespace each request names.
+//! berthd's gRPC server: the images, snapshots, content, leases, containers,
+//! tasks, events, volumes and networks services on a unix socket (0600), in
+//! the namespace each request names.
 
 mod containers;
 mod content;
 mod images;
+mod leases;
 mod snapshots;
 
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use berth_proto::images::content_server::ContentServer;
 use berth_proto::images::images_server::ImagesServer;
+use berth_proto::images::leases_server::LeasesServer;
 use berth_proto::images::snapshots_server::SnapshotsServer;
 use serde::Deserialize;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -160,9 +163,12 @@ pub fn status_of(e: ImageError) -> Status {
     let msg = e.to_string();
     match e {
         ImageError::NotFound(_)
+        | ImageError::LeaseNotFound(_)
         | ImageError::Content(ContentError::NotFound(_))
         | ImageError::Snapshot(SnapshotError::NotFound(_)) => Status::not_found(msg),
-        ImageError::Snapshot(SnapshotError::Exists(_)) => Status::already_exists(msg),
+        ImageError::Snapshot(SnapshotError::Exists(_)) | ImageError::LeaseExists(_) => {
+            Status::already_exists(msg)
+        }
         ImageError::Invalid(_) | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
         ImageError::Snapshot(SnapshotError::Invalid { .. }) => Status::failed_precondition(msg),
         ImageError::DiffId { .. }
@@ -287,6 +293,9 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             insecure_registries: cfg.insecure_registries.clone().into(),
         }))
         .add_service(SnapshotsServer::new(snapshots::Service {
+            store: store.clone(),
+        }))
+        .add_service(LeasesServer::new(leases::Service {
             store: store.clone(),
         }))
         .add_service(ContentServer::new(content::Service { store }))
