@@ -595,7 +595,15 @@ async fn survives_its_launcher(rt: Runtime) {
         )
     );
     cmd = std::process::Command::new("sh");
-    let mut launcher = cmd.arg("-c").arg(line).spawn().unwrap();
+    // Killed and reaped however the test ends, so a failure leaves no sleep.
+    struct Launcher(std::process::Child);
+    impl Drop for Launcher {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut launcher = Launcher(cmd.arg("-c").arg(line).spawn().unwrap());
     for _ in 0..250 {
         if s.ctx.bundle.join("address").exists() {
             break;
@@ -617,8 +625,8 @@ async fn survives_its_launcher(rt: Runtime) {
         })
         .await
         .unwrap();
-        launcher.kill().unwrap();
-        launcher.wait().unwrap();
+        launcher.0.kill().unwrap();
+        launcher.0.wait().unwrap();
         // The container ends while no client is connected.
         c.close_io(pb::CloseIoRequest {
             id: id.clone(),

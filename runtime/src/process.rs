@@ -43,7 +43,7 @@ fn nix_sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
 }
 
 /// Resource number of an `RLIMIT_*` name.
-pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+pub fn rlimit_resource(name: &str) -> Option<crate::syscall::RlimitResource> {
     Some(match name {
         "RLIMIT_AS" => libc::RLIMIT_AS,
         "RLIMIT_CORE" => libc::RLIMIT_CORE,

@@ -420,12 +420,19 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
 }
 
+/// How `prlimit` names a resource: glibc's unsigned enum, musl's int.
+#[cfg(target_env = "gnu")]
+pub type RlimitResource = libc::__rlimit_resource_t;
+/// How `prlimit` names a resource: glibc's unsigned enum, musl's int.
+#[cfg(not(target_env = "gnu"))]
+pub type RlimitResource = libc::c_int;
+
 /// `prlimit(2)` on another process: sets a resource limit of `pid`. The
 /// parent uses it so that limits above the current hard limit can be set even
 /// when the child already lives in a new user namespace.
 pub fn prlimit(
     pid: libc::pid_t,
-    res: libc::__rlimit_resource_t,
+    res: RlimitResource,
     soft: u64,
     hard: u64,
 ) -> io::Result<()> {
