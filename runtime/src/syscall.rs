@@ -430,12 +430,7 @@ pub type RlimitResource = libc::c_int;
 /// `prlimit(2)` on another process: sets a resource limit of `pid`. The
 /// parent uses it so that limits above the current hard limit can be set even
 /// when the child already lives in a new user namespace.
-pub fn prlimit(
-    pid: libc::pid_t,
-    res: RlimitResource,
-    soft: u64,
-    hard: u64,
-) -> io::Result<()> {
+pub fn prlimit(pid: libc::pid_t, res: RlimitResource, soft: u64, hard: u64) -> io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
