@@ -220,29 +220,37 @@ pub fn make_certs(dir: &Path, host: &str) {
     );
 }
 
-/// Starts `integration/tools/token-server.py` in `dir`; returns it and its realm URL.
-fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
-    let port = free_port();
-    let script = crate::workspace().join("integration/tools/token-server.py");
+/// Starts `integration/tools/<script>` with `args`, its stderr in
+/// `<dir>/<script>.log`; returns it and the first line it prints (its
+/// readiness), with the log appended when that line is not there.
+fn start_tool(script: &str, dir: &Path, args: &[&str]) -> (Child, String) {
+    let log = dir.join(format!("{script}.log"));
     let mut child = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .arg(port.to_string())
-        .args([user, password])
+        .arg(crate::workspace().join("integration/tools").join(script))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(fs::File::create(dir.join("token-server.log")).unwrap())
+        .stderr(fs::File::create(&log).unwrap())
         .spawn()
-        .expect("python3 with python3-cryptography");
+        .expect("python3 (and python3-cryptography)");
     let mut line = String::new();
     let out = child.stdout.take().unwrap();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "token server: {}",
-        fs::read_to_string(dir.join("token-server.log")).unwrap_or_default()
+    if !line.starts_with("ready") {
+        line.push_str(&fs::read_to_string(&log).unwrap_or_default());
+    }
+    (child, line)
+}
+
+/// Starts `integration/tools/token-server.py` in `dir`; returns it and its realm URL.
+fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String) {
+    let port = free_port();
+    let (child, line) = start_tool(
+        "token-server.py",
+        dir,
+        &[&dir.to_string_lossy(), &port.to_string(), user, password],
     );
+    assert_eq!(line.trim(), "ready", "token server: {line:?}");
     (child, format!("http://127.0.0.1:{port}/token"))
 }
 
@@ -355,29 +363,19 @@ impl Redirector {
     /// Starts it in `dir` in front of `reg`.
     pub fn start(dir: &Path, reg: &Registry) -> Redirector {
         fs::create_dir_all(dir).unwrap();
-        let script = crate::workspace().join("integration/tools/redirector.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir)
-            .arg(&reg.host)
-            .arg(&reg.storage)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(dir.join("redirector.log")).unwrap())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        let out = child.stdout.take().unwrap();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        let (child, line) = start_tool(
+            "redirector.py",
+            dir,
+            &[
+                &dir.to_string_lossy(),
+                &reg.host,
+                &reg.storage.to_string_lossy(),
+            ],
+        );
         let port = line
             .strip_prefix("ready ")
             .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| {
-                panic!(
-                    "redirector: {line:?} {}",
-                    fs::read_to_string(dir.join("redirector.log")).unwrap_or_default()
-                )
-            });
+            .unwrap_or_else(|| panic!("redirector: {line:?}"));
         Redirector {
             host: format!("127.0.0.1:{port}"),
             child,

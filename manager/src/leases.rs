@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::images::{ImageError, Images};
+use crate::images::{now, ImageError, Images};
 use crate::meta::Table;
 
 /// What a lease holds.
@@ -82,13 +82,6 @@ pub fn valid_id(id: &str) -> bool {
 
 fn key(ns: &str, id: &str) -> String {
     format!("{ns}/{id}")
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// What the live leases of every namespace hold: blobs, and snapshots as
