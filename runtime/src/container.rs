@@ -491,7 +491,7 @@ fn create_in(
     // On v1 the process moves itself, without the lock a pid write takes.
     let self_join = match v2_dir {
         Some(_) => None,
-        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs)?,
+        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs),
     };
     let pid = match (&user_path, &v2_dir) {
         (Some(path), _) => clone_in_userns(flags, path, o.detach)?,

@@ -202,7 +202,7 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
         Some(s) => cgroups::sub_dirs(&layout, &saved.cgroup_paths, s)?,
         None => saved.cgroup_paths.clone(),
     };
-    let self_join = cgroups::SelfJoin::open(&layout, &cgroup_dirs)?;
+    let self_join = cgroups::SelfJoin::open(&layout, &cgroup_dirs);
 
     let (parent_sock, child_sock) = sync::pair()?;
     let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;

@@ -294,26 +294,23 @@ pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
 pub struct SelfJoin(Vec<(PathBuf, std::os::fd::OwnedFd)>);
 
 impl SelfJoin {
-    /// Opens the `tasks` file of each directory; None on a pure cgroup v2
+    /// Opens the `tasks` file of each directory. None on a pure cgroup v2
     /// host, which has no `tasks` files (v2 processes are born in their
-    /// cgroup with CLONE_INTO_CGROUP, or added by pid).
-    pub fn open(layout: &Layout, dirs: &[PathBuf]) -> Result<Option<SelfJoin>, Error> {
+    /// cgroup with CLONE_INTO_CGROUP, or added by pid), and where one cannot
+    /// be opened (a delegation that handed over `cgroup.procs` alone): then
+    /// the parent adds the process by pid, as before.
+    pub fn open(layout: &Layout, dirs: &[PathBuf]) -> Option<SelfJoin> {
         if layout.is_pure_v2() {
-            return Ok(None);
+            return None;
         }
-        let mut files = Vec::with_capacity(dirs.len());
-        for d in dirs {
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .open(d.join("tasks"))
-                .map_err(|err| Error::Io {
-                    what: "open tasks file of cgroup",
-                    path: d.clone(),
-                    err,
-                })?;
-            files.push((d.clone(), f.into()));
-        }
-        Ok(Some(SelfJoin(files)))
+        let files = dirs
+            .iter()
+            .map(|d| {
+                let f = fs::OpenOptions::new().write(true).open(d.join("tasks"));
+                f.ok().map(|f| (d.clone(), f.into()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(SelfJoin(files))
     }
 
     /// Moves the calling thread into every directory. Call it from the new
@@ -585,6 +582,31 @@ mod tests {
 35 30 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct
 ";
     const HYBRID_CG: &str = "4:memory:/ci/job\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn self_join_writes_zero_to_each_tasks_file_or_leaves_it_to_the_parent() {
+        let base = std::env::temp_dir().join(format!("berth-selfjoin-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let hybrid = Layout::parse(HYBRID_MI, HYBRID_CG);
+        let v2 = Layout::parse(
+            "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n",
+            "0::/\n",
+        );
+        let dirs = [a.clone(), b.clone()];
+        // No tasks file in b: the parent adds the pid instead.
+        fs::write(a.join("tasks"), "").unwrap();
+        assert!(SelfJoin::open(&hybrid, &dirs).is_none());
+        fs::write(b.join("tasks"), "").unwrap();
+        assert!(SelfJoin::open(&v2, &dirs).is_none());
+        let j = SelfJoin::open(&hybrid, &dirs).unwrap();
+        j.join().unwrap();
+        for d in &dirs {
+            assert_eq!(fs::read_to_string(d.join("tasks")).unwrap(), "0");
+        }
+        let _ = fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn hybrid_layout() {
