@@ -66,57 +66,69 @@ cmd() { # runtime args...  -> the command line hyperfine runs
     echo "${BIN[$r]} --root $WORK/state-$r $*"
 }
 
-hf() { # name json-out runs hyperfine-args...
+hf() { # name json-out runs hyperfine-args...   (WARM: warm-up runs, default 5)
     local name=$1 json=$2 runs=$3; shift 3
-    hyperfine -N --style none -w 5 -r "$runs" --export-json "$json" "$@" >/dev/null 2>&1 \
-        || hyperfine -N -w 5 -r "$runs" --export-json "$json" "$@"
+    hyperfine -N --style none -w "${WARM:-5}" -r "$runs" --export-json "$json" "$@" >/dev/null 2>&1 \
+        || hyperfine -N -w "${WARM:-5}" -r "$runs" --export-json "$json" "$@"
 }
 
-# Median wall and mean user+sys in ms from a hyperfine JSON file.
+# Median wall (over every run of every round) and mean user+sys in ms from
+# the hyperfine JSON files of one measurement.
 summary() {
-    python3 - "$1" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print("%.2f %.2f" % (r["median"] * 1000, (r["user"] + r["system"]) * 1000))
+    python3 - "$@" <<'PY'
+import json, statistics, sys
+times, cpu = [], []
+for f in sys.argv[1:]:
+    r = json.load(open(f))["results"][0]
+    times += r["times"]
+    cpu.append((r["user"] + r["system"]) * len(r["times"]))
+print("%.2f %.2f" % (statistics.median(times) * 1000, sum(cpu) / len(times) * 1000))
 PY
 }
 
 declare -A WALL CPU
-record() { # key json
-    read -r w c < <(summary "$2")
-    WALL[$1]=$w; CPU[$1]=$c
+record() { # key json-files...
+    local k=$1; shift
+    read -r w c < <(summary "$@")
+    WALL[$k]=$w; CPU[$k]=$c
 }
 
+# The machine drifts (another tenant, RCU and cgroup work left by the
+# previous runtime): each measurement runs in ROUNDS rounds, the runtimes in
+# a rotated order each round, so drift falls on all of them alike.
+ROUNDS=3
+PER=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+for r in "${RUNTIMES[@]}"; do mkdir -p "$WORK/state-$r"; done
+for round in $(seq 0 $((ROUNDS - 1))); do
+    for i in "${!RUNTIMES[@]}"; do
+        r=${RUNTIMES[$(( (i + round) % ${#RUNTIMES[@]} ))]}
+        # run of /bin/true
+        hf run "$OUT/run-$r-$round.json" "$PER" "$(cmd "$r" run --bundle "$WORK/true" b-run)"
+        # run under podman's default seccomp profile
+        hf seccomp "$OUT/seccomp-$r-$round.json" "$PER" "$(cmd "$r" run --bundle "$WORK/seccomp" b-scmp)"
+        # create, start and delete apart
+        hf create "$OUT/create-$r-$round.json" "$PER" \
+            --prepare "$(cmd "$r" delete --force b-ph)" \
+            "$(cmd "$r" create --bundle "$WORK/true" b-ph)"
+        hf start "$OUT/start-$r-$round.json" "$PER" \
+            --prepare "sh -c '$(cmd "$r" delete --force b-ph); $(cmd "$r" create --bundle "$WORK/true" b-ph)'" \
+            "$(cmd "$r" start b-ph)"
+        hf delete "$OUT/delete-$r-$round.json" "$PER" \
+            --prepare "sh -c '$(cmd "$r" delete --force b-ph); $(cmd "$r" create --bundle "$WORK/true" b-ph) && $(cmd "$r" start b-ph) && sleep 0.01'" \
+            "$(cmd "$r" delete b-ph)"
+        # 100 containers in a row, once a round
+        WARM=1 hf row "$OUT/row100-$r-$round.json" 1 \
+            "sh -c 'for i in \$(seq 100); do $(cmd "$r" run --bundle "$WORK/true" b-row) || exit 1; done'"
+        # exec into a running container
+        $(cmd "$r" run -d --bundle "$WORK/sleep" b-exec) </dev/null >/dev/null 2>&1
+        hf exec "$OUT/exec-$r-$round.json" "$PER" "$(cmd "$r" exec b-exec /bin/true)"
+        $(cmd "$r" delete --force b-exec) >/dev/null 2>&1 || true
+    done
+done
 for r in "${RUNTIMES[@]}"; do
-    mkdir -p "$WORK/state-$r"
-    # run of /bin/true
-    hf run "$OUT/run-$r.json" "$RUNS" "$(cmd "$r" run --bundle "$WORK/true" b-run)"
-    record "run-$r" "$OUT/run-$r.json"
-    # run under podman's default seccomp profile
-    hf seccomp "$OUT/seccomp-$r.json" "$RUNS" "$(cmd "$r" run --bundle "$WORK/seccomp" b-scmp)"
-    record "seccomp-$r" "$OUT/seccomp-$r.json"
-    # create, start and delete apart
-    hf create "$OUT/create-$r.json" "$RUNS" \
-        --prepare "$(cmd "$r" delete --force b-ph)" \
-        "$(cmd "$r" create --bundle "$WORK/true" b-ph)"
-    record "create-$r" "$OUT/create-$r.json"
-    hf start "$OUT/start-$r.json" "$RUNS" \
-        --prepare "sh -c '$(cmd "$r" delete --force b-ph); $(cmd "$r" create --bundle "$WORK/true" b-ph)'" \
-        "$(cmd "$r" start b-ph)"
-    record "start-$r" "$OUT/start-$r.json"
-    hf delete "$OUT/delete-$r.json" "$RUNS" \
-        --prepare "sh -c '$(cmd "$r" delete --force b-ph); $(cmd "$r" create --bundle "$WORK/true" b-ph) && $(cmd "$r" start b-ph) && sleep 0.01'" \
-        "$(cmd "$r" delete b-ph)"
-    record "delete-$r" "$OUT/delete-$r.json"
-    # 100 containers in a row
-    hf row "$OUT/row100-$r.json" 3 \
-        "sh -c 'for i in \$(seq 100); do $(cmd "$r" run --bundle "$WORK/true" b-row) || exit 1; done'"
-    record "row100-$r" "$OUT/row100-$r.json"
-    # exec into a running container
-    $(cmd "$r" run -d --bundle "$WORK/sleep" b-exec) </dev/null >/dev/null 2>&1
-    hf exec "$OUT/exec-$r.json" "$RUNS" "$(cmd "$r" exec b-exec /bin/true)"
-    record "exec-$r" "$OUT/exec-$r.json"
-    $(cmd "$r" delete --force b-exec) >/dev/null 2>&1 || true
+    for m in run seccomp create start delete row100 exec; do
+        record "$m-$r" "$OUT/$m-$r"-*.json
+    done
     # peak RSS of the runtime process (KiB, max of 10 runs)
     peak=0
     for _ in $(seq 10); do
