@@ -398,7 +398,13 @@ fn podman_runs_berth() {
             "echo hello via podman $(id -u); exit 3",
         ],
     );
-    let out = p.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut out = p.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The same open bug as the first `ctr run` above (issue 4 note): seen
+    // once here, in CI right after a full build. Said aloud, retried once.
+    if stderr(&out).contains("cannot start a container that has stopped") {
+        eprintln!("KNOWN FLAKE: first podman run: {}", stderr(&out).trim());
+        out = p.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     assert_eq!(
         stdout(&out).trim(),
         "hello via podman 0",
@@ -548,7 +554,7 @@ fn docker_runs_berth() {
     tar_dir(busybox_rootfs(), &tar);
     ok(&d.run(&["import", tar.to_str().unwrap(), "bbtest:1"]));
     // Docker's default seccomp profile applies.
-    let out = d.run(&[
+    let first = [
         "run",
         "--rm",
         "--runtime",
@@ -559,7 +565,13 @@ fn docker_runs_berth() {
         "sh",
         "-c",
         "echo hello via docker; grep Seccomp: /proc/self/status; exit 3",
-    ]);
+    ];
+    let mut out = d.run(&first);
+    // The open bug of the first `ctr run` above (issue 4 note): said, retried once.
+    if stderr(&out).contains("cannot start a container that has stopped") {
+        eprintln!("KNOWN FLAKE: first docker run: {}", stderr(&out).trim());
+        out = d.run(&first);
+    }
     assert_eq!(
         stdout(&out),
         "hello via docker\nSeccomp:\t2\n",
