@@ -45,6 +45,30 @@ fn run_keep_leaves_stopped_container() {
     ok(&c.berth(&["delete", &c.id]));
 }
 
+/// The pid file is written while the container process sets itself up; a
+/// create or run that fails there leaves none behind, nor any state.
+#[test]
+fn failed_create_leaves_no_pid_file() {
+    let c = Ctx::new("nopid", &["/no/such/binary"]);
+    let b = c.bundle.to_str().unwrap().to_string();
+    let pidfile = c.dir.join("pid");
+    for cmd in ["create", "run"] {
+        let out = c.berth(&[
+            cmd,
+            "--bundle",
+            &b,
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &c.id,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(stderr(&out).contains("/no/such/binary"), "{}", stderr(&out));
+        assert!(!pidfile.exists(), "{cmd} left its pid file");
+        assert!(!c.root.join(&c.id).exists(), "{cmd} left its state");
+        assert!(cgroup_dirs_named(&c.id).is_empty(), "{cmd} left cgroups");
+    }
+}
+
 #[test]
 fn lifecycle_create_start_kill_delete() {
     let c = Ctx::new("life", &["sleep", "1000"]);

@@ -45,8 +45,9 @@ pub enum Error {
     Config(String),
     #[error("container not running")]
     NotRunning,
-    #[error("cannot start a container that has stopped")]
-    StartStopped,
+    /// The reason says what was seen of the container process.
+    #[error("cannot start a container that has stopped: {0}")]
+    StartStopped(String),
     #[error("cannot start an already running container")]
     StartRunning,
     #[error("cannot delete container {0} that is not stopped: {1}")]
@@ -240,6 +241,8 @@ struct Undo {
     pidfd: Option<OwnedFd>,
     our_child: bool,
     cgroups: Vec<PathBuf>,
+    /// A pid file written before the create failed.
+    pid_file: Option<PathBuf>,
 }
 
 impl Undo {
@@ -253,6 +256,9 @@ impl Undo {
             }
         }
         let _ = cgroups::remove_dirs(&self.cgroups, &self.cgroups);
+        if let Some(p) = self.pid_file.take() {
+            let _ = fs::remove_file(p);
+        }
     }
 }
 
@@ -270,25 +276,25 @@ pub struct Created {
     pub dir: Dir,
     pub saved: Saved,
     pub pidfd: OwnedFd,
-    /// With [`create_own_console`], our end of the console socket: the pty
-    /// master is waiting on it.
+    /// For a foreground `run`, our end of the console socket: the pty master
+    /// is waiting on it.
     pub console: Option<OwnedFd>,
+    /// For `run`, the exec fifo's read end, opened before the container
+    /// process was set up: it does not wait for `start` to open it.
+    pub released: Option<OwnedFd>,
 }
 
 /// `create`: builds the container process, blocked before exec, and returns
 /// once it is fully set up.
 pub fn create(o: &CreateOpts) -> Result<Created, Error> {
-    create_inner(o, false)
+    create_inner(o, false, false)
 }
 
-/// `create` for a foreground `run` without `--console-socket`: when the
-/// process wants a terminal, berth receives the pty master itself, to proxy
-/// it to its own stdio.
-pub fn create_own_console(o: &CreateOpts) -> Result<Created, Error> {
-    create_inner(o, true)
-}
-
-fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
+/// `own_console`: a foreground `run` without `--console-socket`, where berth
+/// receives the pty master itself to proxy it to its own stdio. `release`: a
+/// `run` whose container starts as soon as it is set up (see
+/// [`Created::released`]).
+fn create_inner(o: &CreateOpts, own_console: bool, release: bool) -> Result<Created, Error> {
     let mut b = load_bundle(&o.bundle)?;
     let terminal = b
         .spec
@@ -318,6 +324,7 @@ fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
         pidfd: None,
         our_child: !o.detach,
         cgroups: Vec::new(),
+        pid_file: None,
     };
     let r = (|| {
         fs::write(dir.path.join(state::CREATING_FILE), b"")
@@ -336,15 +343,18 @@ fn create_inner(o: &CreateOpts, own_console: bool) -> Result<Created, Error> {
             }
         }
         let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;
-        let (saved, pidfd) = create_in(o, &b, &dir, &mut undo, console, filter.as_ref())?;
-        Ok((saved, pidfd, ours))
+        let (saved, pidfd, released) =
+            // A terminal's master is received after `create`: not released.
+            create_in(o, &b, &dir, &mut undo, console, filter.as_ref(), release && !terminal)?;
+        Ok((saved, pidfd, ours, released))
     })();
     match r {
-        Ok((saved, pidfd, console)) => Ok(Created {
+        Ok((saved, pidfd, console, released)) => Ok(Created {
             dir,
             saved,
             pidfd,
             console,
+            released,
         }),
         Err(e) => {
             undo.run();
@@ -361,7 +371,8 @@ fn create_in(
     undo: &mut Undo,
     console: Option<OwnedFd>,
     filter: Option<&crate::seccomp::Filter>,
-) -> Result<(Saved, OwnedFd), Error> {
+    release: bool,
+) -> Result<(Saved, OwnedFd, Option<OwnedFd>), Error> {
     let spec = &b.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let layout = Layout::detect()?;
@@ -585,7 +596,29 @@ fn create_in(
         state::hook_state(&saved, Status::Creating),
         state::hook_state(&saved, Status::Created)
     );
+    // Opened before GO, so the container process finds a reader when it
+    // gets there. Not with a notify relay, which `run` binds after `create`.
+    let released = if release && o.notify_socket.is_none() {
+        Some(
+            nix::fcntl::open(
+                &fifo,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err(format!("open {}", fifo.display()))(e.into()))?,
+        )
+    } else {
+        None
+    };
     sync::send(&parent_sock, sync::GO, &states)?;
+    // Written while the container process sets itself up: nothing can read
+    // them before we return, as other commands wait for the directory lock,
+    // and nothing can fail after READY, when a released process may run.
+    dir.save(&saved)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+        undo.pid_file = Some(p.clone());
+    }
     loop {
         let (tag, _, attached) = sync::recv_with_fd(&parent_sock).map_err(|e| match e {
             sync::Error::Closed => {
@@ -623,11 +656,7 @@ fn create_in(
         }
     }
     drop(parent_sock);
-    dir.save(&saved)?;
-    if let Some(p) = &o.pid_file {
-        write_pid_file(p, pid)?;
-    }
-    Ok((saved, pidfd))
+    Ok((saved, pidfd, released))
 }
 
 /// Clones the container process from inside the user namespace at `userns`
@@ -748,7 +777,7 @@ pub fn start(root: &Path, id: &str, notify_socket: Option<&str>) -> Result<(), E
     let dir = Dir::open(root, id)?;
     let mut saved = dir.load()?;
     let mut relay = bind_relay(&dir, &saved, notify_socket)?;
-    start_loaded(&dir, &mut saved)?;
+    start_loaded(&dir, &mut saved, false, None)?;
     drop(dir);
     if let Some(r) = &mut relay {
         wait_ready(r, &saved);
@@ -780,20 +809,38 @@ fn wait_ready(relay: &mut notify::Relay, saved: &Saved) {
     }
 }
 
-fn start_loaded(dir: &Dir, saved: &mut Saved) -> Result<(), Error> {
-    match state::status_of(dir, saved) {
-        Status::Created => {}
-        Status::Stopped => return Err(Error::StartStopped),
-        _ => return Err(Error::StartRunning),
+/// Releases a created container. `fresh`: this process has just created it,
+/// so its status is known; `released`, its exec fifo reader if it opened it
+/// already (`Created::released`).
+fn start_loaded(
+    dir: &Dir,
+    saved: &mut Saved,
+    fresh: bool,
+    released: Option<OwnedFd>,
+) -> Result<(), Error> {
+    if !fresh {
+        match state::status_of(dir, saved) {
+            Status::Created => {}
+            Status::Stopped => return Err(Error::StartStopped(state::why_gone(saved))),
+            _ => return Err(Error::StartRunning),
+        }
     }
     let fifo_path = dir.fifo();
-    let fifo = nix::fcntl::open(
-        &fifo_path,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err(format!("open {}", fifo_path.display()))(e.into()))?;
-    let pidfd = syscall::pidfd_open(saved.pid).map_err(|_| Error::StartStopped)?;
+    let fifo = match released {
+        Some(fd) => fd,
+        None => nix::fcntl::open(
+            &fifo_path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(format!("open {}", fifo_path.display()))(e.into()))?,
+    };
+    let pidfd = syscall::pidfd_open(saved.pid).map_err(|e| {
+        Error::StartStopped(format!(
+            "pidfd_open of container process {}: {e}",
+            saved.pid
+        ))
+    })?;
     // Wait for the container process's byte; if it dies first, say so.
     loop {
         let mut fds = [
@@ -810,7 +857,10 @@ fn start_loaded(dir: &Dir, saved: &mut Saved) -> Result<(), Error> {
             Ok(1) => break,
             Ok(_) | Err(nix::Error::EAGAIN) => {
                 if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                    return Err(Error::StartStopped);
+                    return Err(Error::StartStopped(format!(
+                        "container process {} exited while start waited for it",
+                        saved.pid
+                    )));
                 }
                 // No writer yet: the fifo reports HUP until the process opens it.
                 std::thread::sleep(std::time::Duration::from_micros(200));
@@ -818,9 +868,13 @@ fn start_loaded(dir: &Dir, saved: &mut Saved) -> Result<(), Error> {
             Err(e) => return Err(io_err("read exec fifo")(e.into())),
         }
     }
-    let _ = fs::remove_file(&fifo_path);
     saved.started = true;
-    dir.save(saved)?;
+    // Without the fifo the container reads as running (`state::status_of`);
+    // the state is written again only where the fifo stays. One write of
+    // state.json per container instead of two.
+    if fs::remove_file(&fifo_path).is_err() {
+        dir.save(saved)?;
+    }
     if !saved.poststart.is_empty() {
         let st = state::hook_state(saved, Status::Running);
         if let Err(e) = hooks::run_all("poststart", &saved.poststart, &st) {
@@ -1105,9 +1159,10 @@ pub struct RunOpts {
 /// signal), deleting the container unless `keep`.
 pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
     if o.detach {
-        let mut c = create(o)?;
+        let mut c = create_inner(o, false, true)?;
+        let released = c.released.take();
         let started = bind_relay(&c.dir, &c.saved, o.notify_socket.as_deref())
-            .and_then(|relay| start_loaded(&c.dir, &mut c.saved).map(|()| relay));
+            .and_then(|relay| start_loaded(&c.dir, &mut c.saved, true, released).map(|()| relay));
         let mut relay = match started {
             Ok(relay) => relay,
             Err(e) => {
@@ -1127,7 +1182,8 @@ pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
     // Signals are blocked before the clone so none is lost; the container
     // process unblocks them before it execs.
     foreground::block_signals()?;
-    let mut c = create_own_console(o)?;
+    let mut c = create_inner(o, true, true)?;
+    let released = c.released.take();
     let prepared = (|| {
         let master = c
             .console
@@ -1135,7 +1191,7 @@ pub fn run(o: &CreateOpts, r: &RunOpts) -> Result<i32, Error> {
             .map(|s| terminal::recv_master(s.as_fd()))
             .transpose()?;
         let relay = bind_relay(&c.dir, &c.saved, o.notify_socket.as_deref())?;
-        start_loaded(&c.dir, &mut c.saved)?;
+        start_loaded(&c.dir, &mut c.saved, true, released)?;
         Ok::<_, Error>((master, relay))
     })();
     let (master, mut relay) = match prepared {

@@ -3,6 +3,7 @@
 //! process attributes, cgroups, hooks, state, and the lifecycle that ties
 //! them together; raw system calls live only in [`syscall`].
 
+pub mod alloc;
 pub mod cgroups;
 pub mod cli;
 pub mod clock;

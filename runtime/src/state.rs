@@ -93,7 +93,8 @@ pub struct Saved {
     /// `kill --all` and `delete` must signal more than init.
     #[serde(default)]
     pub shared_pidns: bool,
-    /// The user's process was released by `start`.
+    /// The user's process was released by `start`. Saved only when `start`
+    /// could not remove the exec fifo: its absence says the same.
     #[serde(default)]
     pub started: bool,
 }
@@ -284,6 +285,20 @@ pub fn init_alive(s: &Saved) -> bool {
     }
 }
 
+/// Why the saved init process does not count as alive, for error messages.
+pub fn why_gone(s: &Saved) -> String {
+    match proc_stat(s.pid) {
+        _ if s.pid <= 0 => "no container process was recorded".into(),
+        None => format!("container process {} has exited", s.pid),
+        Some(('Z' | 'X', _)) => format!("container process {} has exited (zombie)", s.pid),
+        Some((_, start)) if start != s.start_time => format!(
+            "container process {} has exited; its pid now belongs to another process",
+            s.pid
+        ),
+        Some(_) => format!("container process {} runs", s.pid),
+    }
+}
+
 /// The status of a saved container as seen now.
 pub fn status_of(dir: &Dir, s: &Saved) -> Status {
     if !init_alive(s) {
@@ -351,6 +366,22 @@ mod tests {
         let line =
             "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_stat(line), Some(('S', 98765)));
+    }
+
+    #[test]
+    fn why_the_init_is_gone() {
+        let me = std::process::id() as i32;
+        let (_, start) = proc_stat(me).unwrap();
+        let s = |pid, start_time| Saved {
+            pid,
+            start_time,
+            ..Default::default()
+        };
+        assert!(why_gone(&s(0, 0)).contains("no container process"));
+        assert!(why_gone(&s(me, start + 1)).contains("now belongs to another process"));
+        assert!(why_gone(&s(me, start)).contains("runs"));
+        // Above pid_max (at most 2^22): no such process.
+        assert!(why_gone(&s(1 << 23, 0)).ends_with("has exited"));
     }
 
     #[test]
