@@ -803,6 +803,31 @@ fn spec_features_version() {
     );
 }
 
+/// The default config mounts /sys/fs/cgroup read-only: the tmpfs (on v1) and
+/// every hierarchy under it, with or without a cgroup namespace.
+#[test]
+fn cgroup_mounts_are_read_only() {
+    for cgroupns in [false, true] {
+        let mut c = Ctx::new(
+            if cgroupns { "cgro-ns" } else { "cgro" },
+            &sh("awk '$5 ~ \"^/sys/fs/cgroup\" {print $5, $6}' /proc/self/mountinfo"),
+        );
+        if cgroupns {
+            c.config["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "cgroup"}));
+        }
+        let out = ok(&c.run());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(!lines.is_empty(), "no cgroup mounts: {out}");
+        for l in lines {
+            let opts = l.split(' ').nth(1).unwrap_or_default();
+            assert!(opts.split(',').any(|o| o == "ro"), "writable: {l}");
+        }
+    }
+}
+
 #[test]
 fn cpu_shares_applied() {
     let mut c = Ctx::new(

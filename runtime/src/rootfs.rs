@@ -320,7 +320,11 @@ pub fn prepare_root(ctx: &Context, propagation: Option<&str>) -> Result<OwnedFd,
     };
     mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
         .map_err(nsys("set propagation of /"))?;
-    make_parent_private(ctx.rootfs)?;
+    // After a recursive slave, private or unbindable no mount is shared any
+    // more: no need to look for the rootfs's parent in mountinfo.
+    if !flag.contains(MsFlags::MS_REC) || flag.contains(MsFlags::MS_SHARED) {
+        make_parent_private(ctx.rootfs)?;
+    }
     mount(
         Some(ctx.rootfs),
         ctx.rootfs,
@@ -765,7 +769,6 @@ fn mount_cgroup(ctx: &Context, root: RawFd, dest: &Path, opts: &MountOptions) ->
     .map_err(nsys(desc.clone()))?;
     let base = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(sys(format!("{desc}: reopen")))?;
-    let mut mounted = Vec::new();
     for h in &ctx.layout.hierarchies {
         let Some(name) = h.mount.file_name() else {
             continue;
@@ -813,7 +816,6 @@ fn mount_cgroup(ctx: &Context, root: RawFd, dest: &Path, opts: &MountOptions) ->
             )
             .map_err(nsys(subdesc.clone()))?;
         }
-        mounted.push(name.to_owned());
         // Co-mounted controllers get links as on the host (cpu -> cpu,cpuacct).
         if !h.unified && h.controllers.len() > 1 {
             for c in &h.controllers {
@@ -825,20 +827,10 @@ fn mount_cgroup(ctx: &Context, root: RawFd, dest: &Path, opts: &MountOptions) ->
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        for name in &mounted {
-            let fd = nix::fcntl::openat(
-                base.as_fd(),
-                name.as_os_str(),
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(nsys(format!("{desc}: reopen")))?;
-            syscall::mount_setattr(fd.as_fd(), true, syscall::MOUNT_ATTR_RDONLY, 0)
-                .map_err(sys(format!("{desc}: make read-only")))?;
-        }
+        // The tmpfs and every hierarchy under it, in one call.
         let top =
             open_in_root(root, dest, libc::O_PATH, 0).map_err(sys(format!("{desc}: reopen")))?;
-        syscall::mount_setattr(top.as_fd(), false, syscall::MOUNT_ATTR_RDONLY, 0)
+        syscall::mount_setattr(top.as_fd(), true, syscall::MOUNT_ATTR_RDONLY, 0)
             .map_err(sys(format!("{desc}: make read-only")))?;
     }
     Ok(())

@@ -248,37 +248,35 @@ fn unescape(s: &str) -> String {
 pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut created = Vec::new();
     for d in dirs {
-        let mut missing = Vec::new();
-        let mut p = d.as_path();
-        while !p.exists() {
-            missing.push(p.to_path_buf());
-            match p.parent() {
-                Some(pp) => p = pp,
-                None => break,
-            }
-        }
-        for m in missing.iter().rev() {
-            match fs::create_dir(m) {
-                Ok(()) => created.push(m.clone()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(err) => {
-                    return Err(Error::Io {
-                        what: "create cgroup",
-                        path: m.clone(),
-                        err,
-                    })
-                }
-            }
-            // v1 only: a v2 cpuset with empty cpus inherits its parent's.
-            if m.join("cpuset.cpus").exists()
-                && !m.join("cgroup.controllers").exists()
-                && m.parent().is_some()
-            {
-                v1::inherit_cpuset(m)?;
-            }
-        }
+        create_dir(d, &mut created)?;
     }
     Ok(created)
+}
+
+/// Creates `d` and any missing parents, outermost first, adding each new one
+/// to `created`. The mkdir comes first: usually only the last level is new.
+fn create_dir(d: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    match fs::create_dir(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && d.parent().is_some() => {
+            create_dir(d.parent().expect("checked"), created)?;
+            return create_dir(d, created);
+        }
+        Err(err) => {
+            return Err(Error::Io {
+                what: "create cgroup",
+                path: d.to_path_buf(),
+                err,
+            })
+        }
+    }
+    created.push(d.to_path_buf());
+    // v1 only: a v2 cpuset with empty cpus inherits its parent's.
+    if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
+        v1::inherit_cpuset(d)?;
+    }
+    Ok(())
 }
 
 /// The v1 `tasks` files of a new process's cgroup directories, opened by the

@@ -69,25 +69,39 @@ pub fn device_rule(r: &LinuxDeviceCgroup) -> (bool, String) {
 }
 
 /// Applies the device rules in order to a v1 devices cgroup: deny all first,
-/// then each rule, so the result does not depend on the parent's list.
+/// then each rule, so the result does not depend on the parent's list. One
+/// open of each file: the kernel takes every write(2) as one rule.
 pub fn apply_devices(dir: &Path, rules: &[(bool, String)]) -> Result<(), Error> {
-    let write = |file: &str, v: &str| {
-        fs::write(dir.join(file), v).map_err(|err| Error::Io {
+    let open = |file: &str| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(file))
+            .map_err(|err| Error::Io {
+                what: "open",
+                path: dir.join(file),
+                err,
+            })
+    };
+    let mut deny = open("devices.deny")?;
+    let mut allow = None;
+    let mut write = |allowing: bool, v: &str| -> Result<(), Error> {
+        let (f, file) = if allowing {
+            if allow.is_none() {
+                allow = Some(open("devices.allow")?);
+            }
+            (allow.as_mut().expect("opened above"), "devices.allow")
+        } else {
+            (&mut deny, "devices.deny")
+        };
+        std::io::Write::write_all(f, v.as_bytes()).map_err(|err| Error::Io {
             what: "write",
             path: dir.join(file),
             err,
         })
     };
-    write("devices.deny", "a")?;
-    for (allow, rule) in rules {
-        write(
-            if *allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            },
-            rule,
-        )?;
+    write(false, "a")?;
+    for (allowing, rule) in rules {
+        write(*allowing, rule)?;
     }
     Ok(())
 }
