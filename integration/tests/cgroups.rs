@@ -100,6 +100,19 @@ fn init_and_exec_processes_are_in_every_container_cgroup() {
     reap(init);
 }
 
+/// A cgroup namespace is rooted at the container's cgroups: the process
+/// joins them before it makes the namespace.
+#[test]
+fn cgroup_namespace_is_rooted_at_the_container_cgroups() {
+    let mut c = Ctx::new("cgns", &["cat", "/proc/self/cgroup"]);
+    with_cgroupns(&mut c);
+    let out = ok(&c.run());
+    assert!(!out.trim().is_empty());
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "not at the namespace root: {out}");
+    }
+}
+
 const HOG: &str = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived";
 
 #[test]
