@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Smallest block: room for the free-list link, and the alignment every
 /// block gets.
 const MIN: usize = 16;
-/// Number of classes: 16 B to 32 KiB.
-const CLASSES: usize = 12;
+/// Number of classes: 16 B to 64 KiB (the sync channel's receive buffer).
+const CLASSES: usize = 13;
 /// Largest block served from the arena.
 pub const MAX: usize = MIN << (CLASSES - 1);
 
@@ -107,8 +107,9 @@ impl<const N: usize> Heap<N> {
         r
     }
 
-    /// A block of class `c`, or null when the arena is used up.
-    fn take(&self, c: usize) -> *mut u8 {
+    /// A block of class `c`, or null when the arena is used up; and whether
+    /// it is fresh from the arena, so still all zero.
+    fn take(&self, c: usize) -> (*mut u8, bool) {
         let base = self.base();
         self.locked(|st| {
             let head = st.free[c];
@@ -116,16 +117,16 @@ impl<const N: usize> Heap<N> {
                 // SAFETY: a free block of this class is ours and at least 16
                 // bytes long; its first word is the link `give` wrote.
                 st.free[c] = unsafe { head.cast::<*mut u8>().read() };
-                return head;
+                return (head, false);
             }
             let size = MIN << c;
             if N - st.next < size {
-                return ptr::null_mut();
+                return (ptr::null_mut(), false);
             }
             // SAFETY: next + size <= N, so the block lies inside the arena.
             let p = unsafe { base.add(st.next) };
             st.next += size;
-            p
+            (p, true)
         })
     }
 
@@ -146,13 +147,30 @@ impl<const N: usize> Heap<N> {
 unsafe impl<const N: usize> GlobalAlloc for Heap<N> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(c) = served(&layout) {
-            let p = self.take(c);
+            let (p, _) = self.take(c);
             if !p.is_null() {
                 return p;
             }
         }
         // SAFETY: the caller's contract for `alloc` is passed on unchanged.
         unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if let Some(c) = served(&layout) {
+            let (p, fresh) = self.take(c);
+            if !p.is_null() {
+                // Never-used arena memory is still bss zero: not touching it
+                // spares a page fault per page of a large buffer.
+                if !fresh {
+                    // SAFETY: the block holds at least layout.size() bytes.
+                    unsafe { p.write_bytes(0, layout.size()) };
+                }
+                return p;
+            }
+        }
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
@@ -247,6 +265,23 @@ mod tests {
                 assert_eq!(*r.add(i), i as u8);
             }
             H.dealloc(r, Layout::from_size_align(1000, 1).unwrap());
+        }
+    }
+
+    #[test]
+    fn zeroed_blocks_are_zero_fresh_or_reused() {
+        static H: Heap<65536> = Heap::new();
+        let l = Layout::from_size_align(4096, 8).unwrap();
+        // SAFETY: as above.
+        unsafe {
+            let a = H.alloc_zeroed(l);
+            assert!((0..4096).all(|i| *a.add(i) == 0));
+            a.write_bytes(0x5a, 4096);
+            H.dealloc(a, l);
+            let b = H.alloc_zeroed(l);
+            assert_eq!(b, a, "the freed block is reused");
+            assert!((0..4096).all(|i| *b.add(i) == 0), "and zeroed again");
+            H.dealloc(b, l);
         }
     }
 
