@@ -700,3 +700,72 @@ fn commit_makes_a_container_filesystem_an_image() {
         .arg(dir.0.join("b2")));
     assert_eq!(tree(&dir.0.join("b2/rootfs")), want);
 }
+
+/// `berthctl lease`: create (id, labels, expiry), ls, add/del/resources, rm,
+/// and clear errors for bad input.
+#[test]
+fn lease_commands() {
+    let dir = Dir::new("leasecli");
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    assert_eq!(
+        ok(&d.ctl(&["lease", "create", "--id", "keep", "-l", "owner=ci", "--expire", "2h"])).trim(),
+        "keep"
+    );
+    let generated = ok(&d.ctl(&["lease", "create"])).trim().to_string();
+    assert!(!generated.is_empty() && generated != "keep");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&d.ctl(&["lease", "ls", "--format", "json"]))).unwrap();
+    let keep = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "keep")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(keep["labels"]["owner"], "ci");
+    let (created, expires) = (
+        keep["created"].as_u64().unwrap(),
+        keep["expires"].as_u64().unwrap(),
+    );
+    assert!((7190..=7210).contains(&(expires - created)), "{keep}");
+    let table = ok(&d.ctl(&["lease", "ls"]));
+    assert!(
+        table.contains("owner=ci") && table.contains(&generated),
+        "{table}"
+    );
+
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    ok(&d.ctl(&["lease", "add", "keep", "content", &digest]));
+    ok(&d.ctl(&["lease", "add", "keep", "snapshots", "some-key"]));
+    let res = ok(&d.ctl(&["lease", "resources", "keep"]));
+    assert!(
+        res.contains(&format!("content {digest}")) && res.contains("snapshots some-key"),
+        "{res}"
+    );
+    ok(&d.ctl(&["lease", "del", "keep", "snapshots", "some-key"]));
+    assert_eq!(
+        ok(&d.ctl(&["lease", "resources", "keep"])).trim(),
+        format!("content {digest}")
+    );
+
+    for (args, want) in [
+        (
+            &["lease", "create", "--expire", "1w"][..],
+            "--expire \"1w\"",
+        ),
+        (
+            &["lease", "create", "-l", "novalue"][..],
+            "--label \"novalue\"",
+        ),
+        (
+            &["lease", "add", "keep", "blobs", "x"][..],
+            "content or snapshots",
+        ),
+        (&["lease", "rm", "nosuch"][..], "nosuch"),
+    ] {
+        let out = d.ctl(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    ok(&d.ctl(&["lease", "rm", "keep", &generated]));
+    assert_eq!(ok(&d.ctl(&["lease", "ls", "-q"])).trim(), "");
+}

@@ -2,6 +2,7 @@
 //! commands in `containers`.
 
 mod containers;
+mod leases;
 mod tty;
 
 use std::io::{IsTerminal, Read, Write};
@@ -100,6 +101,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
+    /// Leases: hold content and snapshots from collection.
+    Lease {
+        #[command(subcommand)]
+        cmd: leases::LeaseCmd,
+    },
     #[command(flatten)]
     Container(containers::ContainerCmd),
     /// Export images as an OCI image layout archive ("-": stdout).
@@ -190,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ns = cli.namespace.as_str();
     match cli.cmd {
         Cmd::Container(cmd) => containers::run(ch, ns, cmd).await,
+        Cmd::Lease { cmd } => leases::run(ch, ns, cmd).await.map(|()| 0),
         Cmd::Commit {
             base: None,
             snapshot,
@@ -203,7 +210,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 async fn images(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> anyhow::Result<()> {
     let c = &mut c;
     match cmd {
-        Cmd::Container(_) | Cmd::Commit { base: None, .. } => unreachable!("handled by run"),
+        Cmd::Container(_) | Cmd::Lease { .. } | Cmd::Commit { base: None, .. } => {
+            unreachable!("handled by run")
+        }
         Cmd::Pull {
             reference,
             platform,
