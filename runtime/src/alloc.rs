@@ -114,8 +114,7 @@ impl<const N: usize> Heap<N> {
         self.locked(|st| {
             let head = st.free[c];
             if !head.is_null() {
-                // SAFETY: a free block of this class is ours and at least 16
-                // bytes long; its first word is the link `give` wrote.
+                // SAFETY: a free block of ours, 16+ bytes; its first word is `give`'s link.
                 st.free[c] = unsafe { head.cast::<*mut u8>().read() };
                 return (head, false);
             }
@@ -133,8 +132,7 @@ impl<const N: usize> Heap<N> {
     /// Puts a block of class `c` back on its list.
     fn give(&self, p: *mut u8, c: usize) {
         self.locked(|st| {
-            // SAFETY: `p` is a block of at least 16 bytes (16-aligned) that
-            // the caller no longer uses: its first word becomes the link.
+            // SAFETY: `p` is an unused block of 16+ aligned bytes: its first word is free.
             unsafe { p.cast::<*mut u8>().write(st.free[c]) };
             st.free[c] = p;
         })
@@ -199,8 +197,7 @@ unsafe impl<const N: usize> GlobalAlloc for Heap<N> {
         // SAFETY: a valid non-zero layout, as the caller guarantees.
         let q = unsafe { self.alloc(new_layout) };
         if !q.is_null() {
-            // SAFETY: both blocks hold at least the smaller size, and
-            // distinct blocks do not overlap.
+            // SAFETY: both blocks hold the smaller size; distinct blocks never overlap.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
                 self.dealloc(p, layout);
@@ -229,8 +226,7 @@ mod tests {
     fn blocks_are_aligned_disjoint_and_reused() {
         static H: Heap<65536> = Heap::new();
         let l = Layout::from_size_align(24, 8).unwrap();
-        // SAFETY: valid layouts; every block is written within its size and
-        // freed once, with the layout it was allocated with.
+        // SAFETY: valid layouts; blocks written within size, freed once with their layout.
         unsafe {
             let a = H.alloc(l);
             let b = H.alloc(l);

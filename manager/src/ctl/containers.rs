@@ -468,10 +468,7 @@ pub fn parse_volume(s: &str) -> Result<pb::MountSpec, String> {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::images::now() as i64
 }
 
 fn rfc3339(t: &prost_types::Timestamp) -> String {

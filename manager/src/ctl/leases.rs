@@ -138,10 +138,7 @@ pub async fn run(ch: Channel, ns: &str, cmd: LeaseCmd) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 "table" => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
+                    let now = crate::images::now();
                     println!("{:<28}{:<20}{:<20}LABELS", "ID", "CREATED", "EXPIRES");
                     for l in &list {
                         let expires = match l.expires {

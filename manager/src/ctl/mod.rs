@@ -243,10 +243,7 @@ async fn images(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> anyhow::Res
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 "table" => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
+                    let now = crate::images::now();
                     let rows: Vec<[String; 5]> = list
                         .iter()
                         .map(|i| {
