@@ -145,6 +145,14 @@ impl Ctx {
         r
     }
 
+    /// Adds a `linux.namespaces` entry (`{"type": "cgroup"}`, or with a path).
+    pub fn add_namespace(&mut self, ns: Value) {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("the default config lists namespaces")
+            .push(ns);
+    }
+
     /// Writes the current config into the bundle.
     pub fn write_config(&self) {
         fs::write(

@@ -15,10 +15,7 @@ fn sh(script: &str) -> Vec<&str> {
 }
 
 fn with_cgroupns(c: &mut Ctx) {
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "cgroup"}));
+    c.add_namespace(json!({"type": "cgroup"}));
 }
 
 fn reap(pid: i32) {

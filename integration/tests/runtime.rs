@@ -204,10 +204,7 @@ fn namespaces_are_new_and_hostname_set() {
     let mut c = Ctx::new("ns", &sh("echo $$; hostname; for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done"));
     c.config["hostname"] = json!("box1");
     c.config["domainname"] = json!("example.org");
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "cgroup"}));
+    c.add_namespace(json!({"type": "cgroup"}));
     let out = ok(&c.run());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1", "init is pid 1 in its pid namespace");
@@ -715,10 +712,7 @@ fn no_pivot_runs() {
 #[test]
 fn user_namespace_maps_ids() {
     let mut c = Ctx::new("userns", &sh("id -u; cat /proc/self/uid_map; sleep 100"));
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
+    c.add_namespace(json!({"type": "user"}));
     c.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     c.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     // Device cgroup rules and sysfs need nothing special; /sys is bound from the host.
@@ -734,10 +728,7 @@ fn user_namespace_maps_ids() {
 #[test]
 fn time_namespace_offsets() {
     let mut c = Ctx::new("timens", &["cat", "/proc/uptime"]);
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    c.add_namespace(json!({"type": "time"}));
     c.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400000, "nanosecs": 0}});
     let out = ok(&c.run());
     let up: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
@@ -813,10 +804,7 @@ fn cgroup_mounts_are_read_only() {
             &sh("awk '$5 ~ \"^/sys/fs/cgroup\" {print $5, $6}' /proc/self/mountinfo"),
         );
         if cgroupns {
-            c.config["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"type": "cgroup"}));
+            c.add_namespace(json!({"type": "cgroup"}));
         }
         let out = ok(&c.run());
         let lines: Vec<&str> = out.lines().collect();
@@ -835,10 +823,7 @@ fn cpu_shares_applied() {
         &sh("cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"),
     );
     c.config["linux"]["resources"]["cpu"] = json!({"shares": 512});
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "cgroup"}));
+    c.add_namespace(json!({"type": "cgroup"}));
     let out = ok(&c.run());
     assert!(out.trim() == "512" || out.trim() == "20", "{out}");
 }
@@ -867,10 +852,7 @@ fn pids_limit_applied() {
         &sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"),
     );
     c.config["linux"]["resources"]["pids"] = json!({"limit": 42});
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "cgroup"}));
+    c.add_namespace(json!({"type": "cgroup"}));
     assert_eq!(ok(&c.run()).trim(), "42");
     // 0 or less is "no limit", as in runc.
     c.config["linux"]["resources"]["pids"] = json!({"limit": -1});
@@ -927,10 +909,7 @@ fn rootfs_propagation_shared() {
 #[test]
 fn join_user_namespace_by_path_with_new_namespaces() {
     let mut a = Ctx::new("userns-owner", &["sleep", "1000"]);
-    a.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
+    a.add_namespace(json!({"type": "user"}));
     a.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     let b = a.bundle.to_str().unwrap().to_string();
@@ -944,10 +923,7 @@ fn join_user_namespace_by_path_with_new_namespaces() {
         "userns-join",
         &sh("cat /proc/self/uid_map; id -u; hostname; readlink /proc/self/ns/user"),
     );
-    j.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    j.add_namespace(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
     let out = j.run();
     let _ = a.berth(&["kill", &a.id, "KILL"]);
     let mut status = 0;
@@ -976,10 +952,7 @@ fn idmapped_bind_mounts_show_mapped_ownership() {
     let vol = c.dir.join("vol");
     fs::create_dir(&vol).unwrap();
     fs::write(vol.join("f"), "x").unwrap();
-    c.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
+    c.add_namespace(json!({"type": "user"}));
     let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     c.config["linux"]["uidMappings"] = map.clone();
     c.config["linux"]["gidMappings"] = map.clone();

@@ -821,7 +821,12 @@ fn start_loaded(
     if !fresh {
         match state::status_of(dir, saved) {
             Status::Created => {}
-            Status::Stopped => return Err(Error::StartStopped(state::why_gone(saved))),
+            Status::Stopped => {
+                let why = state::why_gone(saved);
+                return Err(Error::StartStopped(why.unwrap_or_else(|| {
+                    format!("container process {} exited", saved.pid)
+                })));
+            }
             _ => return Err(Error::StartRunning),
         }
     }

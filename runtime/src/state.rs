@@ -276,26 +276,23 @@ pub fn parse_stat(data: &str) -> Option<(char, u64)> {
 
 /// True when the saved init process still runs (not a zombie, not a reused pid).
 pub fn init_alive(s: &Saved) -> bool {
-    if s.pid <= 0 {
-        return false;
-    }
-    match proc_stat(s.pid) {
-        Some((st, start)) => st != 'Z' && st != 'X' && start == s.start_time,
-        None => false,
-    }
+    why_gone(s).is_none()
 }
 
-/// Why the saved init process does not count as alive, for error messages.
-pub fn why_gone(s: &Saved) -> String {
+/// Why the saved init process does not count as alive, for error messages;
+/// None while it runs.
+pub fn why_gone(s: &Saved) -> Option<String> {
+    if s.pid <= 0 {
+        return Some("no container process was recorded".into());
+    }
     match proc_stat(s.pid) {
-        _ if s.pid <= 0 => "no container process was recorded".into(),
-        None => format!("container process {} has exited", s.pid),
-        Some(('Z' | 'X', _)) => format!("container process {} has exited (zombie)", s.pid),
-        Some((_, start)) if start != s.start_time => format!(
+        None => Some(format!("container process {} has exited", s.pid)),
+        Some(('Z' | 'X', _)) => Some(format!("container process {} has exited (zombie)", s.pid)),
+        Some((_, start)) if start != s.start_time => Some(format!(
             "container process {} has exited; its pid now belongs to another process",
             s.pid
-        ),
-        Some(_) => format!("container process {} runs", s.pid),
+        )),
+        Some(_) => None,
     }
 }
 
@@ -377,11 +374,12 @@ mod tests {
             start_time,
             ..Default::default()
         };
-        assert!(why_gone(&s(0, 0)).contains("no container process"));
-        assert!(why_gone(&s(me, start + 1)).contains("now belongs to another process"));
-        assert!(why_gone(&s(me, start)).contains("runs"));
+        let why = |pid, start_time| why_gone(&s(pid, start_time)).unwrap_or_default();
+        assert!(why(0, 0).contains("no container process"));
+        assert!(why(me, start + 1).contains("now belongs to another process"));
+        assert!(why_gone(&s(me, start)).is_none(), "it runs");
         // Above pid_max (at most 2^22): no such process.
-        assert!(why_gone(&s(1 << 23, 0)).ends_with("has exited"));
+        assert!(why(1 << 23, 0).ends_with("has exited"));
     }
 
     #[test]

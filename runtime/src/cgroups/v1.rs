@@ -83,13 +83,10 @@ pub fn apply_devices(dir: &Path, rules: &[(bool, String)]) -> Result<(), Error> 
             })
     };
     let mut deny = open("devices.deny")?;
-    let mut allow = None;
+    let mut allow = open("devices.allow")?;
     let mut write = |allowing: bool, v: &str| -> Result<(), Error> {
         let (f, file) = if allowing {
-            if allow.is_none() {
-                allow = Some(open("devices.allow")?);
-            }
-            (allow.as_mut().expect("opened above"), "devices.allow")
+            (&mut allow, "devices.allow")
         } else {
             (&mut deny, "devices.deny")
         };
