@@ -237,3 +237,139 @@ fn filter_flags_install() {
     let out = c.run();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// An allow-list written before close_range existed (default ERRNO): what
+/// `echo` needs, plus what a runtime itself does once the filter is on
+/// without no_new_privs (the user and capability change, execve).
+fn strict_allow_list() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{
+            "names": [
+                "arch_prctl", "brk", "execve", "exit", "exit_group", "getrandom", "getuid",
+                "mprotect", "prctl", "prlimit64", "readlink", "rseq", "set_robust_list",
+                "set_tid_address", "write", "capget", "capset", "setgroups", "setresgid",
+                "setresuid", "umask"
+            ],
+            "action": "SCMP_ACT_ALLOW"
+        }]
+    })
+}
+
+/// Runs the context's bundle with `runtime` (berth or runc) under its own root.
+fn run_with(c: &Ctx, runtime: &str) -> std::process::Output {
+    c.write_config();
+    let name = Path::new(runtime).file_name().unwrap().to_string_lossy();
+    let root = c.dir.join(format!("root-{name}"));
+    let id = format!("{}-{name}", c.id);
+    let bin = if runtime == "berth" {
+        berth_bin()
+    } else {
+        std::path::PathBuf::from(runtime)
+    };
+    let out = std::process::Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", &id])
+        .output();
+    out
+}
+
+#[test]
+fn a_strict_allow_list_breaks_nothing_but_what_it_denies() {
+    // runc fails this one ("error closing exec fds: open /proc/self/fd"):
+    // it marks fds, opens the exec fifo and writes it under the filter.
+    for (nnp, user) in [(false, 0), (true, 0), (false, 1000), (true, 1000)] {
+        let mut c = Ctx::new("scmp-strict", &["echo", "ok"]);
+        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        c.config["process"]["user"] =
+            json!({"uid": user, "gid": user, "additionalGids": [user, user]});
+        c.config["linux"]["seccomp"] = strict_allow_list();
+        let out = run_with(&c, "berth");
+        assert_eq!(
+            (out.status.code(), stdout(&out).as_str()),
+            (Some(0), "ok\n"),
+            "noNewPrivileges {nnp}, uid {user}: {}",
+            stderr(&out)
+        );
+        // And create + start, where the release waits on the exec fifo.
+        let b = c.bundle.to_str().unwrap().to_string();
+        let id = c.another_id("cs");
+        let out = c.berth(&["create", "--bundle", &b, &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = c.berth(&["start", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_stopped(&c, &id);
+        // What the list leaves out is still denied (openat: EPERM).
+        c.config["process"]["args"] = json!(["cat", "/etc/passwd"]);
+        let out = run_with(&c, "berth");
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("Operation not permitted") && !stdout(&out).contains("root"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+fn wait_stopped(c: &Ctx, id: &str) {
+    let t = std::time::Instant::now();
+    while c.state(id)["status"] != "stopped" {
+        assert!(t.elapsed().as_secs() < 10, "{id} still runs");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_profile_without_close_range_runs_as_under_runc() {
+    let profile = Path::new("/usr/share/containers/seccomp.json");
+    assert!(
+        profile.exists(),
+        "apt-get install golang-github-containers-common"
+    );
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if runc.is_none() {
+        println!("SKIP the runc half: runc is not installed (apt-get install runc)");
+    }
+    for nnp in [false, true] {
+        let mut c = Ctx::new("scmp-2023", &sh("ls / >/dev/null && echo ok"));
+        let caps: Vec<String> = c.config["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+        let mut p = oci_seccomp_from_containers_common(profile, &caps);
+        // As profiles written before Linux 5.9 are: no close_range.
+        for rule in p["syscalls"].as_array_mut().unwrap() {
+            if let Some(names) = rule["names"].as_array_mut() {
+                names.retain(|n| n != "close_range");
+            }
+        }
+        assert!(!p.to_string().contains("close_range"));
+        c.config["linux"]["seccomp"] = p;
+        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        for rt in std::iter::once("berth").chain(runc) {
+            let out = run_with(&c, rt);
+            assert_eq!(
+                (out.status.code(), stdout(&out).as_str()),
+                (Some(0), "ok\n"),
+                "{rt}, noNewPrivileges {nnp}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}

@@ -119,7 +119,7 @@ pub struct Images {
 impl Images {
     /// Opens (creating) a store under `root`.
     pub fn open(root: &Path) -> Result<Images, ImageError> {
-        std::fs::create_dir_all(root).map_err(ImageError::Archive)?;
+        crate::perm::dir(root, crate::perm::ROOT).map_err(ImageError::Archive)?;
         let content = ContentStore::open(&root.join("content"))?;
         let meta = Arc::new(Meta::open(&root.join("meta.redb"))?);
         let snapshots = Snapshotter::new(&root.join("overlay"), meta.clone())?;

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod netns;
 pub mod network;
 pub mod oci;
+pub mod perm;
 pub mod pull;
 pub mod reference;
 pub mod server;

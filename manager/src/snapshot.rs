@@ -93,7 +93,7 @@ impl Snapshotter {
     /// A snapshotter keeping layers under `root` and records in `meta`.
     pub fn new(root: &Path, meta: Arc<Meta>) -> Result<Snapshotter, SnapshotError> {
         let d = root.join("snapshots");
-        std::fs::create_dir_all(&d).map_err(|source| SnapshotError::Io {
+        crate::perm::dir(&d, crate::perm::FILESYSTEMS).map_err(|source| SnapshotError::Io {
             what: "create",
             path: d,
             source,

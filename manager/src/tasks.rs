@@ -713,7 +713,8 @@ impl Manager {
         let _ = std::fs::remove_dir_all(&bundle);
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io("create", &bundle))?;
         let spec = serde_json::to_vec_pretty(spec).unwrap_or_default();
-        std::fs::write(bundle.join("config.json"), spec)
+        // The config carries the container's environment (secrets given with -e).
+        crate::perm::write_secret(&bundle.join("config.json"), &spec)
             .map_err(io("write", &bundle.join("config.json")))?;
         let mounts = self
             .images

@@ -246,39 +246,96 @@ fn setup(a: &Args) -> Result<Never, Error> {
         }
     }
 
-    let prepared = prepare_process(&ProcessSetup {
+    let setup = ProcessSetup {
         process: &proc_,
         personality: linux.personality().as_ref(),
         console: a.console.as_ref(),
         preserve_fds: a.preserve_fds,
         seccomp: a.seccomp,
         sync,
-    })?;
-
-    sync::send(sync, sync::READY, "")?;
-
-    // Block until `start` opens the fifo for reading.
-    let fifo_path = format!("thread-self/fd/{}", fifo.as_raw_fd());
-    let w = loop {
-        // The wait may be long (until `start`): a signal must not end it.
-        match nix::fcntl::openat(
-            &host_proc,
-            fifo_path.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Err(nix::Error::EINTR) => continue,
-            r => break r.map_err(|e| other("open exec fifo", e))?,
-        }
     };
-    nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
-    drop(w);
-    drop(host_proc);
+    let prepared = prepare_process(&setup)?;
+    finish(
+        prepared,
+        &setup,
+        Some(Release {
+            fifo,
+            host_proc: Some(host_proc),
+            hooks: a.start_container_hooks,
+            created_state,
+        }),
+    )
+}
 
-    if !a.start_container_hooks.is_empty() {
-        hooks::run_all("startContainer", a.start_container_hooks, created_state)?;
+/// What an init's release needs: the exec fifo that `start` opens, and the
+/// startContainer hooks.
+struct Release<'a> {
+    fifo: &'a OwnedFd,
+    /// The host's /proc, through which the O_PATH fifo is opened for writing;
+    /// closed once it is written.
+    host_proc: Option<OwnedFd>,
+    hooks: &'a [SavedHook],
+    created_state: &'a str,
+}
+
+impl Release<'_> {
+    /// Blocks until `start` opens the fifo for reading, then writes it.
+    fn wait_for_start(&mut self) -> Result<(), Error> {
+        let host_proc = self
+            .host_proc
+            .take()
+            .ok_or_else(|| Error::Other("exec fifo: written twice".into()))?;
+        let fifo_path = format!("thread-self/fd/{}", self.fifo.as_raw_fd());
+        let w = loop {
+            // The wait may be long (until `start`): a signal must not end it.
+            match nix::fcntl::openat(
+                &host_proc,
+                fifo_path.as_str(),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Err(nix::Error::EINTR) => continue,
+                r => break r.map_err(|e| other("open exec fifo", e))?,
+            }
+        };
+        nix::unistd::write(&w, b"0").map_err(|e| other("write exec fifo", e))?;
+        Ok(())
     }
-    Err(prepared.exec())
+}
+
+/// Runs the last steps in the order `last_steps` plans them, ending in
+/// execve; `release` is None for an `exec`'d process.
+fn finish(p: Prepared, s: &ProcessSetup, mut release: Option<Release>) -> Result<Never, Error> {
+    use crate::last_steps::{plan, Shape, Step};
+    let no_new_privs = s.process.no_new_privileges().unwrap_or(false);
+    let shape = Shape {
+        init: release.is_some(),
+        no_new_privs,
+        seccomp: s.seccomp.is_some(),
+        notifies: s.seccomp.is_some_and(|f| f.notifies()),
+    };
+    for step in plan(shape) {
+        match (step, &mut release) {
+            (Step::ResetSignals, _) => syscall::reset_signals(),
+            (Step::Seccomp, _) => {
+                if let Some(f) = s.seccomp {
+                    install_seccomp(f, s.sync)?;
+                }
+            }
+            (Step::User, _) => p.change_user(s.process)?,
+            (Step::NoNewPrivs, _) => process::set_no_new_privs()?,
+            (Step::Ready, _) => sync::send(s.sync, sync::READY, "")?,
+            (Step::ExecFifo, Some(r)) => r.wait_for_start()?,
+            (Step::StartHooks, Some(r)) => {
+                if !r.hooks.is_empty() {
+                    hooks::run_all("startContainer", r.hooks, r.created_state)?;
+                }
+            }
+            (Step::ExecFifo | Step::StartHooks, None) => {}
+            (Step::Exec, _) => return Err(p.exec()),
+        }
+    }
+    Err(Error::Other("the last steps end without execve".into()))
 }
 
 /// The process attributes shared by a container's init and `exec`'d processes.
@@ -301,26 +358,51 @@ fn install_seccomp(f: &seccomp::Filter, sync: &OwnedFd) -> Result<(), Error> {
     Ok(())
 }
 
-/// A process ready to exec: everything is set but the program itself.
+/// A process whose own setup is done: what is left is its user, the
+/// filter and the program (see `finish`).
 struct Prepared {
     exe: CString,
     display: String,
     argv: Vec<CString>,
     env: Vec<CString>,
+    caps: Option<process::CapSets>,
+    /// False in a user namespace whose setgroups is denied.
+    setgroups_ok: bool,
 }
 
 impl Prepared {
+    /// Groups, gid, uid, umask, then the capability sets (none when the
+    /// config names none).
+    fn change_user(&self, proc_: &Process) -> Result<(), Error> {
+        process::set_user(proc_, self.setgroups_ok)?;
+        if proc_.user().umask().is_none() {
+            syscall::umask(0o022);
+        }
+        match &self.caps {
+            Some(c) => process::set_caps(c)?,
+            None => process::set_caps(&process::CapSets {
+                bounding: Default::default(),
+                effective: Default::default(),
+                permitted: Default::default(),
+                inheritable: Default::default(),
+                ambient: Default::default(),
+            })?,
+        }
+        Ok(())
+    }
+
+    /// Signals were reset and the filter installed by `finish`: execve is
+    /// the only call left.
     fn exec(self) -> Error {
-        syscall::reset_signals();
         let err = syscall::execve(&self.exe, &self.argv, &self.env);
         other(&format!("exec {}", self.display), err)
     }
 }
 
-/// From the terminal to the last step before exec, in the order runc uses:
-/// terminal, scheduling, LSM label, cwd, capability bounding set, user,
-/// capabilities, no_new_privs, then the executable is looked up and every fd
-/// the caller did not pass is marked close-on-exec.
+/// berth's own setup of the process, none of it under the container's
+/// filter: terminal, scheduling, LSM label, cwd, capability bounding set, the
+/// executable looked up for the user the process will be, every fd the
+/// caller did not pass marked close-on-exec. `finish` does the rest.
 fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     let proc_ = s.process;
     if let Some(console) = s.console {
@@ -364,41 +446,25 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     if let Some(c) = &caps {
         process::drop_bounding(c)?;
     }
-    // The filter goes on as late as it can: with no_new_privs after all of
-    // berth's own work; without, installing needs CAP_SYS_ADMIN, so before
-    // the user and capabilities change (as runc does).
-    let late_seccomp = proc_.no_new_privileges().unwrap_or(false);
-    if let (Some(f), false) = (s.seccomp, late_seccomp) {
-        install_seccomp(f, s.sync)?;
-    }
     // In a user namespace whose setgroups is denied, groups cannot change.
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);
-    process::set_user(proc_, setgroups_ok)?;
-    if proc_.user().umask().is_none() {
-        syscall::umask(0o022);
-    }
-    match &caps {
-        Some(c) => process::set_caps(c)?,
-        None => {
-            let none = process::CapSets {
-                bounding: Default::default(),
-                effective: Default::default(),
-                permitted: Default::default(),
-                inheritable: Default::default(),
-                ambient: Default::default(),
-            };
-            process::set_caps(&none)?;
-        }
-    }
-    if proc_.no_new_privileges().unwrap_or(false) {
-        process::set_no_new_privs()?;
-    }
-
     let env: Vec<String> = proc_.env().clone().unwrap_or_default();
     let argv: Vec<String> = proc_.args().clone().unwrap_or_default();
-    let exe = process::find_executable(&argv[0], &env)?;
+    let exe = process::find_executable(&argv[0], &env, &process::Who::of(proc_, caps.as_ref()))?;
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
+    };
+    let prepared = Prepared {
+        argv: argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
+        env: env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
+        exe: CString::new(exe.as_os_str().as_bytes())
+            .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?,
+        display: exe.display().to_string(),
+        caps,
+        setgroups_ok,
+    };
 
     // Nothing the caller did not pass reaches the container: every fd past
     // stdio and the preserved ones is close-on-exec.
@@ -406,20 +472,7 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     for fd in 3..3 + s.preserve_fds as i32 {
         let _ = syscall::clear_cloexec(fd);
     }
-    if let (Some(f), true) = (s.seccomp, late_seccomp) {
-        install_seccomp(f, s.sync)?;
-    }
-
-    let c = |s: &str| {
-        CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
-    };
-    Ok(Prepared {
-        argv: argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
-        env: env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
-        exe: CString::new(exe.as_os_str().as_bytes())
-            .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?,
-        display: exe.display().to_string(),
-    })
+    Ok(prepared)
 }
 
 /// Everything an `exec`'d process needs, prepared by `berth exec` before the
@@ -454,15 +507,16 @@ pub fn run_exec(a: ExecArgs) -> ! {
             nix::sched::setns(a.init, a.join)
                 .map_err(|e| other("join the container's namespaces", e))?;
         }
-        let prepared = prepare_process(&ProcessSetup {
+        let setup = ProcessSetup {
             process: a.process,
             personality: a.personality,
             console: a.console.as_ref(),
             preserve_fds: a.preserve_fds,
             seccomp: a.seccomp,
             sync: &a.sync,
-        })?;
-        Err(prepared.exec())
+        };
+        let prepared = prepare_process(&setup)?;
+        finish(prepared, &setup, None)
     })();
     match r {
         Ok(never) => match never {},

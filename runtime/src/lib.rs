@@ -14,6 +14,7 @@ pub mod features;
 pub mod foreground;
 pub mod hooks;
 pub mod init;
+pub mod last_steps;
 pub mod log;
 pub mod namespaces;
 pub mod notify;

@@ -3,9 +3,7 @@
 //! LSM labels, and the executable lookup.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -384,23 +382,59 @@ pub fn set_no_new_privs() -> Result<(), Error> {
         .map(drop)
 }
 
+/// Who a process will be when it execs: what the kernel's execute
+/// permission check looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+    /// CAP_DAC_OVERRIDE in the effective set.
+    pub dac_override: bool,
+}
+
+impl<'a> Who<'a> {
+    /// The process `p` describes, with the effective capabilities `caps`.
+    pub fn of(p: &'a Process, caps: Option<&CapSets>) -> Who<'a> {
+        let u = p.user();
+        Who {
+            uid: u.uid(),
+            gid: u.gid(),
+            groups: u.additional_gids().as_deref().unwrap_or(&[]),
+            dac_override: caps.is_some_and(|c| c.effective.contains(&Capability::CAP_DAC_OVERRIDE)),
+        }
+    }
+}
+
+/// Whether `who` may execute a file of `mode` owned by `owner`:`group`, as
+/// the kernel decides it (generic_permission for MAY_EXEC, without ACLs):
+/// the owner's bits for the owner, else the group's for a member, else the
+/// others'; CAP_DAC_OVERRIDE passes when any execute bit is set.
+pub fn may_execute(mode: u32, owner: u32, group: u32, who: &Who) -> bool {
+    if who.dac_override && mode & 0o111 != 0 {
+        return true;
+    }
+    let bits = if owner == who.uid {
+        mode >> 6
+    } else if group == who.gid || who.groups.contains(&group) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o1 != 0
+}
+
 /// Finds the executable as execvp would, with the container's PATH, after the
-/// root change; returns its path.
-pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, Error> {
+/// root change; returns its path. It runs before the user changes (and
+/// before the seccomp filter, which must not see berth's own lookups), so
+/// the execute check is made for `who`, the user the process will be.
+pub fn find_executable(arg0: &str, env: &[String], who: &Who) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::MetadataExt;
     let check = |p: &Path| -> Result<(), Error> {
-        let md = std::fs::metadata(p);
-        match md {
+        match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => Err(Error::NotExecutable(arg0.to_string(), "is a directory")),
-            Ok(_) => {
-                let c = CString::new(p.as_os_str().as_bytes())
-                    .map_err(|_| Error::NotFound(arg0.into()))?;
-                // SAFETY: `c` is a valid C string; access only reads it.
-                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-                    Ok(())
-                } else {
-                    Err(Error::NotExecutable(arg0.to_string(), "permission denied"))
-                }
-            }
+            Ok(m) if may_execute(m.mode(), m.uid(), m.gid(), who) => Ok(()),
+            Ok(_) => Err(Error::NotExecutable(arg0.to_string(), "permission denied")),
             Err(_) => Err(Error::NotFound(arg0.to_string())),
         }
     };
@@ -471,15 +505,95 @@ mod tests {
     #[test]
     fn lookup_in_path() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
-        let p = find_executable("sh", &env).unwrap();
+        let p = find_executable("sh", &env, &ROOT).unwrap();
         assert!(p.ends_with("sh"));
         assert!(matches!(
-            find_executable("no-such-binary-xyz", &env),
+            find_executable("no-such-binary-xyz", &env, &ROOT),
             Err(Error::NotFound(_))
         ));
-        assert!(find_executable("/no/such", &env)
+        assert!(find_executable("/no/such", &env, &ROOT)
             .unwrap_err()
             .to_string()
             .contains("no such file"));
+    }
+
+    const ROOT: Who<'static> = Who {
+        uid: 0,
+        gid: 0,
+        groups: &[],
+        dac_override: true,
+    };
+
+    #[test]
+    fn execute_permission_is_decided_for_the_future_user() {
+        let user = Who {
+            uid: 1000,
+            gid: 100,
+            groups: &[20],
+            dac_override: false,
+        };
+        // The owner's bits decide for the owner, even when others may.
+        assert!(may_execute(0o700, 1000, 0, &user));
+        assert!(!may_execute(0o077, 1000, 100, &user));
+        // The group's bits for the primary group and a supplementary one.
+        assert!(may_execute(0o710, 0, 100, &user));
+        assert!(may_execute(0o710, 0, 20, &user));
+        assert!(!may_execute(0o701, 0, 20, &user));
+        // Others'.
+        assert!(may_execute(0o701, 0, 0, &user));
+        assert!(!may_execute(0o770, 0, 0, &user));
+        // CAP_DAC_OVERRIDE needs some execute bit; root without it is
+        // checked like anyone (a root-owned 0600 file is not executable).
+        assert!(may_execute(0o100, 5, 5, &ROOT));
+        assert!(!may_execute(0o644, 0, 0, &ROOT));
+        let bare_root = Who {
+            dac_override: false,
+            ..ROOT
+        };
+        assert!(!may_execute(0o001, 0, 0, &bare_root));
+        assert!(!may_execute(0o070, 0, 0, &bare_root));
+        assert!(may_execute(0o170, 0, 0, &bare_root));
+    }
+
+    #[test]
+    fn lookup_skips_what_the_future_user_cannot_execute() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("berth-lookup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for sub in ["a", "b"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let me = nix::unistd::getuid().as_raw();
+        let them = me.wrapping_add(4242);
+        std::fs::write(d.join("a/prog"), b"").unwrap();
+        std::fs::set_permissions(d.join("a/prog"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(d.join("b/prog"), b"").unwrap();
+        std::fs::set_permissions(d.join("b/prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec![format!(
+            "PATH={}:{}",
+            d.join("a").display(),
+            d.join("b").display()
+        )];
+        let owner = Who {
+            uid: me,
+            gid: 0,
+            groups: &[],
+            dac_override: false,
+        };
+        let other = Who { uid: them, ..owner };
+        assert_eq!(
+            find_executable("prog", &env, &owner).unwrap(),
+            d.join("a/prog")
+        );
+        assert_eq!(
+            find_executable("prog", &env, &other).unwrap(),
+            d.join("b/prog")
+        );
+        let only_a = vec![format!("PATH={}", d.join("a").display())];
+        assert!(find_executable("prog", &only_a, &other)
+            .unwrap_err()
+            .to_string()
+            .contains("permission denied"));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

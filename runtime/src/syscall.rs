@@ -181,11 +181,45 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: marks every fd from `first`
 /// on close-on-exec, so nothing the caller did not pass reaches the container.
+/// Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: there each open fd is
+/// marked with fcntl, as runc does.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: plain integer arguments; only fd flags change.
-    cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
-        .map(drop)
+    match cvt(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EINVAL | libc::EPERM)
+            ) =>
+        {
+            cloexec_each_from(first)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks every open fd from `first` on close-on-exec, one fcntl each.
+fn cloexec_each_from(first: u32) -> io::Result<()> {
+    // Collected first: the directory's own fd is among them while it is read.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= 0 && fd as u32 >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD only changes the flag of an fd number; a number
+        // closed since it was listed fails with EBADF, which is fine.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBADF) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `memfd_create(2)`.
@@ -762,4 +796,33 @@ pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()>
         )
     };
     cvt(ret).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_cloexec(fd: &OwnedFd) -> bool {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+            .map(|f| f & libc::FD_CLOEXEC != 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fcntl_fallback_marks_every_fd_from_first() {
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        let a: OwnedFd = f.into();
+        let b = a.try_clone().unwrap();
+        for fd in [&a, &b] {
+            clear_cloexec(fd.as_raw_fd()).unwrap();
+        }
+        let (lo, hi) = if a.as_raw_fd() < b.as_raw_fd() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        cloexec_each_from(hi.as_raw_fd() as u32).unwrap();
+        assert!(is_cloexec(hi));
+        assert!(!is_cloexec(lo));
+    }
 }

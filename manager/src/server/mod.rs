@@ -222,9 +222,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             why: format!("{bad:?} is not a host, host:port or address range"),
         });
     }
-    for d in [&cfg.root, &cfg.state] {
-        std::fs::create_dir_all(d).map_err(io("create", d))?;
-    }
+    // Closed to other users before anything is put there (perm.rs says why).
+    crate::perm::dir(&cfg.root, crate::perm::ROOT).map_err(io("create", &cfg.root))?;
+    crate::perm::dir(&cfg.state, crate::perm::STATE).map_err(io("create", &cfg.state))?;
+    let bundles = cfg.state.join("bundles");
+    crate::perm::dir(&bundles, crate::perm::FILESYSTEMS).map_err(io("create", &bundles))?;
     let store = Arc::new(Images::open(&cfg.root)?);
     let tmp = cfg.root.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;

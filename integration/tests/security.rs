@@ -1,0 +1,121 @@
+//! Holes a hostile host user or image could use, each closed and kept
+//! closed: the whole stack on real containers, seen as the attacker sees it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_integration::stack::{wait_until, Stack};
+use berth_integration::{stderr, stdout};
+
+/// Runs `args` as the unprivileged user nobody (no groups, no capabilities).
+/// setpriv keeps root's capabilities until its own exec, so a shell comes
+/// between: the target is reached with none.
+fn as_nobody(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exec \"$@\"",
+            "sh",
+        ])
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// The setuid copies the container planted, as root sees them.
+fn planted(s: &Stack) -> Vec<PathBuf> {
+    let snaps = s.dir.join("berthd/root/overlay/snapshots");
+    let mut v: Vec<PathBuf> = fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/tmp/peek"))
+        .filter(|p| p.exists())
+        .collect();
+    v.push(
+        s.dir
+            .join("berthd/state/bundles/default/peek/rootfs/tmp/peek"),
+    );
+    v
+}
+
+/// Nobody can reach a setuid-root file a container wrote (or one an image
+/// brought), nor read the config that holds the container's environment.
+fn assert_closed(s: &Stack) {
+    let files = planted(s);
+    assert_eq!(files.len(), 2, "the upper layer and the bundle's rootfs");
+    for f in &files {
+        // Root sees a setuid-root executable there: the test would be
+        // meaningless without it.
+        assert_eq!(mode(f) & 0o4000, 0o4000, "{}", f.display());
+        let out = as_nobody(&[f.to_str().unwrap(), "id", "-u"]);
+        assert!(
+            !out.status.success() && stderr(&out).contains("Permission denied"),
+            "nobody ran {}: {}{}",
+            f.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let config = s.dir.join("berthd/state/bundles/default/peek/config.json");
+    assert!(fs::read_to_string(&config)
+        .unwrap()
+        .contains("SECRET=hunter2"));
+    assert_eq!(mode(&config), 0o600);
+    let out = as_nobody(&["cat", config.to_str().unwrap()]);
+    assert!(!stdout(&out).contains("hunter2"), "{}", stdout(&out));
+    assert_eq!(mode(&s.dir.join("berthd/root")), 0o700);
+    assert_eq!(mode(&s.dir.join("berthd/root/overlay/snapshots")), 0o700);
+    assert_eq!(mode(&s.dir.join("berthd/state/bundles")), 0o700);
+}
+
+#[test]
+fn container_filesystems_and_configs_are_closed_to_host_users() {
+    let mut s = Stack::new("perm");
+    s.ctl_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peek",
+        "--net",
+        "none",
+        "-e",
+        "SECRET=hunter2",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/peek && chmod 4755 /tmp/peek && touch /tmp/ready && exec sleep 1000",
+    ]);
+    wait_until("the setuid copy", 10, || {
+        s.ctl(&["exec", "peek", "test", "-f", "/tmp/ready"])
+            .status
+            .success()
+    });
+    assert_closed(&s);
+
+    // A store an older berthd left open (0755) is closed when berthd starts.
+    drop(s.d.take());
+    for d in [
+        "berthd/root",
+        "berthd/root/overlay/snapshots",
+        "berthd/state/bundles",
+    ] {
+        fs::set_permissions(s.dir.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    s.start();
+    assert_closed(&s);
+
+    s.ctl_ok(&["rm", "-f", "peek"]);
+    s.assert_nothing_left();
+}

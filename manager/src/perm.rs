@@ -1,0 +1,98 @@
+//! Who may reach berthd's directories. A container's filesystem can hold a
+//! setuid-root binary or a 0666 device node from an image (or one that the
+//! container wrote): if any host user can reach it, that user is root
+//! (the CVE-2021-41103 class). So every directory above a container
+//! filesystem is closed to other users, and configs that carry the
+//! container's environment are readable by root only.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// berthd's data root: layers, container filesystems, content, logs.
+pub const ROOT: u32 = 0o700;
+/// berthd's state directory: traversable, so that a runtime-made path below
+/// it can be reached by name, but not listable.
+pub const STATE: u32 = 0o711;
+/// Directories holding container filesystems (snapshots, bundles).
+pub const FILESYSTEMS: u32 = 0o700;
+/// Files naming a container's environment (a bundle's config.json).
+pub const SECRET_FILE: u32 = 0o600;
+
+/// Makes `dir` (and its missing parents, with the default mode) and sets
+/// exactly `mode` on it, also when it already existed with another: a store
+/// made by an older berthd gets closed too. A symlink at `dir` is refused.
+pub fn dir(dir: &Path, mode: u32) -> io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(dir)?;
+            if !m.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                ));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    // The umask may have taken bits off at mkdir; set the mode exactly.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// Writes `data` to a new file at `path` readable by root only (replacing one
+/// that exists: its mode is set again too).
+pub fn write_secret(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(SECRET_FILE)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(SECRET_FILE))?;
+    f.write_all(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn new_and_existing_dirs_get_exactly_the_mode() {
+        let t = std::env::temp_dir().join(format!("berth-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let d = t.join("a/b");
+        dir(&d, ROOT).unwrap();
+        assert_eq!(mode(&d), 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir(&d, STATE).unwrap();
+        assert_eq!(mode(&d), 0o711);
+        std::os::unix::fs::symlink(&d, t.join("link")).unwrap();
+        assert!(dir(&t.join("link"), ROOT).is_err());
+        std::fs::write(t.join("f"), b"x").unwrap();
+        assert!(dir(&t.join("f"), ROOT).is_err());
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_root_only_even_when_the_file_existed() {
+        let t = std::env::temp_dir().join(format!("berth-perm-s-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(&t).unwrap();
+        let f = t.join("config.json");
+        std::fs::write(&f, b"old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&f, b"{}").unwrap();
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(std::fs::read(&f).unwrap(), b"{}");
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
