@@ -465,3 +465,16 @@ impl Drop for RemoveOnDrop {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// Says visibly that (part of) a test did not run on this host, and why:
+/// written straight to stderr, past the test harness's capture, so the
+/// line shows in `make test`'s output even when the test passes.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {test}: {why}");
+}
+
+/// A pid from JSON (`state`'s "pid", `inspect`'s "Pid").
+pub fn pid_of(v: &Value) -> i32 {
+    i32::try_from(v.as_i64().expect("a pid")).expect("a pid fits in i32")
+}

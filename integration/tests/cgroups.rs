@@ -27,7 +27,7 @@ fn reap(pid: i32) {
 fn start_detached(c: &Ctx) -> i32 {
     let b = c.bundle.to_str().unwrap().to_string();
     ok(&c.berth(&["run", "-d", "--bundle", &b, &c.id]));
-    c.state(&c.id)["pid"].as_i64().unwrap() as i32
+    pid_of(&c.state(&c.id)["pid"])
 }
 
 fn stop(c: &Ctx, pid: i32) {
@@ -314,7 +314,10 @@ fn events_report_stats_and_oom() {
 #[test]
 fn rootless_uses_a_delegated_cgroup() {
     if !v2() {
-        eprintln!("skipped: cgroup delegation is tested under pure v2 (make test-cgroupv2)");
+        skip(
+            "rootless_uses_a_delegated_cgroup",
+            "cgroup delegation needs pure cgroup v2 (it runs in make test-cgroupv2)",
+        );
         return;
     }
     let name = format!("berth-it-deleg-{}", std::process::id());

@@ -309,7 +309,7 @@ fn berthd_killed_then_restarted_finds_every_container() {
             s.ctl_ok(&["logs", &name]).contains("ready")
         });
     }
-    let pid0 = s.inspect("c0")["State"]["Pid"].as_i64().unwrap() as i32;
+    let pid0 = berth_integration::pid_of(&s.inspect("c0")["State"]["Pid"]);
     let shim9: i32 = fs::read_to_string(s.dir.join("berthd/state/bundles/default/c9/shim.pid"))
         .unwrap()
         .trim()

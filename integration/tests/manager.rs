@@ -101,7 +101,7 @@ fn manifest_raw(reg: &Registry, tag: &str) -> String {
 }
 
 fn manifest_digest(reg: &Registry, tag: &str) -> String {
-    berth_manager::digest::Digest::sha256_of(manifest_raw(reg, tag).as_bytes()).to_string()
+    berth_manager::digest::sha256_of(manifest_raw(reg, tag).as_bytes()).to_string()
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn zstd_layers_and_a_multi_arch_index() {
     base.as_object_mut().unwrap().remove("annotations");
     let multi = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::oci::MT_OCI_INDEX, "manifests": [v2, base]});
     let bytes = serde_json::to_vec(&multi).unwrap();
-    let digest = berth_manager::digest::Digest::sha256_of(&bytes);
+    let digest = berth_manager::digest::sha256_of(&bytes);
     fs::write(layout.join("blobs/sha256").join(digest.hex()), &bytes).unwrap();
     let mut idx = index.clone();
     idx["manifests"].as_array_mut().unwrap().push(serde_json::json!({

@@ -117,7 +117,7 @@ fn lifecycle_create_start_kill_delete() {
     assert!(stderr(&out).contains("is not stopped: running"));
 
     ok(&c.berth(&["kill", &c.id, "KILL"]));
-    reap(pid as i32);
+    reap(i32::try_from(pid).unwrap());
     assert_eq!(c.state(&c.id)["status"], "stopped");
     assert_eq!(c.state(&c.id)["pid"], 0);
     let out = c.berth(&["kill", &c.id]);
@@ -148,7 +148,7 @@ fn kill_all_and_signal_names() {
     let c = Ctx::new("killall", &sh("sleep 1000 & sleep 1000 & wait"));
     c.create(&c.id);
     ok(&c.berth(&["start", &c.id]));
-    let pid = c.state(&c.id)["pid"].as_i64().unwrap() as i32;
+    let pid = pid_of(&c.state(&c.id)["pid"]);
     std::thread::sleep(std::time::Duration::from_millis(200));
     ok(&c.berth(&["kill", "--all", &c.id, "9"]));
     reap(pid);
@@ -162,7 +162,7 @@ fn delete_force_kills_running_container() {
     let c = Ctx::new("force", &["sleep", "1000"]);
     c.create(&c.id);
     ok(&c.berth(&["start", &c.id]));
-    let pid = c.state(&c.id)["pid"].as_i64().unwrap() as i32;
+    let pid = pid_of(&c.state(&c.id)["pid"]);
     ok(&c.berth(&["delete", "--force", &c.id]));
     reap(pid);
     assert!(!c.root.join(&c.id).exists());
@@ -914,7 +914,7 @@ fn join_user_namespace_by_path_with_new_namespaces() {
     a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     let b = a.bundle.to_str().unwrap().to_string();
     ok(&a.berth(&["run", "-d", "--bundle", &b, &a.id]));
-    let pid = a.state(&a.id)["pid"].as_i64().unwrap() as i32;
+    let pid = pid_of(&a.state(&a.id)["pid"]);
     let owner_ns = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
 
     // The joiner creates its mount, uts, pid... namespaces inside that user
@@ -967,7 +967,10 @@ fn idmapped_bind_mounts_show_mapped_ownership() {
     let out = c.run();
     if stderr(&out).contains("does not support idmapped mounts") {
         // tmpfs before Linux 6.3 (the cgroup v2 test guest): said clearly.
-        eprintln!("skipped: {}", stderr(&out));
+        skip(
+            "idmapped_bind_mounts_show_mapped_ownership",
+            stderr(&out).trim(),
+        );
         return;
     }
     let out = ok(&out);

@@ -397,7 +397,7 @@ pub fn addresses(result: &Value, ifname: &str) -> Vec<String> {
         .flatten()
         .filter(|ip| match (ip["interface"].as_u64(), ifaces) {
             (Some(i), Some(list)) => list
-                .get(i as usize)
+                .get(usize::try_from(i).unwrap_or(usize::MAX))
                 .is_none_or(|f| f["name"].as_str() == Some(ifname)),
             _ => true,
         })

@@ -62,16 +62,6 @@ pub enum RecordError {
     },
 }
 
-/// Checks a container or volume name (docker's rule).
-pub fn valid_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
-}
-
 /// A mount the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
@@ -128,14 +118,6 @@ pub struct Container {
     pub started_ms: Option<u64>,
     /// The last exit of its task.
     pub exit: Option<Exit>,
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn key(ns: &str, id: &str) -> String {
@@ -246,7 +228,7 @@ impl Volumes<'_> {
 
     /// Creates a volume, or returns the existing one.
     pub fn create(&self, ns: &str, name: &str) -> Result<Volume, RecordError> {
-        if !valid_name(name) {
+        if !berth_rules::id::is_name(name) {
             return Err(RecordError::InvalidName {
                 kind: "volume",
                 name: name.into(),
@@ -264,7 +246,7 @@ impl Volumes<'_> {
             }
             let v = Volume {
                 name: name.into(),
-                created_ms: now_ms(),
+                created_ms: berth_rules::time::now_ms(),
             };
             t.put(Table::Volumes, &key(ns, name), &v)?;
             Ok(v)
@@ -323,8 +305,13 @@ mod tests {
 
     #[test]
     fn names_records_and_volumes_in_use() {
-        assert!(valid_name("web-1") && valid_name("a.b_c"));
-        assert!(!valid_name("") && !valid_name("-x") && !valid_name("a/b") && !valid_name(".."));
+        assert!(berth_rules::id::is_name("web-1") && berth_rules::id::is_name("a.b_c"));
+        assert!(
+            !berth_rules::id::is_name("")
+                && !berth_rules::id::is_name("-x")
+                && !berth_rules::id::is_name("a/b")
+                && !berth_rules::id::is_name("..")
+        );
         let d = std::env::temp_dir().join(format!("berth-records-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();

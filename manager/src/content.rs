@@ -142,7 +142,7 @@ impl ContentStore {
                 actual: info.size,
             });
         }
-        let mut v = Vec::with_capacity(info.size as usize);
+        let mut v = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
         self.open_blob(d)?
             .read_to_end(&mut v)
             .map_err(io_err("read", &self.path(d)))?;
@@ -370,7 +370,7 @@ mod tests {
     fn verified_writes_resume_and_mismatches() {
         let (s, dir) = store("t");
         let data = b"hello, content".repeat(1000);
-        let d = Digest::sha256_of(&data);
+        let d = crate::digest::sha256_of(&data);
         // An interrupted write resumes from where it stopped.
         let mut w = s.writer(&d, Some(data.len() as u64)).unwrap();
         w.write(&data[..5000]).unwrap();
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(s.info(&d).unwrap().size, data.len() as u64);
 
         // Wrong bytes never reach blobs/.
-        let other = Digest::sha256_of(b"other");
+        let other = crate::digest::sha256_of(b"other");
         let mut w = s.writer(&other, Some(5)).unwrap();
         w.write(b"OTHER").unwrap();
         assert!(matches!(

@@ -134,8 +134,13 @@ fn walk(
                 nix::sys::stat::major(m.rdev()),
                 nix::sys::stat::minor(m.rdev()),
             );
-            h.set_device_major(major as u32)?;
-            h.set_device_minor(minor as u32)?;
+            // tar's ustar fields hold 32 bits; Linux's numbers are 12 and 20.
+            let num = |n: u64| {
+                u32::try_from(n)
+                    .map_err(|_| io::Error::other(format!("device number {n} too large for tar")))
+            };
+            h.set_device_major(num(major)?)?;
+            h.set_device_minor(num(minor)?)?;
             append(b, h, &entry, None, io::empty())?;
         } else if ft.is_fifo() {
             append(

@@ -89,14 +89,6 @@ pub struct Image {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Seconds since the epoch.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn json<T: serde::de::DeserializeOwned>(what: &str, data: &[u8]) -> Result<T, ImageError> {
     serde_json::from_slice(data).map_err(|e| ImageError::Invalid(format!("{what}: {e}")))
 }
@@ -175,7 +167,7 @@ impl Images {
     pub fn tag(&self, ns: &str, source: &str, target: &str) -> Result<Image, ImageError> {
         let mut img = self.get(ns, source)?;
         img.name = normalize(target)?;
-        img.created = now();
+        img.created = berth_rules::time::now_secs();
         self.put(ns, &img)?;
         Ok(img)
     }
@@ -427,7 +419,7 @@ impl Images {
             out.push(Image {
                 name,
                 target,
-                created: now(),
+                created: berth_rules::time::now_secs(),
                 labels: BTreeMap::new(),
             });
         }
@@ -485,7 +477,7 @@ impl Images {
                 annotations: BTreeMap::new(),
             };
             let data = serde_json::to_vec(&m).map_err(|e| ImageError::Invalid(e.to_string()))?;
-            let d = Digest::sha256_of(&data);
+            let d = crate::digest::sha256_of(&data);
             self.content.write_all(&d, &data)?;
             let target = Descriptor {
                 media_type: oci::MT_DOCKER_MANIFEST.into(),
@@ -503,7 +495,7 @@ impl Images {
                 out.push(Image {
                     name: normalize(&t)?,
                     target: target.clone(),
-                    created: now(),
+                    created: berth_rules::time::now_secs(),
                     labels: BTreeMap::new(),
                 });
             }
@@ -673,7 +665,7 @@ impl Images {
             None => config["history"] = serde_json::json!([entry]),
         }
         let cbytes = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let cdigest = Digest::sha256_of(&cbytes);
+        let cdigest = crate::digest::sha256_of(&cbytes);
         self.content.write_all(&cdigest, &cbytes)?;
         let desc = |media_type: &str, digest: Digest, size: u64| Descriptor {
             media_type: media_type.into(),
@@ -693,12 +685,12 @@ impl Images {
         };
         let mbytes =
             serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let mdigest = Digest::sha256_of(&mbytes);
+        let mdigest = crate::digest::sha256_of(&mbytes);
         self.content.write_all(&mdigest, &mbytes)?;
         let img = Image {
             name,
             target: desc(oci::MT_OCI_MANIFEST, mdigest, mbytes.len() as u64),
-            created: now(),
+            created: berth_rules::time::now_secs(),
             labels: BTreeMap::new(),
         };
         self.put(ns, &img)?;

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::images::{now, ImageError, Images};
+use crate::images::{ImageError, Images};
 use crate::meta::Table;
+use berth_rules::time::now_secs as now;
 
 /// What a lease holds.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -72,14 +73,6 @@ impl Lease {
     }
 }
 
-/// Checks a lease id: `[A-Za-z0-9._-]`, 1 to 76 bytes, as containerd's.
-pub fn valid_id(id: &str) -> bool {
-    (1..=76).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
 fn key(ns: &str, id: &str) -> String {
     format!("{ns}/{id}")
 }
@@ -111,7 +104,7 @@ impl Images {
         } else {
             id.to_string()
         };
-        if !valid_id(&id) {
+        if !berth_rules::id::is_lease_id(&id) {
             return Err(ImageError::Invalid(format!(
                 "lease id {id:?}: 1 to 76 of [A-Za-z0-9._-]"
             )));
@@ -223,8 +216,12 @@ mod tests {
 
     #[test]
     fn ids_resources_and_expiry() {
-        assert!(valid_id("pull-1.tmp_x") && !valid_id("") && !valid_id("a/b"));
-        assert!(!valid_id(&"x".repeat(77)));
+        assert!(
+            berth_rules::id::is_lease_id("pull-1.tmp_x")
+                && !berth_rules::id::is_lease_id("")
+                && !berth_rules::id::is_lease_id("a/b")
+        );
+        assert!(!berth_rules::id::is_lease_id(&"x".repeat(77)));
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Resource::parse("content", &d).unwrap();
         assert_eq!(r.to_pair(), ("content", d.clone()));

@@ -17,7 +17,7 @@ pub mod network;
 pub mod oci;
 pub mod perm;
 pub mod pull;
-pub mod reference;
+pub use berth_rules::reference;
 pub mod server;
 pub mod snapshot;
 pub mod spec;

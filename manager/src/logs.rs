@@ -16,56 +16,6 @@ pub struct Line {
     pub data: Vec<u8>,
 }
 
-/// Parses `2024-01-02T03:04:05.123456789Z` (or with a `+hh:mm` offset)
-/// into nanoseconds since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let frac = &s[start..i];
-        if frac.is_empty() || frac.len() > 9 {
-            return None;
-        }
-        nanos = frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32);
-    }
-    let offset = match &s[i..] {
-        "Z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let v = o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60;
-            if o.starts_with('-') {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y2, m2) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) * 1_000_000_000 + nanos)
-}
-
 /// Joins records into lines; feed it records in file order.
 #[derive(Default)]
 pub struct Joiner {
@@ -85,7 +35,7 @@ impl Joiner {
             Some(p) => (&rest[..p], &rest[p + 1..]),
             None => (rest, &b""[..]),
         };
-        let time_ns = parse_rfc3339(std::str::from_utf8(&s[..sp1]).ok()?)?;
+        let time_ns = berth_rules::time::parse_rfc3339(std::str::from_utf8(&s[..sp1]).ok()?)?;
         let stderr = match stream {
             b"stdout" => false,
             b"stderr" => true,
@@ -182,8 +132,10 @@ pub fn read_from(path: &Path, offset: u64, j: &mut Joiner) -> std::io::Result<(V
 /// Keeps the lines at or after `since_ns`, then the last `tail` (negative: all).
 pub fn select(mut lines: Vec<Line>, since_ns: i64, tail: i64) -> Vec<Line> {
     lines.retain(|l| l.time_ns >= since_ns);
-    if tail >= 0 && (tail as usize) < lines.len() {
-        lines.drain(..lines.len() - tail as usize);
+    if let Ok(tail) = usize::try_from(tail) {
+        if tail < lines.len() {
+            lines.drain(..lines.len() - tail);
+        }
     }
     lines
 }
@@ -194,16 +146,19 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(
-            parse_rfc3339("2023-11-14T22:13:20.12Z"),
+            berth_rules::time::parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(0)
+        );
+        assert_eq!(
+            berth_rules::time::parse_rfc3339("2023-11-14T22:13:20.12Z"),
             Some(1_700_000_000_120_000_000)
         );
         assert_eq!(
-            parse_rfc3339("2000-02-29T01:00:00.000000001+01:00"),
+            berth_rules::time::parse_rfc3339("2000-02-29T01:00:00.000000001+01:00"),
             Some(951_782_400_000_000_001)
         );
-        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(berth_rules::time::parse_rfc3339("yesterday"), None);
     }
 
     #[test]
@@ -217,7 +172,7 @@ mod tests {
         let mut out = Vec::new();
         let n = read_records(&log[..], &mut j, &mut out).unwrap();
         assert_eq!(
-            n as usize,
+            usize::try_from(n).unwrap(),
             log.len() - "2023-11-14T22:13:24Z stdout F incompl".len()
         );
         let text: Vec<&[u8]> = out.iter().map(|l| l.data.as_slice()).collect();

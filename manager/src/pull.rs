@@ -212,7 +212,7 @@ async fn fetch_manifest(
             "manifest {r} is larger than {MAX_JSON} bytes"
         )));
     }
-    let digest = Digest::sha256_of(&bytes);
+    let digest = crate::digest::sha256_of(&bytes);
     if let Some(w) = want {
         if w.algorithm() == digest.algorithm() && w != &digest {
             return Err(ImageError::Invalid(format!(

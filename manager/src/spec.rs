@@ -76,7 +76,7 @@ impl Network {
                 }
                 Ok(Network::Container(id.into()))
             }
-            n if crate::containers::valid_name(n) => Ok(Network::Cni(n.into())),
+            n if berth_rules::id::is_name(n) => Ok(Network::Cni(n.into())),
             o => Err(SpecError::Invalid(format!(
                 "network {o:?}: not none, host, container:NAME or a network name"
             ))),
@@ -612,26 +612,14 @@ pub fn generate(
         "resources": resources,
     });
     if !o.privileged {
-        linux["maskedPaths"] = json!([
-            "/proc/asound",
-            "/proc/acpi",
-            "/proc/kcore",
-            "/proc/keys",
-            "/proc/latency_stats",
-            "/proc/timer_list",
-            "/proc/timer_stats",
-            "/proc/sched_debug",
-            "/proc/scsi",
-            "/sys/firmware",
-            "/sys/devices/virtual/powercap"
-        ]);
-        linux["readonlyPaths"] = json!([
-            "/proc/bus",
-            "/proc/fs",
-            "/proc/irq",
-            "/proc/sys",
-            "/proc/sysrq-trigger"
-        ]);
+        // runc's defaults, and what docker masks besides.
+        let masked: Vec<&str> = berth_rules::paths::MASKED
+            .iter()
+            .chain(berth_rules::paths::MASKED_DOCKER_EXTRA)
+            .copied()
+            .collect();
+        linux["maskedPaths"] = json!(masked);
+        linux["readonlyPaths"] = json!(berth_rules::paths::READONLY);
     }
     match o.seccomp.as_str() {
         "unconfined" => {}
@@ -668,26 +656,6 @@ pub fn generate(
         ));
     }
     Ok(spec)
-}
-
-/// Parses a size as docker does: `512`, `64k`, `100m`, `1.5g` (binary units).
-pub fn parse_size(s: &str) -> Result<i64, SpecError> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| SpecError::Invalid(format!("invalid size {s:?}")))?;
-    if n.is_nan() || n < 0.0 || n * mul as f64 > i64::MAX as f64 {
-        return Err(SpecError::Invalid(format!("invalid size {s:?}")));
-    }
-    Ok((n * mul as f64) as i64)
 }
 
 #[cfg(test)]
@@ -756,7 +724,7 @@ mod tests {
         let o = Options {
             args: vec!["true".into()],
             network: Some(Network::Host),
-            memory: parse_size("64m").unwrap(),
+            memory: berth_rules::size::parse("64m").unwrap(),
             milli_cpus: 1500,
             pids_limit: 20,
             read_only: true,
@@ -793,7 +761,7 @@ mod tests {
             Network::Container("web".into())
         );
         assert!(Network::parse("container:").is_err());
-        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
-        assert!(parse_size("x").is_err());
+        assert_eq!(berth_rules::size::parse("1.5g").unwrap(), 3 << 29);
+        assert!(berth_rules::size::parse("x").is_err());
     }
 }

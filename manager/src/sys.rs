@@ -116,10 +116,13 @@ pub fn set_link_up(name: &str, up: bool) -> Result<(), Errno> {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
             return Err(Errno::last());
         }
+        // IFF_UP is 1: it fits the short flags field.
+        #[allow(clippy::cast_possible_truncation)]
+        const UP: libc::c_short = libc::IFF_UP as libc::c_short;
         if up {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            req.ifr_ifru.ifru_flags |= UP;
         } else {
-            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
+            req.ifr_ifru.ifru_flags &= !UP;
         }
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
             return Err(Errno::last());

@@ -20,9 +20,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tonic::transport::Channel;
 
-use crate::containers::{
-    now_ms, valid_name, Container, Containers, Exit, MountRecord, RecordError, Volumes,
-};
+use crate::containers::{Container, Containers, Exit, MountRecord, RecordError, Volumes};
 use crate::images::{ImageError, Images};
 use crate::network::{NetworkError, Networks, PortMapping};
 use crate::oci::Platform;
@@ -164,7 +162,7 @@ fn key(ns: &str, id: &str) -> String {
 pub fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
     }
 }
 
@@ -178,18 +176,10 @@ fn exit_of(status: u32, at: Option<&prost_types::Timestamp>) -> Exit {
 
 fn ms_of(t: Option<&prost_types::Timestamp>) -> u64 {
     t.map(|t| t.seconds.max(0) as u64 * 1000 + t.nanos.max(0) as u64 / 1_000_000)
-        .unwrap_or_else(now_ms)
+        .unwrap_or_else(berth_rules::time::now_ms)
 }
 
 /// A random id: 16 hex digits from the kernel's generator.
-pub fn random_id() -> String {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    hex::encode(b)
-}
-
 /// Reads `path` (relative to an image root) from the topmost layer that has
 /// it, resolving symlinks inside that layer only; at most 1 MiB.
 fn layer_file(layers: &[PathBuf], path: &str) -> Option<Vec<u8>> {
@@ -261,7 +251,7 @@ impl Manager {
     /// Publishes an event.
     pub fn publish(&self, ns: &str, topic: &str, id: &str, exec_id: &str, pid: u32, status: u32) {
         let _ = self.events.send(Envelope {
-            timestamp: Some(timestamp(now_ms())),
+            timestamp: Some(timestamp(berth_rules::time::now_ms())),
             namespace: ns.into(),
             topic: topic.into(),
             id: id.into(),
@@ -338,7 +328,7 @@ impl Manager {
     }
 
     fn address(&self, ns: &str, id: &str) -> PathBuf {
-        let h = crate::digest::Digest::sha256_of(key(ns, id).as_bytes()).to_string();
+        let h = crate::digest::sha256_of(key(ns, id).as_bytes()).to_string();
         let hex = h.rsplit(':').next().unwrap_or(&h);
         self.paths
             .state
@@ -413,11 +403,11 @@ impl Manager {
     /// snapshot, generates its spec.
     pub async fn create(&self, ns: &str, o: CreateOptions) -> Result<Container, TaskError> {
         let id = if o.id.is_empty() {
-            random_id()
+            berth_rules::id::random()
         } else {
             o.id.clone()
         };
-        if !valid_name(&id) {
+        if !berth_rules::id::is_name(&id) {
             return Err(RecordError::InvalidName {
                 kind: "container",
                 name: id,
@@ -533,7 +523,7 @@ impl Manager {
                 snapshot: snapshot.clone(),
                 runtime: o.runtime.clone(),
                 labels: o.labels.clone(),
-                created_ms: now_ms(),
+                created_ms: berth_rules::time::now_ms(),
                 tty,
                 stdin: o.stdin,
                 auto_remove: o.auto_remove,
@@ -856,7 +846,7 @@ impl Manager {
                 let status = me.shim_delete(&ns, &id).await;
                 let exit = Exit {
                     status,
-                    at_ms: now_ms(),
+                    at_ms: berth_rules::time::now_ms(),
                 };
                 me.init_exited(&ns, &id, &task, exit).await;
             }
@@ -945,7 +935,8 @@ impl Manager {
             Ok(o) if o.status.success() => serde_json::from_slice::<Value>(&o.stdout)
                 .ok()
                 .and_then(|v| v["exit_status"].as_u64())
-                .unwrap_or(255) as u32,
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(255),
             Ok(o) => {
                 tracing::warn!(id = %id, error = %String::from_utf8_lossy(&o.stderr).trim(), "berth-shim delete failed");
                 255
@@ -972,7 +963,7 @@ impl Manager {
             .into_inner()
             .pid;
         if exec_id.is_empty() {
-            let now = now_ms();
+            let now = berth_rules::time::now_ms();
             // The exit was cleared by create_task: a fast init may already
             // have exited and recorded its status by now.
             self.records()
@@ -1051,7 +1042,7 @@ impl Manager {
         stdin: bool,
         privileged: bool,
     ) -> Result<(), TaskError> {
-        if !valid_name(exec_id) {
+        if !berth_rules::id::is_name(exec_id) {
             return Err(TaskError::Invalid(format!("invalid exec id {exec_id:?}")));
         }
         if args.is_empty() {
@@ -1156,7 +1147,7 @@ impl Manager {
         };
         got.unwrap_or(Exit {
             status: 137,
-            at_ms: now_ms(),
+            at_ms: berth_rules::time::now_ms(),
         })
     }
 
@@ -1441,7 +1432,7 @@ impl Manager {
                 self.records().modify(ns, id, |c| {
                     c.exit = Some(Exit {
                         status,
-                        at_ms: now_ms(),
+                        at_ms: berth_rules::time::now_ms(),
                     })
                 })?;
             }

@@ -318,8 +318,10 @@ fn apply_entry<R: Read>(
         _ => return Ok(()),
     }
     // Ownership first (it clears set-id bits), then mode, xattrs, times.
-    let uid = h.uid().map_err(UnpackError::Tar)? as u32;
-    let gid = h.gid().map_err(UnpackError::Tar)? as u32;
+    // An id past 32 bits cannot be owned on Linux: refused, not wrapped.
+    let id = |n: u64| u32::try_from(n).map_err(|_| sys(&shown, "chown", Errno::EOVERFLOW));
+    let uid = id(h.uid().map_err(UnpackError::Tar)?)?;
+    let gid = id(h.gid().map_err(UnpackError::Tar)?)?;
     fchownat(
         &pfd,
         name,
@@ -422,7 +424,7 @@ mod layer_tests {
             ("dev/fifo", Fifo, ""),
         ]);
         let diff = apply(&d, &tar[..]).unwrap();
-        assert_eq!(diff, Digest::sha256_of(&tar));
+        assert_eq!(diff, crate::digest::sha256_of(&tar));
         let hosts = std::fs::metadata(d.join("etc/hosts")).unwrap();
         assert_eq!(
             (

@@ -251,14 +251,14 @@ mod tests {
             let l = Layout::from_size_align(20, 1).unwrap();
             let p = H.alloc(l);
             for i in 0..20 {
-                *p.add(i) = i as u8;
+                *p.add(i) = u8::try_from(i).unwrap();
             }
             let q = H.realloc(p, l, 30);
             assert_eq!(q, p, "20 and 30 bytes share the 32-byte class");
             let r = H.realloc(q, Layout::from_size_align(30, 1).unwrap(), 1000);
             assert_ne!(r, q);
             for i in 0..20 {
-                assert_eq!(*r.add(i), i as u8);
+                assert_eq!(*r.add(i), u8::try_from(i).unwrap());
             }
             H.dealloc(r, Layout::from_size_align(1000, 1).unwrap());
         }

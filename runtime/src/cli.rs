@@ -113,7 +113,10 @@ fn update_resources(p: &Parsed) -> Result<serde_json::Value, String> {
     };
     let size = |name: &str| -> Result<Option<i64>, String> {
         p.get(name)
-            .map(|v| crate::cgroups::parse_size(v).ok_or_else(|| format!("invalid --{name} {v:?}")))
+            .map(|v| {
+                berth_rules::size::parse_or_unlimited(v)
+                    .map_err(|_| format!("invalid --{name} {v:?}"))
+            })
             .transpose()
     };
     let mut set = |path: &[&str], v: serde_json::Value| {

@@ -573,7 +573,7 @@ fn create_in(
         start_time,
         bundle: b.dir.clone(),
         rootfs: b.rootfs.clone(),
-        created: crate::clock::now_rfc3339_nano(),
+        created: berth_rules::time::now_rfc3339_nano(),
         owner: owner_name(&dir.path),
         annotations: spec
             .annotations()
@@ -889,43 +889,9 @@ fn start_loaded(
     Ok(())
 }
 
-/// Parses a signal by name (`KILL`, `SIGKILL`) or number.
+/// Parses a signal by name (`KILL`, `SIGKILL`) or number (`berth_rules::signal`).
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(Error::Config(format!("invalid signal {s:?}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    if let Some(rt) = name.strip_prefix("SIGRTMIN") {
-        let off: i32 = if rt.is_empty() {
-            0
-        } else {
-            rt.trim_start_matches('+')
-                .parse()
-                .map_err(|_| Error::Config(format!("invalid signal {s:?}")))?
-        };
-        return Ok(libc::SIGRTMIN() + off);
-    }
-    if let Some(rt) = name.strip_prefix("SIGRTMAX") {
-        let off: i32 = if rt.is_empty() {
-            0
-        } else {
-            rt.trim_start_matches('-')
-                .parse()
-                .map_err(|_| Error::Config(format!("invalid signal {s:?}")))?
-        };
-        return Ok(libc::SIGRTMAX() - off);
-    }
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Error::Config(format!("invalid signal {s:?}")))
+    berth_rules::signal::parse(s).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Sends `sig` to the container's init, or with `all` to every process in its cgroup.

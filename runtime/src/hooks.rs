@@ -119,7 +119,7 @@ fn run_one(kind: &'static str, h: &SavedHook, state: &str) -> Result<(), Error> 
                         secs: h.timeout.unwrap_or(0),
                     });
                 }
-                left.as_millis().min(i32::MAX as u128) as i32
+                i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
             }
             None => -1,
         };

@@ -6,7 +6,6 @@
 pub mod alloc;
 pub mod cgroups;
 pub mod cli;
-pub mod clock;
 pub mod container;
 pub mod exe;
 pub mod exec;

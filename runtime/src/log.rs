@@ -87,9 +87,9 @@ pub fn log(level: &str, msg: &str) {
             return;
         }
         let time = if l.format == Format::Json {
-            crate::clock::now_rfc3339_nano()
+            berth_rules::time::now_rfc3339_nano()
         } else {
-            crate::clock::now_rfc3339()
+            berth_rules::time::now_rfc3339()
         };
         let line = format_line(l.format, level, msg, &time);
         match &l.file {

@@ -217,7 +217,7 @@ pub fn set_sched_io_persona(
                 )))
             }
         };
-        let prio = (class << 13) | (io.priority() as i32 & 0x1fff);
+        let prio = (class << 13) | (i32::try_from(io.priority() & 0x1fff).unwrap_or(0));
         syscall::ioprio_set(prio).map_err(sys("set process.ioPriority"))?;
     }
     if let Some(pers) = linux_personality {

@@ -6,26 +6,6 @@ use serde_json::{json, Value};
 /// The OCI runtime-spec version Berth implements and writes.
 pub const OCI_VERSION: &str = "1.0.2-dev";
 
-const MASKED: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/sys/firmware",
-    "/proc/scsi",
-];
-const READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 /// The default config.json. `rootless` gives the variant an unprivileged user
 /// can run: a user namespace mapping the caller, no network namespace, /sys
 /// bind-mounted, no gid option on devpts.
@@ -47,8 +27,8 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
     };
     let mut linux = json!({
-        "maskedPaths": MASKED,
-        "readonlyPaths": READONLY,
+        "maskedPaths": berth_rules::paths::MASKED,
+        "readonlyPaths": berth_rules::paths::READONLY,
     });
     if rootless {
         linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);

@@ -99,15 +99,10 @@ pub struct Saved {
     pub started: bool,
 }
 
-/// Checks an id the way runc does, so that it is always one safe path component.
+/// Checks an id the way runc does (`berth_rules::id`), so that it is
+/// always one safe path component.
 pub fn validate_id(id: &str) -> Result<(), Error> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
-    if ok {
+    if berth_rules::id::is_runtime_id(id) {
         Ok(())
     } else {
         Err(Error::InvalidId(id.to_string()))

@@ -84,7 +84,7 @@ pub fn recv(fd: &OwnedFd) -> Result<(u8, String), Error> {
 /// Receives one message and the descriptor attached to it, if any.
 pub fn recv_with_fd(fd: &OwnedFd) -> Result<(u8, String, Option<OwnedFd>), Error> {
     let mut buf = vec![0u8; 65536];
-    let (n, attached) = crate::syscall::recv_fd(std::os::fd::AsFd::as_fd(fd), &mut buf)?;
+    let (n, attached) = berth_rules::fdpass::recv_fd(std::os::fd::AsFd::as_fd(fd), &mut buf)?;
     if n == 0 {
         return Err(Error::Closed);
     }

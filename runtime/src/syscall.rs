@@ -33,6 +33,25 @@ fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// `cvt` for calls that return an int (a pid, a flag word).
+fn cvt_int(ret: libc::c_long) -> io::Result<libc::c_int> {
+    libc::c_int::try_from(cvt(ret)?).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))
+}
+
+/// `cvt` for calls that return a new file descriptor; only for those.
+fn cvt_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = cvt_int(ret)?;
+    // SAFETY: a non-negative return of a call that makes a descriptor is a
+    // new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The size of a kernel argument struct, as the `u32` the kernel takes.
+fn size_u32<T>() -> u32 {
+    // Argument structs are a few dozen bytes.
+    u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
+}
+
 fn cstr(path: &Path) -> io::Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(path.as_os_str().as_bytes())
@@ -74,9 +93,8 @@ pub fn openat2(
                 std::mem::size_of::<OpenHow>(),
             )
         };
-        match cvt(ret) {
-            // SAFETY: a non-negative return is a new file descriptor that we now own.
-            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+        match cvt_fd(ret) {
+            Ok(fd) => return Ok(fd),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             Err(e) => return Err(e),
         }
@@ -152,15 +170,14 @@ pub fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
             0 as libc::c_ulong,
         )
     };
-    cvt(ret).map(|pid| pid as libc::pid_t)
+    cvt_int(ret)
 }
 
 /// `pidfd_open(2)`.
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a non-negative return is a new pidfd that we now own.
-    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `pidfd_send_signal(2)`: signals exactly the process the pidfd refers to,
@@ -226,8 +243,7 @@ fn cloexec_each_from(first: u32) -> io::Result<()> {
 pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid NUL-terminated string.
     let ret = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) };
-    // SAFETY: a non-negative return is a new fd that we now own.
-    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: executes the file behind `fd`.
@@ -277,7 +293,7 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int
             0 as libc::c_ulong,
         )
     };
-    cvt(ret as libc::c_long).map(|r| r as libc::c_int)
+    cvt_int(ret.into())
 }
 
 /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, prio)` for the calling process.
@@ -309,7 +325,7 @@ pub fn sched_setattr(
         period: u64,
     }
     let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
+        size: size_u32::<SchedAttr>(),
         policy,
         flags,
         nice,
@@ -366,7 +382,7 @@ pub fn getcwd() -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: the buffer is valid for the given length.
     let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
-    let n = cvt(ret)? as usize;
+    let n = usize::try_from(cvt(ret)?).unwrap_or(0);
     buf.truncate(n.saturating_sub(1));
     Ok(buf)
 }
@@ -411,7 +427,7 @@ pub fn ioctl_int(fd: RawFd, req: libc::c_ulong, arg: libc::c_int) -> io::Result<
     // Only integer-argument requests (TIOCGPTPEER, TIOCSCTTY) go through here.
     // SAFETY: such requests read no memory through `arg`.
     let ret = unsafe { libc::ioctl(fd, req as _, arg) };
-    cvt(ret as libc::c_long).map(|r| r as libc::c_int)
+    cvt_int(ret.into())
 }
 
 /// Unlocks a pty master (`TIOCSPTLCK` with 0).
@@ -490,44 +506,11 @@ pub fn set_winsize(fd: RawFd, ws: &libc::winsize) -> io::Result<()> {
         .map(drop)
 }
 
-/// Receives one message on a unix socket with at most one descriptor
-/// attached (SCM_RIGHTS), which is returned owned and close-on-exec.
-pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = loop {
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(nix::Error::EINTR) => continue,
-            r => break r.map_err(io::Error::from)?,
-        }
-    };
-    let mut fd = None;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: SCM_RIGHTS just installed `f` in our table; nothing else owns it.
-                let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
-            }
-        }
-    }
-    Ok((msg.bytes, fd))
-}
-
 /// `TIOCGPTPEER`: opens the slave of a pty master.
 pub fn open_pty_peer(master: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: TIOCGPTPEER takes open flags as an integer argument.
     let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER as _, flags) };
-    // SAFETY: a non-negative return is a new descriptor that we now own.
-    cvt(ret as libc::c_long).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret.into())
 }
 
 /// `fsopen(2)`: a filesystem context for `fstype`, close-on-exec.
@@ -535,8 +518,7 @@ pub fn fsopen(fstype: &CStr) -> io::Result<OwnedFd> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     // SAFETY: `fstype` is a valid C string; flags are plain integers.
     let ret = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
-    // SAFETY: a non-negative return is a new fd that we now own.
-    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `fsconfig(fd, FSCONFIG_SET_STRING, key, value)`.
@@ -579,8 +561,7 @@ pub fn fsmount(fs: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
     // SAFETY: valid fd and integer flags.
     let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-    // SAFETY: a non-negative return is a new mount fd that we now own.
-    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`; with
@@ -589,7 +570,12 @@ pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> io::Result<
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     const FLAG_NEW_LISTENER: u32 = 1 << 3;
     let fprog = libc::sock_fprog {
-        len: prog.len() as libc::c_ushort,
+        len: libc::c_ushort::try_from(prog.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seccomp filter over 65535 instructions",
+            )
+        })?,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
     // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies it.
@@ -601,12 +587,11 @@ pub fn seccomp_set_filter(flags: u32, prog: &[libc::sock_filter]) -> io::Result<
             &fprog as *const libc::sock_fprog,
         )
     };
-    let ret = cvt(ret)?;
     if flags & FLAG_NEW_LISTENER != 0 {
-        // SAFETY: with NEW_LISTENER the return value is a new fd that we now own.
-        Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
+        // With NEW_LISTENER the return value is a new fd.
+        cvt_fd(ret).map(Some)
     } else {
-        Ok(None)
+        cvt(ret).map(|_| None)
     }
 }
 
@@ -629,14 +614,15 @@ pub fn bpf_load_cgroup_device(insns: &[u64]) -> io::Result<OwnedFd> {
         prog_flags: u32,
     }
     let license = c"Apache";
-    let mut log = vec![0u8; 4096];
+    let mut log = [0u8; 4096];
     let attr = Attr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
+        insn_cnt: u32::try_from(insns.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
         log_level: 1,
-        log_size: log.len() as u32,
+        log_size: size_u32::<[u8; 4096]>(),
         log_buf: log.as_mut_ptr() as u64,
         ..Default::default()
     };
@@ -646,7 +632,7 @@ pub fn bpf_load_cgroup_device(insns: &[u64]) -> io::Result<OwnedFd> {
             libc::SYS_bpf,
             BPF_PROG_LOAD,
             &attr as *const Attr,
-            std::mem::size_of::<Attr>() as libc::c_uint,
+            size_u32::<Attr>(),
         )
     };
     if ret < 0 {
@@ -656,8 +642,7 @@ pub fn bpf_load_cgroup_device(insns: &[u64]) -> io::Result<OwnedFd> {
             .to_string();
         return Err(io::Error::new(e.kind(), format!("{e}: {msg}")));
     }
-    // SAFETY: a non-negative return is a new program fd that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `bpf(BPF_PROG_ATTACH)` of a device program to a cgroup directory, with
@@ -685,7 +670,7 @@ pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) ->
             libc::SYS_bpf,
             BPF_PROG_ATTACH,
             &attr as *const Attr,
-            std::mem::size_of::<Attr>() as libc::c_uint,
+            size_u32::<Attr>(),
         )
     })
     .map(drop)
@@ -742,7 +727,7 @@ pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<libc:
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    cvt(ret).map(|pid| pid as libc::pid_t)
+    cvt_int(ret)
 }
 
 /// `open_tree(path, OPEN_TREE_CLONE)`: a detached copy of the mount tree at
@@ -756,8 +741,7 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     let p = cstr(path)?;
     // SAFETY: `p` is a valid C string; flags are plain integers.
     let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) };
-    // SAFETY: a non-negative return is a new mount fd that we now own.
-    cvt(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    cvt_fd(ret)
 }
 
 /// `mount_setattr(MOUNT_ATTR_IDMAP)`: maps file ownership on the detached

@@ -101,7 +101,7 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<(), Error> {
 /// own console socket).
 pub fn recv_master(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
     let mut buf = [0u8; 4096];
-    let (_, fd) = syscall::recv_fd(sock, &mut buf).map_err(e("receive pty master"))?;
+    let (_, fd) = berth_rules::fdpass::recv_fd(sock, &mut buf).map_err(e("receive pty master"))?;
     fd.ok_or_else(|| Error {
         what: "receive pty master".into(),
         err: io::Error::new(io::ErrorKind::InvalidData, "no descriptor in the message"),

@@ -3,7 +3,7 @@
 //! console socket the runtime hands a pty master over.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -91,7 +91,10 @@ impl ConsoleSocket {
         loop {
             conn.readable().await?;
             match conn.try_io(tokio::io::Interest::READABLE, || {
-                crate::sys::recv_fd(conn.as_raw_fd())
+                // The runtime sends the master with the pty's name as data.
+                let mut name = [0u8; 4096];
+                let (_, fd) = berth_rules::fdpass::recv_fd(conn.as_fd(), &mut name)?;
+                fd.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADMSG))
             }) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return r,

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Bytes one output stream buffers while it waits for a newline (conmon's
 /// size). Fixed: the shim's memory does not grow with a container's output.
@@ -77,7 +77,7 @@ impl LogWriter {
     ) -> io::Result<()> {
         let head = format!(
             "{} {} {} ",
-            rfc3339_nano(now),
+            berth_rules::time::rfc3339_nano(now),
             stream.tag(),
             if partial { "P" } else { "F" }
         );
@@ -86,7 +86,7 @@ impl LogWriter {
             self.rotate()?;
         }
         // One write per record, so a reader never sees half a header.
-        let mut rec = Vec::with_capacity(len as usize);
+        let mut rec = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         rec.extend_from_slice(head.as_bytes());
         rec.extend_from_slice(line);
         rec.push(b'\n');
@@ -174,48 +174,11 @@ impl LineSplitter {
     }
 }
 
-/// Formats `t` as RFC 3339 in UTC with nanoseconds, as the CRI log and
-/// Go's `time.RFC3339Nano` do (trailing zeros of the fraction dropped).
-pub fn rfc3339_nano(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let (y, m, day) = civil_from_days(days as i64);
-    let mut s = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    let nanos = d.subsec_nanos();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), by
-/// Howard Hinnant's public-domain `civil_from_days` algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use berth_rules::time::rfc3339_nano;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn split(cap: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
         let mut s = LineSplitter::new(cap);

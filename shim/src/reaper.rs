@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn unclaimed_exits_are_bounded() {
         let r = Reaper::default();
-        for pid in 0..(UNCLAIMED_MAX as i32 + 10) {
+        for pid in 0..(i32::try_from(UNCLAIMED_MAX).unwrap() + 10) {
             r.exited(Pid::from_raw(pid + 1000), 0);
         }
         assert_eq!(r.inner.lock().unwrap().unclaimed.len(), UNCLAIMED_MAX);

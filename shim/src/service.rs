@@ -31,15 +31,10 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// How long the runtime may take to send a pty master.
 const CONSOLE_WAIT: Duration = Duration::from_secs(10);
 
-/// Checks a container or exec id: 1–128 characters of `[A-Za-z0-9_.-]`,
-/// starting with a letter or digit, so it is safe in a file name.
+/// Checks a container or exec id: docker's name rule (`berth_rules::id`),
+/// so it is safe in a file name.
 pub fn valid_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+    berth_rules::id::is_name(id)
 }
 
 /// The container as created.

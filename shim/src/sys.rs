@@ -1,12 +1,8 @@
 //! The shim's few raw system calls, each wrapped once. Everything else goes
 //! through nix's safe wrappers.
 
-use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-
-use nix::cmsg_space;
-use nix::errno::Errno;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use std::io::{self};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Sets a pty's window size (TIOCSWINSZ on its master).
 pub fn set_winsize(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
@@ -23,29 +19,6 @@ pub fn set_winsize(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Receives one fd sent with SCM_RIGHTS on the socket `sock`.
-pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(io::Error::from)?;
-    let mut got = None;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SCM_RIGHTS just installed `fd` in this process.
-                // SAFETY: nothing else owns `fd`; it is taken over exactly once.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                if got.is_none() {
-                    got = Some(owned);
-                }
-            }
-        }
-    }
-    got.ok_or_else(|| io::Error::from(Errno::EBADMSG))
 }
 
 /// Registers an owned fd with tokio's reactor.

@@ -391,43 +391,13 @@ pub struct Clients {
     ch: Channel,
 }
 
-/// Parses a signal name (`TERM`, `SIGTERM`) or number.
-pub fn parse_signal(s: &str) -> Result<u32, String> {
-    if let Ok(n) = s.parse::<u32>() {
-        return if (1..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(format!("invalid signal {s:?}"))
-        };
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        "ALRM" => libc::SIGALRM,
-        "WINCH" => libc::SIGWINCH,
-        "PIPE" => libc::SIGPIPE,
-        "ABRT" => libc::SIGABRT,
-        _ => return Err(format!("invalid signal {s:?}")),
-    };
-    Ok(n as u32)
-}
-
 /// Parses `--since`: RFC 3339, seconds since the epoch, or a duration ago
 /// (`90s`, `10m`, `2h`).
 pub fn parse_since(s: &str, now_secs: i64) -> Result<i64, String> {
     if let Ok(n) = s.parse::<i64>() {
         return Ok(n);
     }
-    if let Some(ns) = crate::logs::parse_rfc3339(s) {
+    if let Some(ns) = berth_rules::time::parse_rfc3339(s) {
         return Ok(ns / 1_000_000_000);
     }
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
@@ -468,30 +438,20 @@ pub fn parse_volume(s: &str) -> Result<pb::MountSpec, String> {
 }
 
 fn now_secs() -> i64 {
-    crate::images::now() as i64
+    berth_rules::time::now_secs() as i64
 }
 
 fn rfc3339(t: &prost_types::Timestamp) -> String {
-    let secs = t.seconds;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        t.nanos
-    )
+    let nanos = u32::try_from(t.nanos).unwrap_or(0);
+    berth_rules::time::format(t.seconds, nanos, berth_rules::time::Fraction::Nanos)
+}
+
+/// The signal number for the API, from a name or number.
+pub fn parse_signal(s: &str) -> Result<u32, String> {
+    berth_rules::signal::parse(s)
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("invalid signal {s:?}"))
 }
 
 fn status_text(c: &pb::Container, now: u64) -> String {
@@ -544,13 +504,14 @@ fn ports_text(c: &pb::Container) -> String {
     c.published
         .iter()
         .map(|p| {
-            crate::network::PortMapping {
-                host_ip: p.host_ip.clone(),
-                host_port: p.host_port as u16,
-                container_port: p.container_port as u16,
-                protocol: p.protocol.clone(),
-            }
-            .display()
+            // Ports past 65535 never come from berthd; shown as the error says.
+            berth_rules::port::PortMapping::from_wire(
+                &p.host_ip,
+                p.host_port,
+                p.container_port,
+                &p.protocol,
+            )
+            .map_or_else(|e| e.to_string(), |m| m.display())
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -677,7 +638,7 @@ impl Clients {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| failed(125, e))?;
         let memory = match &a.memory {
-            Some(m) => crate::spec::parse_size(m).map_err(|e| failed(125, e.to_string()))?,
+            Some(m) => berth_rules::size::parse(m).map_err(|e| failed(125, e.to_string()))?,
             None => 0,
         };
         let labels = a
@@ -723,7 +684,18 @@ impl Clients {
             network: a.net.clone(),
             hostname: a.hostname.clone().unwrap_or_default(),
             memory,
-            milli_cpus: a.cpus.map(|c| (c * 1000.0).round() as i64).unwrap_or(0),
+            milli_cpus: match a.cpus {
+                None => 0,
+                // In range and rounded: the conversion is exact.
+                #[allow(clippy::cast_possible_truncation)]
+                Some(c) if c.is_finite() && (0.0..=1e6).contains(&c) => (c * 1000.0).round() as i64,
+                Some(c) => {
+                    return Err(failed(
+                        125,
+                        format!("invalid --cpus {c}: want a number of CPUs"),
+                    ))
+                }
+            },
             pids_limit: a.pids_limit.unwrap_or(0),
             read_only: a.read_only,
             cap_add: a.cap_add.clone(),
@@ -1300,7 +1272,7 @@ pub async fn run(ch: Channel, ns: &str, cmd: ContainerCmd) -> anyhow::Result<u8>
             container,
             command,
         } => {
-            let exec_id = format!("exec-{}", &crate::tasks::random_id()[..12]);
+            let exec_id = format!("exec-{}", &berth_rules::id::random()[..12]);
             let r = c.req(pb::ExecRequest {
                 container_id: container.clone(),
                 exec_id: exec_id.clone(),

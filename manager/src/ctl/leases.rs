@@ -138,7 +138,7 @@ pub async fn run(ch: Channel, ns: &str, cmd: LeaseCmd) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 "table" => {
-                    let now = crate::images::now();
+                    let now = berth_rules::time::now_secs();
                     println!("{:<28}{:<20}{:<20}LABELS", "ID", "CREATED", "EXPIRES");
                     for l in &list {
                         let expires = match l.expires {

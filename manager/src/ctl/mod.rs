@@ -243,7 +243,7 @@ async fn images(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> anyhow::Res
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 "table" => {
-                    let now = crate::images::now();
+                    let now = berth_rules::time::now_secs();
                     let rows: Vec<[String; 5]> = list
                         .iter()
                         .map(|i| {
@@ -473,15 +473,12 @@ async fn pull(
             .nth(1)
             .map_or(p.digest.as_str(), |h| &h[..12.min(h.len())]);
         let bar = |done: u64, total: u64| {
-            const WIDTH: u64 = 30;
-            let fill = (done.min(total) * WIDTH)
+            const WIDTH: usize = 30;
+            // At most WIDTH: done is capped at total.
+            let fill = (done.min(total) * WIDTH as u64)
                 .checked_div(total)
-                .unwrap_or(WIDTH) as usize;
-            format!(
-                "[{}{}]",
-                "=".repeat(fill),
-                " ".repeat(WIDTH as usize - fill)
-            )
+                .map_or(WIDTH, |f| usize::try_from(f).unwrap_or(WIDTH));
+            format!("[{}{}]", "=".repeat(fill), " ".repeat(WIDTH - fill))
         };
         match p.status.as_str() {
             "downloading" if tty => {

@@ -157,8 +157,14 @@ fn published(caps: &serde_json::Value) -> Vec<pb::PortMapping> {
         .flatten()
         .map(|m| pb::PortMapping {
             host_ip: m["hostIP"].as_str().unwrap_or("").into(),
-            host_port: m["hostPort"].as_u64().unwrap_or(0) as u32,
-            container_port: m["containerPort"].as_u64().unwrap_or(0) as u32,
+            host_port: m["hostPort"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0),
+            container_port: m["containerPort"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0),
             protocol: m["protocol"].as_str().unwrap_or("tcp").into(),
         })
         .collect()
@@ -339,7 +345,7 @@ fn line_pb(l: logs::Line) -> pb::LogEntry {
     pb::LogEntry {
         time: Some(prost_types::Timestamp {
             seconds: l.time_ns.div_euclid(1_000_000_000),
-            nanos: l.time_ns.rem_euclid(1_000_000_000) as i32,
+            nanos: i32::try_from(l.time_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
         }),
         stream: if l.stderr {
             pb::StreamKind::Stderr
@@ -639,7 +645,7 @@ impl TasksApi for Service {
             pids_current: s.pids_current,
             pids_limit: s.pids_limit,
             json: s.json,
-            read_at: Some(ts(crate::containers::now_ms())),
+            read_at: Some(ts(berth_rules::time::now_ms())),
         }))
     }
 

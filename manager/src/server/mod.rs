@@ -122,16 +122,6 @@ impl Config {
     }
 }
 
-/// Checks a namespace name: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
-pub fn valid_namespace(ns: &str) -> bool {
-    let b = ns.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-}
-
 /// The namespace a request names (default "default").
 fn namespace<T>(r: &Request<T>) -> Result<String, Status> {
     let ns = match r.metadata().get(berth_proto::NAMESPACE_HEADER) {
@@ -141,7 +131,7 @@ fn namespace<T>(r: &Request<T>) -> Result<String, Status> {
             .map_err(|_| Status::invalid_argument("namespace header is not text"))?
             .to_string(),
     };
-    if !valid_namespace(&ns) {
+    if !berth_rules::id::is_namespace(&ns) {
         return Err(Status::invalid_argument(format!(
             "invalid namespace {ns:?}"
         )));
@@ -274,7 +264,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .recover()
         .await
         .map_err(|e| ServeError::Recover(e.to_string()))?;
-    tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), recovered_in_ms = t.elapsed().as_millis() as u64, "berthd serving");
+    tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), recovered_in_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), "berthd serving");
     let cs = containers::Service {
         manager: manager.clone(),
     };
@@ -325,7 +315,13 @@ mod tests {
         assert!(toml::from_str::<Config>("nope = 1").is_err());
         let c: Config = toml::from_str("insecure_registries = [\"10.0.0.0/8\"]").unwrap();
         assert_eq!(c.insecure_registries, ["10.0.0.0/8"]);
-        assert!(valid_namespace("default") && valid_namespace("k8s.io"));
-        assert!(!valid_namespace("") && !valid_namespace("../x") && !valid_namespace("A"));
+        assert!(
+            berth_rules::id::is_namespace("default") && berth_rules::id::is_namespace("k8s.io")
+        );
+        assert!(
+            !berth_rules::id::is_namespace("")
+                && !berth_rules::id::is_namespace("../x")
+                && !berth_rules::id::is_namespace("A")
+        );
     }
 }

@@ -136,7 +136,8 @@ pub fn compile(rules: &[(bool, String)]) -> Result<Vec<Insn>, Error> {
         let len = block.len();
         for (i, insn) in block.iter_mut().enumerate() {
             if insn.code == JMP32_JNE_K || insn.code == JMP32_JNE_X {
-                insn.off = (len - i - 1) as i16;
+                // A rule's block is a dozen instructions: the offset fits.
+                insn.off = i16::try_from(len - i - 1).unwrap_or(i16::MAX);
             }
         }
         p.extend(block);
@@ -189,7 +190,9 @@ pub fn attach(dir: &std::path::Path, prog: &[Insn]) -> Result<(), Error> {
 }
 
 /// Runs a program on (type, access, major, minor), for tests: 1 allows.
+/// The casts are BPF's own: 32-bit ALU and JMP32 operations truncate.
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 fn run(p: &[Insn], ty: i32, access: i32, major: i32, minor: i32) -> i32 {
     let mut r = [0i64; 11];
     let ctx = [(access << 16) | ty, major, minor];

@@ -709,25 +709,6 @@ impl Write {
     }
 }
 
-/// Parses a size as runc's flags take it: bytes, or with a k/m/g/t suffix
-/// (binary units, optional trailing "b"), or -1.
-pub fn parse_size(s: &str) -> Option<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if let Ok(n) = t.parse::<i64>() {
-        return Some(n);
-    }
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1i64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        't' => (&t[..t.len() - 1], 1 << 40),
-        _ => return None,
-    };
-    let f: f64 = num.parse().ok()?;
-    Some((f * mult as f64) as i64)
-}
-
 /// The writes v1 and v2 share file names and values for: cpu idle, cpuset
 /// cpus and mems, pids.max (0 or less is "max", as runc), rdma.max.
 fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {

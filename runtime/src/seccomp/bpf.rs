@@ -156,7 +156,8 @@ impl Asm {
                     code: BPF_JMP | BPF_JA,
                     jt: 0,
                     jf: 0,
-                    k: (at(l)?.checked_sub(i + 1).ok_or(Error::TooFar(0))?) as u32,
+                    k: u32::try_from(at(l)?.checked_sub(i + 1).ok_or(Error::TooFar(0))?)
+                        .map_err(|_| Error::TooFar(0))?,
                 },
             });
         }

@@ -190,7 +190,8 @@ fn rules_for(
                     )));
                 }
                 Ok(Cond {
-                    index: a.index() as u32,
+                    // Checked just above: 0 to 5.
+                    index: u32::try_from(a.index()).unwrap_or(5),
                     op: name_of(&a.op()),
                     value: a.value(),
                     value_two: a.value_two().unwrap_or(0),
@@ -230,11 +231,17 @@ fn arg_offsets(index: u32) -> (u32, u32) {
     }
 }
 
+/// A 64-bit argument as the two 32-bit words classic BPF compares: (high, low).
+#[allow(clippy::cast_possible_truncation)] // the truncation is the point
+fn halves(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
 /// Emits the test of one condition: falls through when it holds, jumps to
 /// `fail` when it does not.
 fn emit_cond(a: &mut Asm, c: &Cond, fail: bpf::Label) -> Result<(), Error> {
     let (lo_off, hi_off) = arg_offsets(c.index);
-    let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
+    let (vhi, vlo) = halves(c.value);
     let pass = a.label();
     let f = To::L(fail);
     let p = To::L(pass);
@@ -253,7 +260,7 @@ fn emit_cond(a: &mut Asm, c: &Cond, fail: bpf::Label) -> Result<(), Error> {
         }
         "SCMP_CMP_MASKED_EQ" => {
             // (arg & value) == valueTwo
-            let (dhi, dlo) = ((c.value_two >> 32) as u32, c.value_two as u32);
+            let (dhi, dlo) = halves(c.value_two);
             a.load(hi_off);
             a.and(vhi);
             a.jump_if(Cmp::Eq, dhi, To::Next, f);
@@ -464,9 +471,12 @@ fn encode(key: &[u8], f: &Filter) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + key.len() + 8 * f.program.len());
     out.extend_from_slice(CACHE_MAGIC);
     out.extend_from_slice(&f.flags.to_le_bytes());
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    // Keys and programs are far below 4 GiB (a program has at most 65535
+    // instructions); a longer one would only fail the cache's read back.
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len32(key.len()));
     out.extend_from_slice(key);
-    out.extend_from_slice(&(f.program.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len32(f.program.len()));
     for i in &f.program {
         out.extend_from_slice(&i.code.to_le_bytes());
         out.push(i.jt);
@@ -638,8 +648,7 @@ mod tests {
         d[0] = nr;
         d[1] = arch;
         for (i, a) in args.iter().enumerate() {
-            d[4 + 2 * i] = *a as u32;
-            d[5 + 2 * i] = (*a >> 32) as u32;
+            (d[5 + 2 * i], d[4 + 2 * i]) = halves(*a);
         }
         d
     }
