@@ -57,7 +57,7 @@ release: musl-target
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(RUNTIME_TARGET) -p berth
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(HOST) -p berth-shim
 	@# berthd and berthctl stay dynamic: a static glibc cannot resolve registry host names through NSS.
-	$(CARGO) build --release -p berth-manager
+	$(CARGO) build --release -p berth-manager -p berthctl
 
 # The embedded default image: busybox from Debian's busybox-static as an OCI
 # image archive, so the demo works offline.
@@ -109,11 +109,11 @@ unit:
 	$(CARGO) test --workspace --lib --bins
 
 integration: deps
-	$(CARGO) build -p berth -p berth-shim -p berth-manager
+	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
 	$(CARGO) test -p berth-integration -- --test-threads=4
 
 test: deps
-	$(CARGO) build -p berth -p berth-shim -p berth-manager
+	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
 	$(CARGO) test --workspace -- --test-threads=4
 
 # The runtime's integration tests again under pure cgroup v2: the test
@@ -124,7 +124,7 @@ test-cgroupv2: deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	test -x $(VM_RUNNER) || { echo "no VM runner at $(VM_RUNNER) (set VM_RUNNER)"; exit 1; }
-	$(CARGO) build -p berth -p berth-shim -p berth-manager
+	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
 	$(CARGO) test -p berth-integration --no-run
 	@# The shared busybox rootfs is built on the host (the guest's /tmp is its own).
 	$(CARGO) test -p berth-integration --test runtime -- spec_features_version >/dev/null

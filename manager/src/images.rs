@@ -73,6 +73,29 @@ pub enum ImageError {
     /// A lease with that id exists.
     #[error("lease {0} already exists")]
     LeaseExists(String),
+    /// A registry failed a request: what was asked, why, and how.
+    #[error("{what}: {why}")]
+    Registry {
+        /// `fetch manifest docker.io/library/busybox:latest`.
+        what: String,
+        /// The registry's or the transport's words, with their causes.
+        why: String,
+        /// What kind of failure it was.
+        kind: RegistryFailure,
+    },
+}
+
+/// How a registry request failed, so a client gets the right gRPC code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// Not reachable: connection, TLS, timeout, or a 5xx answer.
+    Unreachable,
+    /// The registry has no such manifest, blob or repository.
+    NotFound,
+    /// Credentials missing, wrong or refused.
+    Unauthorized,
+    /// Anything else the registry answered (a spec violation, a bad request).
+    Other,
 }
 
 /// An image record.

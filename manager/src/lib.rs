@@ -4,7 +4,6 @@
 pub mod cni;
 pub mod containers;
 pub mod content;
-pub mod ctl;
 pub mod diff;
 pub mod digest;
 pub mod gc;

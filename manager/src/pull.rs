@@ -10,16 +10,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_proto::images::{self as pb};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::Status;
 
 use crate::digest::Digest;
-use crate::images::{Image, ImageError, Images};
+use crate::images::{Image, ImageError, Images, RegistryFailure};
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::reference::Reference;
 
@@ -29,7 +27,26 @@ const PARALLEL: usize = 3;
 /// Manifests and configs larger than this are refused.
 const MAX_JSON: usize = 4 << 20;
 
-type Progress = mpsc::Sender<Result<pb::PullProgress, Status>>;
+/// What a pull reports while it runs, then its end.
+#[derive(Debug)]
+pub enum PullEvent {
+    /// A blob's progress; `status` is resolved, exists, resuming,
+    /// downloading, done or unpacking.
+    Progress {
+        /// The blob.
+        digest: Digest,
+        /// What is happening to it.
+        status: String,
+        /// Bytes so far.
+        offset: u64,
+        /// Its size (0 where unknown).
+        total: u64,
+    },
+    /// The pulled image, recorded.
+    Done(Image),
+}
+
+type Progress = mpsc::Sender<Result<PullEvent, ImageError>>;
 
 /// Whether plain HTTP is allowed for `registry` (host[:port]): loopback
 /// addresses and `localhost`, as docker treats them, and whatever `listed`
@@ -156,6 +173,48 @@ fn invalid(e: impl std::fmt::Display) -> ImageError {
     ImageError::Invalid(e.to_string())
 }
 
+/// A failed registry request, classified for the client.
+fn registry(what: String, e: &oci_client::errors::OciDistributionError) -> ImageError {
+    ImageError::Registry {
+        what,
+        why: chain(e),
+        kind: classify(e),
+    }
+}
+
+fn classify(e: &oci_client::errors::OciDistributionError) -> RegistryFailure {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    match e {
+        E::ImageManifestNotFoundError(_) => RegistryFailure::NotFound,
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => RegistryFailure::Unauthorized,
+        E::RegistryError { envelope, .. } => {
+            let has = |codes: &[C]| envelope.errors.iter().any(|x| codes.contains(&x.code));
+            if has(&[
+                C::ManifestUnknown,
+                C::BlobUnknown,
+                C::NameUnknown,
+                C::NotFound,
+            ]) {
+                RegistryFailure::NotFound
+            } else if has(&[C::Unauthorized, C::Denied]) {
+                RegistryFailure::Unauthorized
+            } else if has(&[C::Toomanyrequests]) {
+                RegistryFailure::Unreachable
+            } else {
+                RegistryFailure::Other
+            }
+        }
+        E::ServerError { code, .. } => match code {
+            404 => RegistryFailure::NotFound,
+            401 | 403 => RegistryFailure::Unauthorized,
+            429 | 500..=599 => RegistryFailure::Unreachable,
+            _ => RegistryFailure::Other,
+        },
+        E::RequestError(_) | E::IoError(_) => RegistryFailure::Unreachable,
+        _ => RegistryFailure::Other,
+    }
+}
+
 /// Starts a pull; progress and the result arrive on the returned channel.
 pub fn start(
     store: Arc<Images>,
@@ -164,33 +223,24 @@ pub fn start(
     platform: Platform,
     unpack: bool,
     insecure_registries: Arc<[String]>,
-) -> Result<mpsc::Receiver<Result<pb::PullProgress, Status>>, Status> {
-    let r = Reference::parse(&reference).map_err(|e| Status::invalid_argument(e.to_string()))?;
+) -> Result<mpsc::Receiver<Result<PullEvent, ImageError>>, ImageError> {
+    let r = Reference::parse(&reference).map_err(invalid)?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let plain_http = insecure(&r.registry, &insecure_registries);
         let result = pull(&store, &ns, &r, &platform, unpack, plain_http, &tx).await;
-        let last = match result {
-            Ok(img) => Ok(pb::PullProgress {
-                status: "complete".into(),
-                image: Some(crate::server::image_to_pb(&store, &img, &platform)),
-                ..Default::default()
-            }),
-            Err(e) => Err(crate::server::status_of(e)),
-        };
-        let _ = tx.send(last).await;
+        let _ = tx.send(result.map(PullEvent::Done)).await;
     });
     Ok(rx)
 }
 
 async fn report(tx: &Progress, digest: &Digest, status: &str, offset: u64, total: u64) {
     let _ = tx
-        .send(Ok(pb::PullProgress {
-            digest: digest.to_string(),
+        .send(Ok(PullEvent::Progress {
+            digest: digest.clone(),
             offset,
             total,
             status: status.into(),
-            image: None,
         }))
         .await;
 }
@@ -206,7 +256,7 @@ async fn fetch_manifest(
     let (bytes, _) = client
         .pull_manifest_raw(r, auth, &accept())
         .await
-        .map_err(|e| invalid(format!("fetch manifest {r}: {}", chain(&e))))?;
+        .map_err(|e| registry(format!("fetch manifest {r}"), &e))?;
     if bytes.len() > MAX_JSON {
         return Err(invalid(format!(
             "manifest {r} is larger than {MAX_JSON} bytes"
@@ -267,7 +317,7 @@ async fn fetch_blob(
         match client
             .pull_blob_stream_partial(r, &desc, offset, None)
             .await
-            .map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?
+            .map_err(|e| registry(format!("fetch {}", d.digest), &e))?
         {
             oci_client::client::BlobResponse::Partial(s) => s,
             // The registry sent it all: start over.
@@ -283,11 +333,16 @@ async fn fetch_blob(
         client
             .pull_blob_stream(r, &desc)
             .await
-            .map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?
+            .map_err(|e| registry(format!("fetch {}", d.digest), &e))?
     };
     let mut last = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| invalid(format!("fetch {}: {}", d.digest, chain(&e))))?;
+        // A broken stream is the transport's failure: the pull resumes later.
+        let chunk = chunk.map_err(|e| ImageError::Registry {
+            what: format!("fetch {}", d.digest),
+            why: chain(&e),
+            kind: RegistryFailure::Unreachable,
+        })?;
         w.write(&chunk)?;
         if w.offset() - last >= 1 << 20 {
             last = w.offset();
@@ -413,6 +468,32 @@ async fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_failures_are_classified_for_the_client() {
+        use oci_client::errors::OciDistributionError as E;
+        let server = |code| E::ServerError {
+            code,
+            url: "https://r/v2/".into(),
+            message: String::new(),
+        };
+        assert_eq!(classify(&server(503)), RegistryFailure::Unreachable);
+        assert_eq!(classify(&server(404)), RegistryFailure::NotFound);
+        assert_eq!(classify(&server(401)), RegistryFailure::Unauthorized);
+        assert_eq!(classify(&server(400)), RegistryFailure::Other);
+        assert_eq!(
+            classify(&E::ImageManifestNotFoundError("x".into())),
+            RegistryFailure::NotFound
+        );
+        assert_eq!(
+            classify(&E::UnauthorizedError { url: "u".into() }),
+            RegistryFailure::Unauthorized
+        );
+        let io = E::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&io), RegistryFailure::Unreachable);
+        let e = registry("fetch manifest r/x:latest".into(), &io);
+        assert_eq!(crate::server::status_of(e).code(), tonic::Code::Unavailable);
+    }
 
     #[test]
     fn error_chains_name_their_causes() {

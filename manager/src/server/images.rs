@@ -83,19 +83,35 @@ impl ImagesApi for Service {
             self.store.clone(),
             ns.clone(),
             r.reference,
-            platform,
+            platform.clone(),
             r.unpack,
             self.insecure_registries.clone(),
-        )?;
+        )
+        .map_err(super::status_of)?;
         let manager = self.manager.clone();
-        let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |p| {
-            if let Ok(pb::PullProgress {
-                image: Some(img), ..
-            }) = &p
-            {
+        let store = self.store.clone();
+        let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |ev| match ev {
+            Ok(crate::pull::PullEvent::Progress {
+                digest,
+                status,
+                offset,
+                total,
+            }) => Ok(pb::PullProgress {
+                digest: digest.to_string(),
+                offset,
+                total,
+                status,
+                image: None,
+            }),
+            Ok(crate::pull::PullEvent::Done(img)) => {
                 manager.publish(&ns, "/images/create", &img.name, "", 0, 0);
+                Ok(pb::PullProgress {
+                    status: "complete".into(),
+                    image: Some(crate::server::image_to_pb(&store, &img, &platform)),
+                    ..Default::default()
+                })
             }
-            p
+            Err(e) => Err(super::status_of(e)),
         });
         Ok(Response::new(Box::pin(s)))
     }

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
 
 use crate::content::ContentError;
-use crate::images::{ImageError, Images};
+use crate::images::{ImageError, Images, RegistryFailure};
 use crate::snapshot::SnapshotError;
 use crate::tasks::{Manager, Paths};
 use berth_proto::containers::containers_server::ContainersServer;
@@ -160,6 +160,12 @@ pub fn status_of(e: ImageError) -> Status {
             Status::already_exists(msg)
         }
         ImageError::Invalid(_) | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
+        ImageError::Registry { kind, .. } => match kind {
+            RegistryFailure::Unreachable => Status::unavailable(msg),
+            RegistryFailure::NotFound => Status::not_found(msg),
+            RegistryFailure::Unauthorized => Status::unauthenticated(msg),
+            RegistryFailure::Other => Status::unknown(msg),
+        },
         ImageError::Snapshot(SnapshotError::Invalid { .. }) => Status::failed_precondition(msg),
         ImageError::DiffId { .. }
         | ImageError::Unpack { .. }

@@ -6,7 +6,7 @@ use berth_proto::images::{self as pb};
 use clap::Subcommand;
 use tonic::transport::Channel;
 
-use super::request;
+use crate::request;
 
 /// The lease commands.
 #[derive(Subcommand)]
@@ -152,7 +152,7 @@ pub async fn run(ch: Channel, ns: &str, cmd: LeaseCmd) -> anyhow::Result<()> {
                         println!(
                             "{:<28}{:<20}{:<20}{}",
                             l.id,
-                            super::ago(l.created, now),
+                            crate::format::ago(l.created, now),
                             expires,
                             labels.join(",")
                         );

@@ -1,0 +1,215 @@
+//! `berthctl`, berthd's command-line client, as docker's CLI: the command
+//! line and its dispatch here; image commands in `images`, container
+//! commands in `containers`, leases in `leases`. It depends on berthd's API
+//! (`berth-proto`) and its rules (`berth-rules`), never on the store.
+
+mod containers;
+mod failure;
+mod format;
+mod images;
+mod leases;
+mod tty;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_proto::images::images_client::ImagesClient;
+use clap::{Parser, Subcommand};
+
+/// berthctl's command line.
+#[derive(Parser)]
+#[command(
+    name = "berthctl",
+    version,
+    about = "Client of the Berth manager daemon"
+)]
+pub struct Cli {
+    /// berthd's socket.
+    #[arg(long, global = true, default_value = "/run/berth/berthd.sock")]
+    address: PathBuf,
+    /// The namespace to work in.
+    #[arg(long, short = 'n', global = true, default_value = "default")]
+    namespace: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+// Parsed once per process: the size of the container variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull an image from a registry.
+    Pull {
+        /// The image (`busybox`, `127.0.0.1:5000/app:v1`, `name@sha256:…`).
+        reference: String,
+        /// os/arch[/variant] (default: this host's).
+        #[arg(long, default_value = "")]
+        platform: String,
+        /// Do not unpack the layers into snapshots.
+        #[arg(long)]
+        no_unpack: bool,
+    },
+    /// List images.
+    Images {
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Names only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images.
+    Rmi {
+        /// The images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+    },
+    /// Import an OCI image layout or `docker save` archive ("-": stdin).
+    Import {
+        /// The archive.
+        file: String,
+        /// The name for images the archive names only by tag.
+        #[arg(long, default_value = "")]
+        base_name: String,
+    },
+    /// Make a container's changes a new image (with --from: an active
+    /// snapshot's changes over that image).
+    Commit {
+        /// The image the snapshot was prepared from (snapshot form only).
+        #[arg(long = "from")]
+        base: Option<String>,
+        /// The container (or, with --from, the active snapshot).
+        snapshot: String,
+        /// The new image's name.
+        name: String,
+        /// A comment for the image's history.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// Image housekeeping.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// The store as a whole.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+    /// Leases: hold content and snapshots from collection.
+    Lease {
+        #[command(subcommand)]
+        cmd: leases::LeaseCmd,
+    },
+    #[command(flatten)]
+    Container(containers::ContainerCmd),
+    /// Export images as an OCI image layout archive ("-": stdout).
+    Export {
+        /// The archive to write.
+        file: String,
+        /// The images.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// os/arch[/variant] (default: this host's).
+        #[arg(long, default_value = "")]
+        platform: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Remove untagged images (all images with --all), then unused content and layers.
+    Prune {
+        /// Every image of the namespace.
+        #[arg(short, long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Space used by images, content and snapshots.
+    Df,
+}
+
+fn request<T>(ns: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = ns.parse() {
+        r.metadata_mut().insert(berth_proto::NAMESPACE_HEADER, v);
+    }
+    r
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let ch = berth_proto::connect_unix(&cli.address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to berthd at {}: {e} (is berthd running? start it, or give --address)",
+            cli.address.display()
+        )
+    })?;
+    let ns = cli.namespace.as_str();
+    match cli.cmd {
+        Cmd::Container(cmd) => containers::run(ch, ns, cmd).await,
+        Cmd::Lease { cmd } => leases::run(ch, ns, cmd).await.map(|()| 0),
+        Cmd::Commit {
+            base: None,
+            snapshot,
+            name,
+            message,
+        } => containers::commit(ch, ns, &snapshot, &name, &message).await,
+        cmd => images::run(ImagesClient::new(ch), ns, cmd)
+            .await
+            .map(|()| 0),
+    }
+}
+
+/// berthctl's entry point.
+pub fn main() -> ExitCode {
+    // Usage errors end with 125, as docker's do; help and version with 0.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthctl: start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(run(cli));
+    // Stdin readers may still block in a worker thread: do not wait for them.
+    rt.shutdown_background();
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("berthctl: {e:#}");
+            // berthd or the request failed (125), unless the error says otherwise.
+            ExitCode::from(e.downcast_ref::<failure::Failed>().map_or(125, |f| f.code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
