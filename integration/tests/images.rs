@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_integration::oci::{run, tree, umoci_image};
-use berth_manager::images::{ImageError, Images};
-use berth_manager::oci::Platform;
+use berth_manager::store::images::{ImageError, Images};
+use berth_manager::store::oci::Platform;
 
 /// A test's directory, removed (after unmounting what it mounted) on drop.
 struct Dir(PathBuf);
@@ -144,23 +144,23 @@ fn corrupt_and_hostile_layers_are_refused() {
     )));
     let store = Images::open(&d.0.join("store")).unwrap();
     let data = fs::read(&evil).unwrap();
-    let digest = berth_manager::digest::sha256_of(&data);
+    let digest = berth_manager::store::digest::sha256_of(&data);
     store.content.write_all(&digest, &data).unwrap();
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [digest.to_string()]}});
     let cbytes = serde_json::to_vec(&config).unwrap();
-    let cd = berth_manager::digest::sha256_of(&cbytes);
+    let cd = berth_manager::store::digest::sha256_of(&cbytes);
     store.content.write_all(&cd, &cbytes).unwrap();
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::oci::MT_OCI_MANIFEST,
-        "config": {"mediaType": berth_manager::oci::MT_OCI_CONFIG, "digest": cd.to_string(), "size": cbytes.len()},
-        "layers": [{"mediaType": berth_manager::oci::MT_OCI_LAYER, "digest": digest.to_string(), "size": data.len()}]});
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::store::oci::MT_OCI_MANIFEST,
+        "config": {"mediaType": berth_manager::store::oci::MT_OCI_CONFIG, "digest": cd.to_string(), "size": cbytes.len()},
+        "layers": [{"mediaType": berth_manager::store::oci::MT_OCI_LAYER, "digest": digest.to_string(), "size": data.len()}]});
     let mbytes = serde_json::to_vec(&manifest).unwrap();
-    let md = berth_manager::digest::sha256_of(&mbytes);
+    let md = berth_manager::store::digest::sha256_of(&mbytes);
     store.content.write_all(&md, &mbytes).unwrap();
-    let img = berth_manager::images::Image {
+    let img = berth_manager::store::images::Image {
         name: "docker.io/test/evil:latest".into(),
         target: serde_json::from_value(
-            serde_json::json!({"mediaType": berth_manager::oci::MT_OCI_MANIFEST,
+            serde_json::json!({"mediaType": berth_manager::store::oci::MT_OCI_MANIFEST,
             "digest": md.to_string(), "size": mbytes.len()}),
         )
         .unwrap(),

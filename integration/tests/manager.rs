@@ -101,7 +101,7 @@ fn manifest_raw(reg: &Registry, tag: &str) -> String {
 }
 
 fn manifest_digest(reg: &Registry, tag: &str) -> String {
-    berth_manager::digest::sha256_of(manifest_raw(reg, tag).as_bytes()).to_string()
+    berth_manager::store::digest::sha256_of(manifest_raw(reg, tag).as_bytes()).to_string()
 }
 
 #[test]
@@ -339,19 +339,19 @@ fn zstd_layers_and_a_multi_arch_index() {
             .unwrap()
             .clone()
     };
-    let host = berth_manager::oci::Platform::host();
+    let host = berth_manager::store::oci::Platform::host();
     let (mut v2, mut base) = (by_tag("v2"), by_tag("base"));
     v2["platform"] = serde_json::json!({"os": "linux", "architecture": host.architecture});
     base["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
     v2.as_object_mut().unwrap().remove("annotations");
     base.as_object_mut().unwrap().remove("annotations");
-    let multi = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::oci::MT_OCI_INDEX, "manifests": [v2, base]});
+    let multi = serde_json::json!({"schemaVersion": 2, "mediaType": berth_manager::store::oci::MT_OCI_INDEX, "manifests": [v2, base]});
     let bytes = serde_json::to_vec(&multi).unwrap();
-    let digest = berth_manager::digest::sha256_of(&bytes);
+    let digest = berth_manager::store::digest::sha256_of(&bytes);
     fs::write(layout.join("blobs/sha256").join(digest.hex()), &bytes).unwrap();
     let mut idx = index.clone();
     idx["manifests"].as_array_mut().unwrap().push(serde_json::json!({
-        "mediaType": berth_manager::oci::MT_OCI_INDEX, "digest": digest.to_string(), "size": bytes.len(),
+        "mediaType": berth_manager::store::oci::MT_OCI_INDEX, "digest": digest.to_string(), "size": bytes.len(),
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}));
     fs::write(layout.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
     push(&layout, "multi", &reg, &["--all"]);

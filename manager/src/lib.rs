@@ -1,25 +1,16 @@
-//! The manager: `berthd`'s image store (content, snapshots, import) and
-//! container lifecycle, and the `berthctl` client.
+//! berthd, in layers, each using only those listed before it:
+//! - `store`: content, metadata, leases, snapshots, images, pulls, gc;
+//! - `network`: network namespaces, CNI, named networks and ports;
+//! - `containers`: records, specs, logs, and tasks through shims;
+//! - `server`: the gRPC services, which only adapt the layers to berthd's
+//!   API (the CRI server will sit beside it).
+//!
+//! `perm` (who may reach berthd's directories) and `sys` (raw system calls)
+//! serve every layer.
 
-pub mod cni;
 pub mod containers;
-pub mod content;
-pub mod diff;
-pub mod digest;
-pub mod gc;
-pub mod images;
-pub mod leases;
-pub mod logs;
-pub mod meta;
-pub mod netns;
 pub mod network;
-pub mod oci;
 pub mod perm;
-pub mod pull;
-pub use berth_rules::reference;
 pub mod server;
-pub mod snapshot;
-pub mod spec;
+pub mod store;
 pub(crate) mod sys;
-pub mod tasks;
-pub mod unpack;

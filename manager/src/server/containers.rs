@@ -16,11 +16,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::namespace;
-use crate::containers::{Container, MountRecord, RecordError};
-use crate::logs;
-use crate::network::{NetworkError, PortMapping};
-use crate::spec;
-use crate::tasks::{CreateOptions, Manager, Status as TaskStatus, TaskError};
+use crate::containers::logs;
+use crate::containers::records::{Container, MountRecord, RecordError};
+use crate::containers::spec;
+use crate::containers::tasks::{CreateOptions, Manager, Status as TaskStatus, TaskError};
+use crate::network::networks::{NetworkError, PortMapping};
 
 /// The services over one manager.
 #[derive(Clone)]
@@ -52,7 +52,7 @@ pub fn status_of(e: TaskError) -> Status {
     }
 }
 
-use crate::tasks::timestamp as ts;
+use crate::containers::tasks::timestamp as ts;
 
 impl Service {
     async fn to_pb(&self, ns: &str, c: Container) -> pb::Container {
@@ -105,7 +105,7 @@ impl Service {
             ip_addresses: att.as_ref().map(|a| a.addresses()).unwrap_or_default(),
             gateway: att
                 .as_ref()
-                .and_then(|a| crate::cni::gateway(&a.result))
+                .and_then(|a| crate::network::cni::gateway(&a.result))
                 .unwrap_or_default(),
             published: att
                 .as_ref()
@@ -170,7 +170,7 @@ fn published(caps: &serde_json::Value) -> Vec<pb::PortMapping> {
         .collect()
 }
 
-fn network_pb(m: &Manager, n: crate::cni::NetworkConfig) -> Result<pb::Network, Status> {
+fn network_pb(m: &Manager, n: crate::network::cni::NetworkConfig) -> Result<pb::Network, Status> {
     let users = m.network_users(&n.name).map_err(status_of)?;
     Ok(pb::Network {
         driver: n.driver().into(),
@@ -238,7 +238,7 @@ impl ContainersApi for Service {
     async fn create(&self, r: Request<pb::CreateContainerRequest>) -> Out<pb::Container> {
         let ns = namespace(&r)?;
         let r = r.into_inner();
-        let image = crate::images::normalize(&r.image).map_err(super::status_of)?;
+        let image = crate::store::images::normalize(&r.image).map_err(super::status_of)?;
         let o = CreateOptions {
             id: r.id,
             image,
@@ -334,7 +334,7 @@ impl ContainersApi for Service {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn exit_pb(e: crate::containers::Exit) -> pb::ExitInfo {
+fn exit_pb(e: crate::containers::records::Exit) -> pb::ExitInfo {
     pb::ExitInfo {
         exit_status: e.status,
         exited_at: Some(ts(e.at_ms)),
@@ -709,7 +709,7 @@ impl EventsApi for Service {
     }
 }
 
-fn volume_pb(m: &Manager, ns: &str, v: crate::containers::Volume) -> pb::Volume {
+fn volume_pb(m: &Manager, ns: &str, v: crate::containers::records::Volume) -> pb::Volume {
     pb::Volume {
         mountpoint: m.volumes().data_dir(ns, &v.name).display().to_string(),
         name: v.name,

@@ -8,8 +8,8 @@ use berth_proto::images::{self as pb};
 use tonic::{Request, Response, Status};
 
 use super::{blocking, namespace};
-use crate::digest::Digest;
-use crate::images::Images;
+use crate::store::digest::Digest;
+use crate::store::images::Images;
 
 /// The service and its store.
 pub struct Service {
@@ -18,7 +18,7 @@ pub struct Service {
 
 fn digest(s: &str) -> Result<Digest, Status> {
     s.parse()
-        .map_err(|e: crate::digest::DigestError| Status::invalid_argument(e.to_string()))
+        .map_err(|e: crate::store::digest::DigestError| Status::invalid_argument(e.to_string()))
 }
 
 #[tonic::async_trait]

@@ -11,8 +11,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{blocking, namespace};
-use crate::images::{Image, Images};
-use crate::oci::Platform;
+use crate::store::images::{Image, Images};
+use crate::store::oci::Platform;
 
 /// The service and what it works on.
 pub struct Service {
@@ -20,7 +20,7 @@ pub struct Service {
     /// Where uploads and exports are spooled.
     pub(super) tmp: PathBuf,
     /// Publishes image events.
-    pub(super) manager: Arc<crate::tasks::Manager>,
+    pub(super) manager: Arc<crate::containers::tasks::Manager>,
     /// Registries pulled from over plain HTTP besides loopback ones.
     pub(super) insecure_registries: Arc<[String]>,
 }
@@ -79,7 +79,7 @@ impl ImagesApi for Service {
         let ns = namespace(&r)?;
         let r = r.into_inner();
         let platform = platform(&r.platform)?;
-        let rx = crate::pull::start(
+        let rx = crate::store::pull::start(
             self.store.clone(),
             ns.clone(),
             r.reference,
@@ -91,7 +91,7 @@ impl ImagesApi for Service {
         let manager = self.manager.clone();
         let store = self.store.clone();
         let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |ev| match ev {
-            Ok(crate::pull::PullEvent::Progress {
+            Ok(crate::store::pull::PullEvent::Progress {
                 digest,
                 status,
                 offset,
@@ -103,7 +103,7 @@ impl ImagesApi for Service {
                 status,
                 image: None,
             }),
-            Ok(crate::pull::PullEvent::Done(img)) => {
+            Ok(crate::store::pull::PullEvent::Done(img)) => {
                 manager.publish(&ns, "/images/create", &img.name, "", 0, 0);
                 Ok(pb::PullProgress {
                     status: "complete".into(),
@@ -139,7 +139,8 @@ impl ImagesApi for Service {
         let ns2 = ns.clone();
         let images: Vec<pb::Image> = blocking(move || {
             let ns = ns2;
-            let f = std::fs::File::open(&file.0).map_err(crate::images::ImageError::Archive)?;
+            let f =
+                std::fs::File::open(&file.0).map_err(crate::store::images::ImageError::Archive)?;
             let imgs = store.import(&ns, f, base.as_deref())?;
             Ok(imgs
                 .iter()
@@ -172,7 +173,8 @@ impl ImagesApi for Service {
         let store = self.store.clone();
         let path = file.0.clone();
         blocking(move || {
-            let f = std::fs::File::create(&path).map_err(crate::images::ImageError::Archive)?;
+            let f =
+                std::fs::File::create(&path).map_err(crate::store::images::ImageError::Archive)?;
             store.export(&ns, &r.names, &platform, std::io::BufWriter::new(f))
         })
         .await?;
@@ -211,7 +213,8 @@ impl ImagesApi for Service {
         r: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let ns = namespace(&r)?;
-        let name = crate::images::normalize(&r.into_inner().name).map_err(super::status_of)?;
+        let name =
+            crate::store::images::normalize(&r.into_inner().name).map_err(super::status_of)?;
         let store = self.store.clone();
         let (ns2, name2) = (ns.clone(), name.clone());
         // The image's content and layers go unless another image uses them.
@@ -319,7 +322,10 @@ fn file_stream(file: Spool) -> ChunkStream {
 }
 
 /// Streams a blob from the content store.
-pub fn blob_stream(store: &Images, digest: crate::digest::Digest) -> Result<ChunkStream, Status> {
+pub fn blob_stream(
+    store: &Images,
+    digest: crate::store::digest::Digest,
+) -> Result<ChunkStream, Status> {
     let f = store
         .content
         .open_blob(&digest)

@@ -7,8 +7,8 @@ use berth_proto::images::{self as pb};
 use tonic::{Request, Response, Status};
 
 use super::{blocking, namespace};
-use crate::images::Images;
-use crate::leases::{Lease, Resource};
+use crate::store::images::Images;
+use crate::store::leases::{Lease, Resource};
 
 /// The service and its store.
 pub struct Service {

@@ -20,10 +20,10 @@ use serde::Deserialize;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
 
-use crate::content::ContentError;
-use crate::images::{ImageError, Images, RegistryFailure};
-use crate::snapshot::SnapshotError;
-use crate::tasks::{Manager, Paths};
+use crate::containers::tasks::{Manager, Paths};
+use crate::store::content::ContentError;
+use crate::store::images::{ImageError, Images, RegistryFailure};
+use crate::store::snapshot::SnapshotError;
 use berth_proto::containers::containers_server::ContainersServer;
 use berth_proto::containers::events_server::EventsServer;
 use berth_proto::containers::networks_server::NetworksServer;
@@ -142,8 +142,8 @@ fn namespace<T>(r: &Request<T>) -> Result<String, Status> {
 /// The API form of an image (for the pull stream).
 pub fn image_to_pb(
     store: &Images,
-    i: &crate::images::Image,
-    p: &crate::oci::Platform,
+    i: &crate::store::images::Image,
+    p: &crate::store::oci::Platform,
 ) -> berth_proto::images::Image {
     images::to_pb(store, i, p)
 }
@@ -211,7 +211,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     if let Some(bad) = cfg
         .insecure_registries
         .iter()
-        .find(|e| !crate::pull::valid_insecure_entry(e))
+        .find(|e| !crate::store::pull::valid_insecure_entry(e))
     {
         return Err(ServeError::Config {
             path: "insecure_registries".into(),
@@ -312,6 +312,35 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_get_the_grpc_code_a_client_acts_on() {
+        let reg = |kind| ImageError::Registry {
+            what: "fetch manifest r/x:latest".into(),
+            why: "connection refused".into(),
+            kind,
+        };
+        for (kind, code) in [
+            (RegistryFailure::Unreachable, tonic::Code::Unavailable),
+            (RegistryFailure::NotFound, tonic::Code::NotFound),
+            (RegistryFailure::Unauthorized, tonic::Code::Unauthenticated),
+            (RegistryFailure::Other, tonic::Code::Unknown),
+        ] {
+            assert_eq!(status_of(reg(kind)).code(), code, "{kind:?}");
+        }
+        assert_eq!(
+            status_of(ImageError::NotFound("x".into())).code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            status_of(ImageError::LeaseExists("l".into())).code(),
+            tonic::Code::AlreadyExists
+        );
+        assert_eq!(
+            status_of(ImageError::Invalid("bad".into())).code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 
     #[test]
     fn config_file_overrides_defaults() {

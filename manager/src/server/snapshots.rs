@@ -7,8 +7,8 @@ use berth_proto::images::{self as pb};
 use tonic::{Request, Response, Status};
 
 use super::{blocking, namespace};
-use crate::images::Images;
-use crate::snapshot::{Kind, Mount};
+use crate::store::images::Images;
+use crate::store::snapshot::{Kind, Mount};
 
 /// The service and its store.
 pub struct Service {

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
-use crate::images::{ImageError, Images};
-use crate::meta::Table;
+use crate::store::digest::Digest;
+use crate::store::images::{ImageError, Images};
+use crate::store::meta::Table;
 use berth_rules::time::now_secs as now;
 
 /// What a lease holds.
@@ -29,7 +29,7 @@ impl Resource {
             "content" => id
                 .parse()
                 .map(Resource::Content)
-                .map_err(|e: crate::digest::DigestError| ImageError::Invalid(e.to_string())),
+                .map_err(|e: crate::store::digest::DigestError| ImageError::Invalid(e.to_string())),
             "snapshots" | "snapshot" if !id.is_empty() && !id.contains('/') => {
                 Ok(Resource::Snapshot(id.into()))
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Meta, MetaError, Table};
+use crate::store::meta::{Meta, MetaError, Table};
 
 /// A snapshotter failure.
 #[derive(Debug, thiserror::Error)]

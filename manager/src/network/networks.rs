@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cni::{self, Attachment, CniError, NetworkConfig, Plugins};
+use crate::network::cni::{self, Attachment, CniError, NetworkConfig, Plugins};
 
 /// The default network's name (as docker's).
 pub const DEFAULT: &str = "bridge";
@@ -351,7 +351,7 @@ impl Networks {
             }
             None => None,
         };
-        let digest = crate::digest::sha256_of(name.as_bytes()).to_string();
+        let digest = crate::store::digest::sha256_of(name.as_bytes()).to_string();
         let hex = digest.rsplit(':').next().unwrap_or(&digest);
         let bridge = format!("br-{}", &hex[..12]);
         let list = bridge_conflist(name, &bridge, &subnet, gateway, &self.ipam_dir);
@@ -447,7 +447,7 @@ impl Networks {
                 "network {name} cannot publish ports: none of its plugins has the portMappings capability"
             )));
         }
-        let digest = crate::digest::sha256_of(format!("{ns}/{id}").as_bytes()).to_string();
+        let digest = crate::store::digest::sha256_of(format!("{ns}/{id}").as_bytes()).to_string();
         let hex = digest.rsplit(':').next().unwrap_or(&digest);
         let mut rec = Record {
             network: name.into(),

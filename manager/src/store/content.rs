@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::digest::{Digest, Hasher};
+use crate::store::digest::{Digest, Hasher};
 
 /// A content store failure.
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +216,7 @@ impl ContentStore {
             .mode(0o600)
             .open(&path)
             .map_err(io_err("create", &path))?;
-        let mut hasher = Hasher::new(crate::digest::Algorithm::Sha256);
+        let mut hasher = Hasher::new(crate::store::digest::Algorithm::Sha256);
         let mut buf = vec![0u8; 64 * 1024];
         let mut size = 0u64;
         let result = (|| {
@@ -370,7 +370,7 @@ mod tests {
     fn verified_writes_resume_and_mismatches() {
         let (s, dir) = store("t");
         let data = b"hello, content".repeat(1000);
-        let d = crate::digest::sha256_of(&data);
+        let d = crate::store::digest::sha256_of(&data);
         // An interrupted write resumes from where it stopped.
         let mut w = s.writer(&d, Some(data.len() as u64)).unwrap();
         w.write(&data[..5000]).unwrap();
@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(s.info(&d).unwrap().size, data.len() as u64);
 
         // Wrong bytes never reach blobs/.
-        let other = crate::digest::sha256_of(b"other");
+        let other = crate::store::digest::sha256_of(b"other");
         let mut w = s.writer(&other, Some(5)).unwrap();
         w.write(b"OTHER").unwrap();
         assert!(matches!(

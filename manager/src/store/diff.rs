@@ -238,7 +238,7 @@ mod tests {
             "{names:?}"
         );
         // Applying it recreates the same upper directory.
-        crate::unpack::apply(&out, &tar[..]).unwrap();
+        crate::store::unpack::apply(&out, &tar[..]).unwrap();
         assert!(fs::symlink_metadata(out.join("gone"))
             .unwrap()
             .file_type()

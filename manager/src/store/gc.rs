@@ -10,11 +10,11 @@
 
 use std::collections::HashSet;
 
-use crate::digest::Digest;
-use crate::images::{ImageError, Images};
-use crate::meta::Table;
-use crate::oci::{self, ImageConfig, Index, Manifest};
-use crate::snapshot::Kind;
+use crate::store::digest::Digest;
+use crate::store::images::{ImageError, Images};
+use crate::store::meta::Table;
+use crate::store::oci::{self, ImageConfig, Index, Manifest};
+use crate::store::snapshot::Kind;
 
 /// What a collection removed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -96,7 +96,10 @@ impl Images {
         let _exclusive = self.gc_lock.blocking_write();
         let mut blobs = HashSet::new();
         let mut chains = HashSet::new();
-        for (_, img) in self.meta.list::<crate::images::Image>(Table::Images, "")? {
+        for (_, img) in self
+            .meta
+            .list::<crate::store::images::Image>(Table::Images, "")?
+        {
             self.mark_image(&img.target, &mut blobs, &mut chains);
         }
         let held = self.leases_held()?;
@@ -108,7 +111,7 @@ impl Images {
         // Snapshots, per namespace: keep image layers, live ones, and parents.
         let all = self
             .meta
-            .list::<crate::snapshot::Info>(Table::Snapshots, "")?;
+            .list::<crate::store::snapshot::Info>(Table::Snapshots, "")?;
         let mut keep: HashSet<String> = HashSet::new();
         for (k, info) in &all {
             let (ns, key) = k.split_once('/').unwrap_or(("", k));
@@ -179,7 +182,7 @@ impl Images {
         let mut removed = Vec::new();
         for img in self.list(ns)? {
             let untagged =
-                crate::reference::Reference::parse(&img.name).is_ok_and(|r| r.tag.is_none());
+                crate::store::reference::Reference::parse(&img.name).is_ok_and(|r| r.tag.is_none());
             if all || untagged {
                 self.remove(ns, &img.name)?;
                 removed.push(img.name);
@@ -194,7 +197,7 @@ impl Images {
         let mut snaps = (0, 0);
         for (k, _) in self
             .meta
-            .list::<crate::snapshot::Info>(Table::Snapshots, "")?
+            .list::<crate::store::snapshot::Info>(Table::Snapshots, "")?
         {
             let (sns, key) = k.split_once('/').unwrap_or(("", &k));
             snaps.0 += 1;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Meta, MetaError, Table};
+use crate::store::meta::{Meta, MetaError, Table};
 
 /// A record operation failure.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ pub struct Container {
     pub network: String,
     /// Ports published on the host.
     #[serde(default)]
-    pub ports: Vec<crate::network::PortMapping>,
+    pub ports: Vec<crate::network::networks::PortMapping>,
     /// The last start of its task, ms since the epoch.
     pub started_ms: Option<u64>,
     /// The last exit of its task.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 /// OCI image index.
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -216,7 +216,7 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => crate::digest::sha256_of(format!("{prev} {d}").as_bytes()),
+            Some(prev) => crate::store::digest::sha256_of(format!("{prev} {d}").as_bytes()),
         };
         out.push(next);
     }
@@ -243,13 +243,13 @@ mod tests {
 
     #[test]
     fn chain_ids_follow_the_spec() {
-        let a = crate::digest::sha256_of(b"a");
-        let b = crate::digest::sha256_of(b"b");
+        let a = crate::store::digest::sha256_of(b"a");
+        let b = crate::store::digest::sha256_of(b"b");
         let c = chain_ids(&[a.clone(), b.clone()]);
         assert_eq!(c[0], a);
         assert_eq!(
             c[1],
-            crate::digest::sha256_of(format!("{a} {b}").as_bytes())
+            crate::store::digest::sha256_of(format!("{a} {b}").as_bytes())
         );
     }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{ContentError, ContentStore};
-use crate::digest::Digest;
-use crate::meta::{Meta, MetaError, Table};
-use crate::oci::{self, Compression, Descriptor, ImageConfig, Index, Manifest, Platform};
-use crate::reference::Reference;
-use crate::snapshot::{SnapshotError, Snapshotter};
-use crate::unpack::{self, UnpackError};
+use crate::store::content::{ContentError, ContentStore};
+use crate::store::digest::Digest;
+use crate::store::meta::{Meta, MetaError, Table};
+use crate::store::oci::{self, Compression, Descriptor, ImageConfig, Index, Manifest, Platform};
+use crate::store::reference::Reference;
+use crate::store::snapshot::{SnapshotError, Snapshotter};
+use crate::store::unpack::{self, UnpackError};
 
 /// Manifests, indexes and configs are small; a larger one is refused.
 const MAX_JSON: u64 = 4 << 20;
@@ -500,7 +500,7 @@ impl Images {
                 annotations: BTreeMap::new(),
             };
             let data = serde_json::to_vec(&m).map_err(|e| ImageError::Invalid(e.to_string()))?;
-            let d = crate::digest::sha256_of(&data);
+            let d = crate::store::digest::sha256_of(&data);
             self.content.write_all(&d, &data)?;
             let target = Descriptor {
                 media_type: oci::MT_DOCKER_MANIFEST.into(),
@@ -609,7 +609,7 @@ impl Images {
 /// Hashes what passes through to the inner writer.
 struct HashWrite<W> {
     inner: W,
-    hasher: crate::digest::Hasher,
+    hasher: crate::store::digest::Hasher,
 }
 
 impl<W: std::io::Write> std::io::Write for HashWrite<W> {
@@ -640,7 +640,7 @@ impl Images {
     ) -> Result<Image, ImageError> {
         let _shared = self.gc_lock.blocking_read();
         let info = self.snapshots.stat(ns, key)?;
-        if info.kind != crate::snapshot::Kind::Active {
+        if info.kind != crate::store::snapshot::Kind::Active {
             return Err(ImageError::Invalid(format!(
                 "snapshot {key} is not active: nothing to commit"
             )));
@@ -661,9 +661,9 @@ impl Images {
             );
             let mut hw = HashWrite {
                 inner: gz,
-                hasher: crate::digest::Hasher::new(crate::digest::Algorithm::Sha256),
+                hasher: crate::store::digest::Hasher::new(crate::store::digest::Algorithm::Sha256),
             };
-            let r = crate::diff::write_layer(&self.snapshots.fs_dir(&info), &mut hw, skip)
+            let r = crate::store::diff::write_layer(&self.snapshots.fs_dir(&info), &mut hw, skip)
                 .and_then(|()| hw.inner.finish().map(drop));
             if let Err(e) = r {
                 let _ = std::fs::remove_file(&spool);
@@ -688,7 +688,7 @@ impl Images {
             None => config["history"] = serde_json::json!([entry]),
         }
         let cbytes = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let cdigest = crate::digest::sha256_of(&cbytes);
+        let cdigest = crate::store::digest::sha256_of(&cbytes);
         self.content.write_all(&cdigest, &cbytes)?;
         let desc = |media_type: &str, digest: Digest, size: u64| Descriptor {
             media_type: media_type.into(),
@@ -708,7 +708,7 @@ impl Images {
         };
         let mbytes =
             serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let mdigest = crate::digest::sha256_of(&mbytes);
+        let mdigest = crate::store::digest::sha256_of(&mbytes);
         self.content.write_all(&mdigest, &mbytes)?;
         let img = Image {
             name,

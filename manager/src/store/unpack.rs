@@ -20,7 +20,7 @@ use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags, Mode, S
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use crate::digest::{Digest, Hasher};
+use crate::store::digest::{Digest, Hasher};
 
 /// Why a layer could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,7 @@ pub fn apply(dest: &Path, r: impl Read) -> Result<Digest, UnpackError> {
     let root = Root { fd };
     let mut hashing = Hashing {
         inner: r,
-        hasher: Hasher::new(crate::digest::Algorithm::Sha256),
+        hasher: Hasher::new(crate::store::digest::Algorithm::Sha256),
     };
     let mut dir_times = Vec::new();
     {
@@ -424,7 +424,7 @@ mod layer_tests {
             ("dev/fifo", Fifo, ""),
         ]);
         let diff = apply(&d, &tar[..]).unwrap();
-        assert_eq!(diff, crate::digest::sha256_of(&tar));
+        assert_eq!(diff, crate::store::digest::sha256_of(&tar));
         let hosts = std::fs::metadata(d.join("etc/hosts")).unwrap();
         assert_eq!(
             (

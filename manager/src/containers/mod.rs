@@ -1,0 +1,9 @@
+//! Containers: their records (`records`: containers, volumes, exits), the
+//! OCI spec made from a create request (`spec`), logs, and tasks run
+//! through one shim each (`tasks`: lifecycle, exec, network attachment,
+//! recovery after a restart).
+
+pub mod logs;
+pub mod records;
+pub mod spec;
+pub mod tasks;
