@@ -30,7 +30,7 @@ BENCH_RUNS ?= 60
 # cgroup_no_v1=all), through the team's runner beside the repository.
 VM_RUNNER ?= $(CURDIR)/../shared/vm/run-in-vm.sh
 VM_PKGS := qemu-system-x86 linux-image-amd64 xz-utils
-V2_TESTS := cgroups runtime exec seccomp shim
+V2_TESTS := cgroups runtime rootfs rootless exec seccomp shim shim_api
 
 .PHONY: all deps musl-target build release image bundle demo test unit integration lint bench test-cgroupv2 clean
 

@@ -478,3 +478,8 @@ pub fn skip(test: &str, why: &str) {
 pub fn pid_of(v: &Value) -> i32 {
     i32::try_from(v.as_i64().expect("a pid")).expect("a pid fits in i32")
 }
+
+/// A process running `script` with busybox's sh.
+pub fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_proto::shim::shim_client::ShimClient;
+use berth_proto::shim::{self as pb};
 use tonic::transport::Channel;
 
 use crate::{berth_bin, Ctx};
@@ -162,4 +163,38 @@ impl Drop for ShimCtx {
             let _ = self.shim_delete();
         }
     }
+}
+
+/// A CreateRequest for the context's container and bundle.
+pub fn create_req(s: &ShimCtx) -> pb::CreateRequest {
+    pb::CreateRequest {
+        id: s.ctx.id.clone(),
+        bundle: s.ctx.bundle.to_string_lossy().into(),
+        ..Default::default()
+    }
+}
+
+/// Waits (at most 30 s) for a process's exit status.
+pub async fn wait(c: &mut ShimClient<Channel>, id: &str, exec_id: &str) -> u32 {
+    let w = c.wait(pb::WaitRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+    });
+    tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .expect("wait timed out")
+        .expect("wait")
+        .into_inner()
+        .exit_status
+}
+
+/// The state of a process.
+pub async fn state(c: &mut ShimClient<Channel>, id: &str, exec_id: &str) -> pb::StateResponse {
+    c.state(pb::StateRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+    })
+    .await
+    .expect("state")
+    .into_inner()
 }

@@ -10,10 +10,6 @@ use std::time::Duration;
 use berth_integration::*;
 use serde_json::{json, Value};
 
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
 fn with_cgroupns(c: &mut Ctx) {
     c.add_namespace(json!({"type": "cgroup"}));
 }

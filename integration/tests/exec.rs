@@ -14,10 +14,6 @@ use serde_json::{json, Value};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_berth-test-helper");
 
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
 fn bundle(c: &Ctx) -> String {
     c.bundle.to_str().unwrap().to_string()
 }

@@ -9,10 +9,6 @@ use std::path::Path;
 use berth_integration::*;
 use serde_json::{json, Value};
 
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
 #[test]
 fn errno_kill_and_argument_rules() {
     let mut c = Ctx::new(

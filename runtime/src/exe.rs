@@ -24,8 +24,6 @@ use std::os::unix::ffi::OsStringExt;
 
 use crate::syscall;
 
-const F_ADD_SEALS: i32 = 1033;
-const F_GET_SEALS: i32 = 1034;
 const F_SEAL_SEAL: i32 = 0x1;
 const F_SEAL_SHRINK: i32 = 0x2;
 const F_SEAL_GROW: i32 = 0x4;
@@ -53,9 +51,8 @@ pub fn is_protected() -> bool {
     let Ok(f) = File::open("/proc/self/exe") else {
         return false;
     };
-    // SAFETY: F_GET_SEALS takes no argument and only reads fd state.
-    let s = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), F_GET_SEALS) };
-    if s >= 0 && (s & F_SEAL_WRITE) != 0 {
+    let s = crate::syscall::get_seals(std::os::fd::AsFd::as_fd(&f));
+    if s.is_ok_and(|s| s & F_SEAL_WRITE != 0) {
         return true;
     }
     nix::sys::statfs::fstatfs(&f).is_ok_and(|st| {
@@ -156,9 +153,6 @@ fn sealed_copy() -> Result<OwnedFd, Error> {
     };
     let mut dst = File::from(memfd);
     io::copy(&mut src, &mut dst).map_err(e("copy binary to memfd"))?;
-    // SAFETY: F_ADD_SEALS takes an int argument; it only changes the memfd's seals.
-    if unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&dst), F_ADD_SEALS, SEALS) } < 0 {
-        return Err(e("seal memfd")(io::Error::last_os_error()));
-    }
+    crate::syscall::add_seals(std::os::fd::AsFd::as_fd(&dst), SEALS).map_err(e("seal memfd"))?;
     Ok(OwnedFd::from(dst))
 }

@@ -4,7 +4,7 @@
 //! stdio, and sd_notify readiness is relayed. One poll loop, no threads.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -181,7 +181,7 @@ impl Proxy {
 
     /// Gives the pty the size of berth's own terminal.
     fn resize(&self) {
-        terminal::copy_winsize(io::stdin().as_raw_fd(), self.master.as_raw_fd());
+        terminal::copy_winsize(io::stdin().as_fd(), self.master.as_fd());
     }
 
     fn wants_input(&self) -> bool {

@@ -4,7 +4,7 @@
 //! sync channel and exits.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -156,14 +156,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
         nix::unistd::sethostname(h).map_err(|e| other(&format!("set hostname {h}"), e))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        let c = CString::new(d).map_err(|e| other("domainname", e))?;
-        // SAFETY: `c` is a valid C string of the given length.
-        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
-            return Err(other(
-                &format!("set domainname {d}"),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        syscall::setdomainname(d).map_err(|e| other(&format!("set domainname {d}"), e))?;
     }
 
     // Host /proc and the fifo, opened before the root change: the fifo is
@@ -204,14 +197,14 @@ fn setup(a: &Args) -> Result<Never, Error> {
         syscall::umask(0o022);
         for (i, m) in mounts.iter().enumerate() {
             let idmapped = a.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| fd);
-            rootfs::mount_one(&ctx, rootfd.as_raw_fd(), m, idmapped)?;
+            rootfs::mount_one(&ctx, rootfd.as_fd(), m, idmapped)?;
         }
         if !rootfs::binds_dev(&mounts) {
-            rootfs::setup_dev(&ctx, rootfd.as_raw_fd())?;
+            rootfs::setup_dev(&ctx, rootfd.as_fd())?;
         }
         rootfs::create_devices(
             &ctx,
-            rootfd.as_raw_fd(),
+            rootfd.as_fd(),
             linux.devices().as_deref().unwrap_or(&[]),
         )?;
     }
@@ -407,7 +400,7 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     let proc_ = s.process;
     if let Some(console) = s.console {
         let (master, slave) = terminal::open_pty()?;
-        terminal::send_fd(console, "/dev/ptmx", master.as_raw_fd())?;
+        terminal::send_fd(console, "/dev/ptmx", master.as_fd())?;
         drop(master);
         terminal::make_controlling(&slave)?;
     }
@@ -424,7 +417,7 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     )
     .map_err(|e| other("open /", e))?;
     let cwd = proc_.cwd();
-    let cwd_fd = rootfs::open_in_root(slash.as_raw_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
+    let cwd_fd = rootfs::open_in_root(slash.as_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| other(&format!("process.cwd {}", cwd.display()), e))?;
     nix::unistd::fchdir(&cwd_fd)
         .map_err(|e| other(&format!("chdir to process.cwd {}", cwd.display()), e))?;

@@ -24,5 +24,5 @@ pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;
-pub mod syscall;
+pub(crate) mod syscall;
 pub mod terminal;

@@ -3,7 +3,7 @@
 //! slave made the process's controlling terminal and stdio.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -66,7 +66,7 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {
         Mode::empty(),
     )
     .map_err(|x| e("open /dev/ptmx")(x.into()))?;
-    syscall::unlockpt(master.as_raw_fd()).map_err(e("unlock pty"))?;
+    syscall::unlockpt(master.as_fd()).map_err(e("unlock pty"))?;
     let slave = syscall::open_pty_peer(
         master.as_fd(),
         libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
@@ -76,8 +76,8 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {
 }
 
 /// Sends `fd` over a connected unix socket with `name` as the payload.
-pub fn send_fd(sock: &OwnedFd, name: &str, fd: RawFd) -> Result<(), Error> {
-    let fds = [fd];
+pub fn send_fd(sock: &OwnedFd, name: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(name.as_bytes())];
     sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
@@ -88,7 +88,7 @@ pub fn send_fd(sock: &OwnedFd, name: &str, fd: RawFd) -> Result<(), Error> {
 /// Makes `slave` the controlling terminal and stdio of this (new session) process.
 pub fn make_controlling(slave: &OwnedFd) -> Result<(), Error> {
     nix::unistd::setsid().map_err(|x| e("setsid")(x.into()))?;
-    syscall::ioctl_int(slave.as_raw_fd(), libc::TIOCSCTTY as libc::c_ulong, 0)
+    syscall::ioctl_int(slave.as_fd(), libc::TIOCSCTTY as libc::c_ulong, 0)
         .map_err(e("set controlling terminal"))?;
     for target in 0..3 {
         syscall::dup2(slave.as_raw_fd(), target).map_err(e("dup pty to stdio"))?;
@@ -138,7 +138,7 @@ impl Drop for RawMode {
 
 /// Copies the window size of terminal `from` to `to` (no-op when `from` is
 /// not a terminal).
-pub fn copy_winsize(from: RawFd, to: RawFd) {
+pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     if let Ok(ws) = syscall::get_winsize(from) {
         let _ = syscall::set_winsize(to, &ws);
     }

@@ -27,7 +27,6 @@ const ALU32_MOV_X: u8 = 0xbc;
 const JMP32_JNE_K: u8 = 0x56; // BPF_JMP32 | BPF_JNE | BPF_K
 const JMP32_JNE_X: u8 = 0x5e;
 const EXIT: u8 = 0x95;
-
 const TYPE_BLOCK: i32 = 1;
 const TYPE_CHAR: i32 = 2;
 const ACC_MKNOD: i32 = 1;

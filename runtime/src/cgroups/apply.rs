@@ -1,0 +1,233 @@
+//! `linux.resources` written to the cgroup files: the plan of writes
+//! (`Write`, which tests read) and its application; v1 and v2 files come from
+//! `v1` and `v2`.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::*;
+
+/// Applies `linux.resources` and the config's device nodes to the
+/// container's directories: v1 files or v2 files (with runc's conversions),
+/// and the device rules (v1 devices.allow/deny).
+pub fn apply(
+    layout: &Layout,
+    dirs: &[PathBuf],
+    res: Option<&oci_spec::runtime::LinuxResources>,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> Result<(), Error> {
+    let json = res
+        .and_then(|r| serde_json::to_value(r).ok())
+        .unwrap_or(serde_json::Value::Null);
+    apply_json(layout, dirs, &json)?;
+    if !nix::unistd::geteuid().is_root() {
+        // Device rules need privilege (CAP_SYS_ADMIN for v1 devices.*, BPF
+        // for v2) even in a delegated cgroup. Rootless, the user namespace
+        // already bounds devices: no mknod, and host nodes keep their modes.
+        crate::debug!("rootless: device cgroup rules skipped");
+        return Ok(());
+    }
+    let mut rules: Vec<(bool, String)> = Vec::new();
+    if let Some(list) = res.and_then(|r| r.devices().as_ref()) {
+        rules.extend(list.iter().map(v1::device_rule));
+    }
+    rules.extend(v1::default_allowed().into_iter().map(|r| (true, r)));
+    for d in devices {
+        let ty = if d.typ() == oci_spec::runtime::LinuxDeviceType::B {
+            "b"
+        } else {
+            "c"
+        };
+        rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
+    }
+    if layout.is_pure_v2() {
+        if let Some(dir) = dirs.first() {
+            ebpf::attach(dir, &ebpf::compile(&rules)?)?;
+        }
+        return Ok(());
+    }
+    if let Some(h) = layout.v1("devices") {
+        if let Some(dir) = dirs.iter().find(|d| d.starts_with(&h.mount)) {
+            v1::apply_devices(dir, &rules)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies resources given as OCI JSON (the config's, or `update`'s),
+/// everything but devices.
+pub fn apply_json(layout: &Layout, dirs: &[PathBuf], res: &serde_json::Value) -> Result<(), Error> {
+    let writes = if layout.is_pure_v2() {
+        v2::writes(res)?
+    } else {
+        v1::writes(res)?
+    };
+    let mut i = 0;
+    while i < writes.len() {
+        let w = &writes[i];
+        match write_one(layout, dirs, w) {
+            Ok(()) => i += 1,
+            // Raising the limit above memsw (or lowering memsw below it)
+            // fails in one order: do the pair in the other.
+            Err(_)
+                if w.file == "memory.limit_in_bytes"
+                    && writes
+                        .get(i + 1)
+                        .is_some_and(|n| n.file == "memory.memsw.limit_in_bytes") =>
+            {
+                write_one(layout, dirs, &writes[i + 1])?;
+                write_one(layout, dirs, w)?;
+                i += 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn write_one(layout: &Layout, dirs: &[PathBuf], w: &Write) -> Result<(), Error> {
+    let dir = if layout.is_pure_v2() {
+        dirs.first()
+    } else {
+        layout
+            .v1(w.controller)
+            .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
+    };
+    let dir = dir.ok_or_else(|| {
+        Error::Unsupported(format!(
+            "{}: no {} hierarchy for this container here (not mounted as v1; a hybrid host's cgroup2-only controllers are not used)",
+            w.field, w.controller
+        ))
+    })?;
+    let (path, value) = match &w.alt {
+        Some((alt, v)) if !dir.join(&w.file).exists() && dir.join(alt).exists() => {
+            (dir.join(alt), v.as_str())
+        }
+        _ => (dir.join(&w.file), w.value.as_str()),
+    };
+    if !path.exists() {
+        return Err(Error::Unsupported(format!(
+            "{}: {} does not exist (controller {} not enabled, or not supported by this kernel)",
+            w.field,
+            path.display(),
+            w.controller
+        )));
+    }
+    fs::write(&path, value).map_err(|err| Error::Io {
+        what: "write",
+        path,
+        err,
+    })
+}
+
+/// Converts v1 cpu shares to a v2 cpu weight.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// True when `linux.resources` asks for any limit (device rules aside,
+/// which only restrict).
+pub fn limits_requested(res: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(v) = res.and_then(|r| serde_json::to_value(r).ok()) else {
+        return false;
+    };
+    v.as_object().is_some_and(|o| {
+        o.iter().any(|(k, v)| {
+            k != "devices"
+                && !v.is_null()
+                && v.as_object().is_none_or(|m| !m.is_empty())
+                && v.as_array().is_none_or(|a| !a.is_empty())
+        })
+    })
+}
+
+/// One file write a resource setting turns into: `value` to `file` in the
+/// container's directory of `controller` (the unified directory on v2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: String,
+    /// (file, value) written instead when `file` does not exist: bfq's blkio
+    /// files on v1, plain io.weight (converted range) when io.bfq.weight is absent on v2.
+    pub alt: Option<(String, String)>,
+    pub value: String,
+    /// The config field, for errors.
+    pub field: &'static str,
+}
+
+impl Write {
+    pub(super) fn new(
+        controller: &'static str,
+        file: impl Into<String>,
+        value: impl ToString,
+        field: &'static str,
+    ) -> Write {
+        Write {
+            controller,
+            file: file.into(),
+            alt: None,
+            value: value.to_string(),
+            field,
+        }
+    }
+
+    pub(super) fn or(mut self, alt: impl Into<String>) -> Write {
+        self.alt = Some((alt.into(), self.value.clone()));
+        self
+    }
+
+    pub(super) fn or_value(mut self, alt: impl Into<String>, value: impl ToString) -> Write {
+        self.alt = Some((alt.into(), value.to_string()));
+        self
+    }
+}
+
+/// The writes v1 and v2 share file names and values for: cpu idle, cpuset
+/// cpus and mems, pids.max (0 or less is "max", as runc), rdma.max.
+pub(super) fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
+    let c = &r["cpu"];
+    if let Some(v) = c["idle"].as_i64() {
+        w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+    }
+    for (key, file) in [("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")] {
+        if let Some(v) = c[key].as_str().filter(|s| !s.is_empty()) {
+            w.push(Write::new(
+                "cpuset",
+                file,
+                v,
+                "linux.resources.cpu.cpus/mems",
+            ));
+        }
+    }
+    if let Some(v) = r["pids"]["limit"].as_i64() {
+        let v = if v > 0 { v.to_string() } else { "max".into() };
+        w.push(Write::new(
+            "pids",
+            "pids.max",
+            v,
+            "linux.resources.pids.limit",
+        ));
+    }
+    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
+        w.push(Write::new(
+            "rdma",
+            "rdma.max",
+            rdma_line(dev, l),
+            "linux.resources.rdma",
+        ));
+    }
+}
+
+/// `rdma.max` line: `<device> hca_handle=N hca_object=M` (max when unset).
+pub(super) fn rdma_line(dev: &str, l: &serde_json::Value) -> String {
+    let v = |k: &str| {
+        l[k].as_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "max".into())
+    };
+    format!(
+        "{dev} hca_handle={} hca_object={}",
+        v("hcaHandles"),
+        v("hcaObjects")
+    )
+}

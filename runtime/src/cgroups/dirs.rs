@@ -1,0 +1,215 @@
+//! The container's cgroup directories: made, joined (by the process itself
+//! or by pid), listed, removed deepest first.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use super::*;
+
+/// Creates the container's cgroup directories (and missing parents), copying
+/// cpuset values down on v1 so the new group is usable. Returns the ones this
+/// call created, which are the ones `delete` will remove.
+pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut created = Vec::new();
+    for d in dirs {
+        create_dir(d, &mut created)?;
+    }
+    Ok(created)
+}
+
+/// Creates `d` and any missing parents, outermost first, adding each new one
+/// to `created`. The mkdir comes first: usually only the last level is new.
+pub(super) fn create_dir(d: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    match fs::create_dir(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && d.parent().is_some() => {
+            create_dir(d.parent().expect("checked"), created)?;
+            return create_dir(d, created);
+        }
+        Err(err) => {
+            return Err(Error::Io {
+                what: "create cgroup",
+                path: d.to_path_buf(),
+                err,
+            })
+        }
+    }
+    created.push(d.to_path_buf());
+    // v1 only: a v2 cpuset with empty cpus inherits its parent's.
+    if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
+        v1::inherit_cpuset(d)?;
+    }
+    Ok(())
+}
+
+/// The v1 `tasks` files of a new process's cgroup directories, opened by the
+/// parent before the clone so that the process can move itself.
+///
+/// A pid written to `cgroup.procs` (or any non-zero pid to `tasks`) makes the
+/// kernel take `cgroup_threadgroup_rwsem` for writing, which waits for an RCU
+/// grace period: about 10 ms on a quiet host, the largest single cost of a
+/// `run`. A thread that writes "0" to `tasks` moves only itself, and the
+/// kernel skips that lock. A process that is still single-threaded is
+/// thereby moved whole, and its children are born inside.
+#[derive(Debug)]
+pub struct SelfJoin(Vec<(PathBuf, std::os::fd::OwnedFd)>);
+
+impl SelfJoin {
+    /// Opens the `tasks` file of each directory. None on a pure cgroup v2
+    /// host, which has no `tasks` files (v2 processes are born in their
+    /// cgroup with CLONE_INTO_CGROUP, or added by pid), and where one cannot
+    /// be opened (a delegation that handed over `cgroup.procs` alone): then
+    /// the parent adds the process by pid, as before.
+    pub fn open(layout: &Layout, dirs: &[PathBuf]) -> Option<SelfJoin> {
+        if layout.is_pure_v2() {
+            return None;
+        }
+        let files = dirs
+            .iter()
+            .map(|d| {
+                let f = fs::OpenOptions::new().write(true).open(d.join("tasks"));
+                f.ok().map(|f| (d.clone(), f.into()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(SelfJoin(files))
+    }
+
+    /// Moves the calling thread into every directory. Call it from the new
+    /// process while it has one thread.
+    pub fn join(&self) -> Result<(), Error> {
+        for (d, f) in &self.0 {
+            nix::unistd::write(f, b"0").map_err(|e| Error::Io {
+                what: "join cgroup",
+                path: d.clone(),
+                err: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves `pid` into every directory.
+pub fn add_pid(dirs: &[PathBuf], pid: i32) -> Result<(), Error> {
+    for d in dirs {
+        let f = d.join("cgroup.procs");
+        fs::write(&f, pid.to_string()).map_err(|err| Error::Io {
+            what: "join cgroup",
+            path: d.clone(),
+            err,
+        })?;
+    }
+    Ok(())
+}
+
+/// The directories an `exec --cgroup` process joins: `spec` is `path` (a
+/// sub-cgroup in every hierarchy) or `ctrl[,ctrl]:path` (in those
+/// controllers' hierarchies; the others keep the container's own). The
+/// sub-cgroup must already exist, as runc requires.
+pub fn sub_dirs(layout: &Layout, dirs: &[PathBuf], spec: &str) -> Result<Vec<PathBuf>, Error> {
+    let (ctrls, sub) = match spec.split_once(':') {
+        Some((c, p)) => (
+            c.split(',').filter(|c| !c.is_empty()).collect::<Vec<_>>(),
+            p,
+        ),
+        None => (Vec::new(), spec),
+    };
+    let rel = Path::new(sub.trim_start_matches('/'));
+    if sub.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::Unsupported(format!(
+            "--cgroup {spec:?}: must name a sub-cgroup path without '..'"
+        )));
+    }
+    let mut matched = ctrls.is_empty();
+    let mut out = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        let h = layout.hierarchies.iter().find(|h| d.starts_with(&h.mount));
+        let wanted = ctrls.is_empty()
+            || h.is_some_and(|h| {
+                h.unified || h.controllers.iter().any(|c| ctrls.contains(&c.as_str()))
+            });
+        if !wanted {
+            out.push(d.clone());
+            continue;
+        }
+        matched = true;
+        let p = d.join(rel);
+        if !p.is_dir() {
+            return Err(Error::Io {
+                what: "exec --cgroup: no such cgroup",
+                path: p,
+                err: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        out.push(p);
+    }
+    if !matched {
+        return Err(Error::Unsupported(format!(
+            "--cgroup {spec:?}: none of the controllers {ctrls:?} has a hierarchy here"
+        )));
+    }
+    Ok(out)
+}
+
+/// Pids in the container's cgroup (from the first directory that has them).
+pub fn procs(dirs: &[PathBuf]) -> Vec<i32> {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    Vec::new()
+}
+
+/// True when the container's cgroup is frozen (v1 freezer or v2 cgroup.freeze).
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    for d in dirs {
+        if let Ok(s) = fs::read_to_string(d.join("freezer.state")) {
+            return s.trim() != "THAWED";
+        }
+        if let Ok(s) = fs::read_to_string(d.join("cgroup.freeze")) {
+            return s.trim() == "1";
+        }
+    }
+    false
+}
+
+/// Removes directories deepest first. The container's own directories still
+/// holding processes are retried briefly (the kernel empties them
+/// asynchronously after exit); a parent we created that another container now
+/// uses is left in place.
+pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
+    let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in sorted {
+        let mut tries = 0;
+        loop {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e)
+                    if !leaves.contains(d)
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EBUSY) | Some(libc::ENOTEMPTY)
+                        ) =>
+                {
+                    break
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(err) => {
+                    return Err(Error::Io {
+                        what: "remove cgroup",
+                        path: d.clone(),
+                        err,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,580 @@
+//! `create`: the container process cloned into its namespaces and set up
+//! up to the exec fifo, its state saved; undone step by step on failure.
+
+use crate::cgroups::{self, Layout};
+use crate::namespaces::{self};
+use crate::state::{self, Dir, Saved, Status};
+use crate::{hooks, init, notify, process, rootfs, sync, syscall, terminal};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::LinuxNamespaceType;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Options of `create` and `run`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// Keep the caller's session keyring instead of a new one named
+    /// `_ses.<id>` (runc's `--no-new-keyring`).
+    pub no_new_keyring: bool,
+    /// Socket-activation fds (LISTEN_FDS) handed to us: passed as fds 3..,
+    /// before the preserved ones, with LISTEN_FDS/LISTEN_PID set for the
+    /// container process.
+    pub listen_fds: u32,
+    /// The caller's NOTIFY_SOCKET: the container gets a socket of its own
+    /// whose READY=1 is relayed there.
+    pub notify_socket: Option<String>,
+    /// True for `create` and `run -d`: the container process becomes a child
+    /// of our caller (CLONE_PARENT), so a subreaper caller such as a shim
+    /// reaps it, and nothing of `berth` stays behind.
+    pub detach: bool,
+}
+
+/// Partial state to undo if `create` fails, so a failure leaves nothing.
+pub(super) struct Undo {
+    pidfd: Option<OwnedFd>,
+    our_child: bool,
+    cgroups: Vec<PathBuf>,
+    /// A pid file written before the create failed.
+    pid_file: Option<PathBuf>,
+}
+
+impl Undo {
+    fn run(&mut self) {
+        if let Some(fd) = self.pidfd.take() {
+            let _ = syscall::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            if self.our_child {
+                let _ = syscall::wait_pidfd(fd.as_fd(), false);
+            } else {
+                wait_gone(&fd, 5000);
+            }
+        }
+        let _ = cgroups::remove_dirs(&self.cgroups, &self.cgroups);
+        if let Some(p) = self.pid_file.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Waits until the process behind a pidfd has exited (or `ms` passed).
+pub(super) fn wait_gone(pidfd: &OwnedFd, ms: i32) -> bool {
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// The result of a successful create.
+pub struct Created {
+    pub dir: Dir,
+    pub saved: Saved,
+    pub pidfd: OwnedFd,
+    /// For a foreground `run`, our end of the console socket: the pty master
+    /// is waiting on it.
+    pub console: Option<OwnedFd>,
+    /// For `run`, the exec fifo's read end, opened before the container
+    /// process was set up: it does not wait for `start` to open it.
+    pub released: Option<OwnedFd>,
+}
+
+/// `create`: builds the container process, blocked before exec, and returns
+/// once it is fully set up.
+pub fn create(o: &CreateOpts) -> Result<Created, Error> {
+    create_inner(o, false, false)
+}
+
+/// `own_console`: a foreground `run` without `--console-socket`, where berth
+/// receives the pty master itself to proxy it to its own stdio. `release`: a
+/// `run` whose container starts as soon as it is set up (see
+/// [`Created::released`]).
+pub(super) fn create_inner(
+    o: &CreateOpts,
+    own_console: bool,
+    release: bool,
+) -> Result<Created, Error> {
+    let mut b = load_bundle(&o.bundle)?;
+    let terminal = b
+        .spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    if terminal && o.console_socket.is_none() && !own_console {
+        return Err(Error::Config(
+            "process.terminal is true but no --console-socket was given: a detached container's terminal must go somewhere (cannot allocate tty if berth will detach without setting console socket)".into(),
+        ));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::Config(
+            "--console-socket given but process.terminal is false".into(),
+        ));
+    }
+    // Compiled (or taken from the cache) before anything exists.
+    let filter = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|s| crate::seccomp::load_or_compile(&o.root, s))
+        .transpose()?;
+    let dir = Dir::create(&o.root, &o.id)?;
+    let mut undo = Undo {
+        pidfd: None,
+        our_child: !o.detach,
+        cgroups: Vec::new(),
+        pid_file: None,
+    };
+    let r = (|| {
+        fs::write(dir.path.join(state::CREATING_FILE), b"")
+            .map_err(io_err("mark container as creating"))?;
+        if let Some(host) = &o.notify_socket {
+            notify::add_to_spec(&mut b.spec, &dir.path)
+                .map_err(|x| Error::Config(format!("NOTIFY_SOCKET {host}: {x}")))?;
+        }
+        if o.listen_fds > 0 {
+            if let Some(p) = b.spec.process_mut() {
+                let mut env = p.env().clone().unwrap_or_default();
+                env.retain(|v| !v.starts_with("LISTEN_FDS=") && !v.starts_with("LISTEN_PID="));
+                env.push(format!("LISTEN_FDS={}", o.listen_fds));
+                env.push("LISTEN_PID=1".into());
+                p.set_env(Some(env));
+            }
+        }
+        let (console, ours) = terminal::endpoints(o.console_socket.as_deref(), terminal)?;
+        let (saved, pidfd, released) =
+            // A terminal's master is received after `create`: not released.
+            create_in(o, &b, &dir, &mut undo, console, filter.as_ref(), release && !terminal)?;
+        Ok((saved, pidfd, ours, released))
+    })();
+    match r {
+        Ok((saved, pidfd, console, released)) => Ok(Created {
+            dir,
+            saved,
+            pidfd,
+            console,
+            released,
+        }),
+        Err(e) => {
+            undo.run();
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+pub(super) fn create_in(
+    o: &CreateOpts,
+    b: &Bundle,
+    dir: &Dir,
+    undo: &mut Undo,
+    console: Option<OwnedFd>,
+    filter: Option<&crate::seccomp::Filter>,
+    release: bool,
+) -> Result<(Saved, OwnedFd, Option<OwnedFd>), Error> {
+    let spec = &b.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let layout = Layout::detect()?;
+    let mut cgroup_dirs = layout.container_dirs(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &o.id,
+    )?;
+    match cgroups::create_dirs(&cgroup_dirs) {
+        Ok(created) => undo.cgroups = created,
+        // An ordinary user without a delegated cgroup: the container runs
+        // in ours when it asks for no limits, as rootless runc does.
+        Err(cgroups::Error::Io { err, path, .. })
+            if err.kind() == io::ErrorKind::PermissionDenied
+                && !nix::unistd::geteuid().is_root() =>
+        {
+            if cgroups::limits_requested(linux.resources().as_ref()) {
+                return Err(Error::Config(format!(
+                    "linux.resources: cannot create the container's cgroup {} as an unprivileged user (no delegated cgroup); remove the limits or delegate a cgroup",
+                    path.display()
+                )));
+            }
+            crate::debug!(
+                "rootless: no writable cgroup at {}, running without one",
+                path.display()
+            );
+            cgroup_dirs.clear();
+        }
+        Err(e) => return Err(e.into()),
+    }
+    cgroups::apply(
+        &layout,
+        &cgroup_dirs,
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or(&[]),
+    )?;
+
+    let fifo = dir.fifo();
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| io_err(format!("mkfifo {}", fifo.display()))(e.into()))?;
+    // The container process opens it for writing after it changed user: give
+    // it to the container's root and undo the umask.
+    let root_host = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    std::os::unix::fs::chown(
+        &fifo,
+        root_host(linux.uid_mappings()),
+        root_host(linux.gid_mappings()),
+    )
+    .map_err(io_err(format!("chown {}", fifo.display())))?;
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(io_err(format!("chmod {}", fifo.display())))?;
+    let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io_err(format!("open {}", fifo.display()))(e.into()))?;
+    let (parent_sock, child_sock) = sync::pair()?;
+
+    let hooks_cfg = spec.hooks().clone().unwrap_or_default();
+    let prestart = hooks::from_spec(hooks_cfg.prestart());
+    let create_runtime = hooks::from_spec(hooks_cfg.create_runtime());
+    let create_container = hooks::from_spec(hooks_cfg.create_container());
+    let start_container = hooks::from_spec(hooks_cfg.start_container());
+
+    for (t, path) in &b.plan.join_before_clone {
+        namespaces::join(*t, path)?;
+    }
+    if b.plan.new_time {
+        nix::sched::unshare(namespaces::flag(LinuxNamespaceType::Time))
+            .map_err(|e| io_err("unshare time namespace")(e.into()))?;
+        namespaces::write_time_offsets(spec)?;
+    }
+    // Idmapped bind mounts are made here, with the host's privileges, and
+    // attached by the container process.
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mut idmapped = Vec::new();
+    for (i, uid, gid) in &b.idmaps {
+        let m = &mounts[*i];
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_absolute() {
+            src
+        } else {
+            b.dir.join(src)
+        };
+        let recursive = rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))?
+            .flags
+            .contains(nix::mount::MsFlags::MS_REC);
+        idmapped.push((*i, rootfs::idmap_tree(&src, recursive, uid, gid)?));
+    }
+    // Not dumpable from here on: processes in the container cannot open the
+    // /proc entries of the container process while it runs Berth code.
+    // An unprivileged caller writes the child's id maps through /proc, which
+    // a non-dumpable child's files refuse: the child turns itself
+    // non-dumpable after GO instead.
+    let rootless = !nix::unistd::geteuid().is_root();
+    if !rootless {
+        process::set_not_dumpable()?;
+    }
+
+    let mut flags = b.plan.clone.bits();
+    if o.detach {
+        flags |= libc::CLONE_PARENT;
+    }
+    // Namespaces the clone creates must be owned by the user namespace the
+    // container joins by path: a helper joins it first and clones from there.
+    let user_path = b
+        .plan
+        .join
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::User)
+        .map(|(_, p)| p.clone())
+        .filter(|_| !b.plan.clone.is_empty());
+    // On cgroup v2 the process is born in its cgroup (CLONE_INTO_CGROUP).
+    let v2_dir = cgroup_dirs
+        .first()
+        .filter(|_| layout.is_pure_v2() && user_path.is_none())
+        .and_then(|d| {
+            nix::fcntl::open(
+                d,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
+    let mut born_in_cgroup = false;
+    // On v1 the process moves itself, without the lock a pid write takes.
+    let self_join = match v2_dir {
+        Some(_) => None,
+        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs),
+    };
+    let pid = match (&user_path, &v2_dir) {
+        (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
+        (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd()) {
+            Ok(pid) => {
+                born_in_cgroup = true;
+                pid
+            }
+            // Kernels before 5.7: clone, then move it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                syscall::clone_fork(flags).map_err(io_err("clone container process"))?
+            }
+            Err(e) => return Err(io_err("clone3 container process into its cgroup")(e)),
+        },
+        (None, None) => syscall::clone_fork(flags).map_err(io_err("clone container process"))?,
+    };
+    if pid == 0 {
+        drop(parent_sock);
+        init::run(init::Args {
+            spec,
+            plan: &b.plan,
+            id: &o.id,
+            bundle: &b.dir,
+            rootfs: &b.rootfs,
+            layout: &layout,
+            cgroup_dirs: &cgroup_dirs,
+            cgroup_join: self_join.as_ref(),
+            fifo: &fifo_fd,
+            sync: child_sock,
+            console,
+            no_pivot: o.no_pivot,
+            new_keyring: !o.no_new_keyring,
+            user_joined: user_path.is_some(),
+            idmapped: &idmapped,
+            preserve_fds: o.listen_fds + o.preserve_fds,
+            create_container_hooks: &create_container,
+            start_container_hooks: &start_container,
+            has_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+            seccomp: filter,
+        });
+    }
+    drop(child_sock);
+    drop(console);
+    let pidfd = syscall::pidfd_open(pid).map_err(io_err(format!("pidfd_open {pid}")))?;
+    undo.pidfd = Some(pidfd.try_clone().map_err(io_err("dup pidfd"))?);
+
+    if b.plan.creates(LinuxNamespaceType::User) {
+        let uid = linux.uid_mappings().clone().unwrap_or_default();
+        let gid = linux.gid_mappings().clone().unwrap_or_default();
+        // Unprivileged: gid_map needs setgroups denied first.
+        namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
+    }
+    if !born_in_cgroup && self_join.is_none() {
+        cgroups::add_pid(&cgroup_dirs, pid)?;
+    }
+    drop(self_join);
+    if let Some(p) = spec.process() {
+        process::set_rlimits(pid, p)?;
+    }
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        set_oom_score_adj(pid, adj)?;
+    }
+
+    let (_, start_time) = state::proc_stat(pid).ok_or(Error::Sync(sync::Error::Closed))?;
+    let saved = Saved {
+        id: o.id.clone(),
+        pid,
+        start_time,
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
+        created: berth_rules::time::now_rfc3339_nano(),
+        owner: owner_name(&dir.path),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        poststart: hooks::from_spec(hooks_cfg.poststart()),
+        poststop: hooks::from_spec(hooks_cfg.poststop()),
+        cgroup_paths: cgroup_dirs.clone(),
+        cgroup_owned: undo.cgroups.clone(),
+        shared_pidns: !b.plan.creates(LinuxNamespaceType::Pid),
+        started: false,
+    };
+
+    // GO carries the hook states the container process needs (as the host
+    // sees it: the host pid), one JSON document per line.
+    let states = format!(
+        "{}\n{}",
+        state::hook_state(&saved, Status::Creating),
+        state::hook_state(&saved, Status::Created)
+    );
+    // Opened before GO, so the container process finds a reader when it
+    // gets there. Not with a notify relay, which `run` binds after `create`.
+    let released = if release && o.notify_socket.is_none() {
+        Some(
+            nix::fcntl::open(
+                &fifo,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err(format!("open {}", fifo.display()))(e.into()))?,
+        )
+    } else {
+        None
+    };
+    sync::send(&parent_sock, sync::GO, &states)?;
+    // Written while the container process sets itself up: nothing can read
+    // them before we return, as other commands wait for the directory lock,
+    // and nothing can fail after READY, when a released process may run.
+    dir.save(&saved)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+        undo.pid_file = Some(p.clone());
+    }
+    loop {
+        let (tag, _, attached) = sync::recv_with_fd(&parent_sock).map_err(|e| match e {
+            sync::Error::Closed => {
+                let status = if o.detach {
+                    None
+                } else {
+                    syscall::wait_pidfd(pidfd.as_fd(), false).ok().flatten()
+                };
+                Error::Config(format!(
+                    "container process exited during setup{}",
+                    status
+                        .map(|s| format!(" with status {s}"))
+                        .unwrap_or_default()
+                ))
+            }
+            e => Error::Sync(e),
+        })?;
+        match tag {
+            sync::HOOKS => {
+                let st = state::hook_state(&saved, Status::Creating);
+                hooks::run_all("prestart", &prestart, &st)?;
+                hooks::run_all("createRuntime", &create_runtime, &st)?;
+                sync::send(&parent_sock, sync::HOOKS_DONE, "")?;
+            }
+            sync::SECCOMP => {
+                let (Some(fd), Some(profile)) = (attached, linux.seccomp()) else {
+                    return Err(Error::Sync(sync::Error::Unexpected(tag as char)));
+                };
+                let st = state::oci_state(&saved, Status::Creating);
+                crate::seccomp::send_to_listener(profile, pid, st, &fd)?;
+                sync::send(&parent_sock, sync::SECCOMP_DONE, "")?;
+            }
+            sync::READY => break,
+            other => return Err(Error::Sync(sync::Error::Unexpected(other as char))),
+        }
+    }
+    drop(parent_sock);
+    Ok((saved, pidfd, released))
+}
+
+/// Clones the container process from inside the user namespace at `userns`
+/// through a short-lived helper, so that the new namespaces belong to it.
+/// Returns 0 in the container process and its pid in the caller; the
+/// container process is our child (or, with `detach`, our caller's).
+pub(super) fn clone_in_userns(flags: i32, userns: &Path, detach: bool) -> Result<i32, Error> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let helper = syscall::clone_fork(if detach { libc::CLONE_PARENT } else { 0 })
+        .map_err(io_err("clone user namespace helper"))?;
+    if helper == 0 {
+        drop(r);
+        let res = namespaces::join(LinuxNamespaceType::User, &userns.to_path_buf())
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                // CLONE_PARENT: the container process is a sibling of this
+                // helper, so it has the helper's parent.
+                syscall::clone_fork(flags | libc::CLONE_PARENT).map_err(|e| e.to_string())
+            });
+        match res {
+            Ok(0) => return Ok(0),
+            Ok(pid) => {
+                let _ = nix::unistd::write(&w, &pid.to_le_bytes());
+                syscall::exit_now(0)
+            }
+            Err(msg) => {
+                let _ = nix::unistd::write(&w, msg.as_bytes());
+                syscall::exit_now(1)
+            }
+        }
+    }
+    drop(w);
+    let mut buf = [0u8; 512];
+    let n = loop {
+        match nix::unistd::read(&r, &mut buf) {
+            Err(nix::Error::EINTR) => continue,
+            other => {
+                break other.map_err(|e| io_err("read from user namespace helper")(e.into()))?
+            }
+        }
+    };
+    if !detach {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None);
+    }
+    match n {
+        4 => Ok(i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])),
+        _ => Err(Error::Config(format!(
+            "join user namespace {}: {}",
+            userns.display(),
+            String::from_utf8_lossy(&buf[..n])
+        ))),
+    }
+}
+
+/// Writes `adj` to /proc/<pid>/oom_score_adj, checking that /proc is procfs.
+pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<(), Error> {
+    let proc_dir = nix::fcntl::open(
+        format!("/proc/{pid}").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(format!("open /proc/{pid}"))(e.into()))?;
+    rootfs::ensure_procfs(&proc_dir, "/proc")?;
+    let f = nix::fcntl::openat(
+        &proc_dir,
+        "oom_score_adj",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open oom_score_adj")(e.into()))?;
+    nix::unistd::write(&f, adj.to_string().as_bytes())
+        .map_err(|e| io_err(format!("set process.oomScoreAdj {adj}"))(e.into()))?;
+    Ok(())
+}
+
+/// Writes the pid file atomically (temp file then rename), as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let tmp = abs.with_file_name(format!(
+        ".{}.tmp",
+        abs.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(io_err(format!("write pid file {}", abs.display())))?;
+    f.write_all(pid.to_string().as_bytes())
+        .map_err(io_err(format!("write pid file {}", abs.display())))?;
+    fs::rename(&tmp, &abs).map_err(io_err(format!("write pid file {}", abs.display())))
+}
+
+pub(super) fn owner_name(path: &Path) -> String {
+    let uid = fs::metadata(path).map(|m| m.uid()).unwrap_or(0);
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}

@@ -1,0 +1,62 @@
+//! `pause`, `resume` (the freezer) and `update` (`linux.resources` of a
+//! live container).
+
+use crate::cgroups::{self, Layout};
+use crate::state::{self, Dir, Status};
+use std::path::Path;
+
+use super::*;
+
+/// `pause`: freezes every process of a running container.
+pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    match state::status_of(&dir, &saved) {
+        Status::Running | Status::Created => {}
+        Status::Paused => return Err(Error::Config(format!("container {id} is already paused"))),
+        _ => return Err(Error::NotRunning),
+    }
+    Ok(cgroups::freeze(&saved.cgroup_paths, true)?)
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    if state::status_of(&dir, &saved) != Status::Paused {
+        return Err(Error::Config("container not paused".into()));
+    }
+    Ok(cgroups::freeze(&saved.cgroup_paths, false)?)
+}
+
+/// `update`: applies new resource limits (OCI `linux.resources` JSON) to a
+/// container that has not stopped.
+pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Error> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    if state::status_of(&dir, &saved) == Status::Stopped {
+        return Err(Error::Config(format!(
+            "cannot update container {id}: it is stopped"
+        )));
+    }
+    if res.get("devices").is_some_and(|d| !d.is_null()) {
+        return Err(Error::Config(
+            "update: device rules cannot change on a running container".into(),
+        ));
+    }
+    let layout = Layout::detect()?;
+    let m = &res["memory"];
+    if m["checkBeforeUpdate"].as_bool() == Some(true) {
+        if let (Some(limit), Some(usage)) = (
+            m["limit"].as_i64().filter(|l| *l > 0),
+            cgroups::memory_usage(&layout, &saved.cgroup_paths),
+        ) {
+            if (limit as u64) < usage {
+                return Err(Error::Config(format!(
+                    "memory.limit {limit} is below the container's current usage {usage} (checkBeforeUpdate)"
+                )));
+            }
+        }
+    }
+    Ok(cgroups::apply_json(&layout, &saved.cgroup_paths, res)?)
+}

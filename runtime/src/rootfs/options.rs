@@ -1,0 +1,162 @@
+//! Mount options (`mounts[].options`): parsed once into flags, data,
+//! propagation and recursive attributes.
+
+use crate::syscall::{self};
+use nix::mount::MsFlags;
+
+use super::*;
+
+/// Parsed `options` of one mount.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for mount(2).
+    pub flags: MsFlags,
+    /// Flags explicitly cleared (`rw`, `suid`, …), for bind remounts.
+    pub clear: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// mount_setattr bits set and cleared recursively (`rro`, `rnosuid`, …).
+    pub rec_set: u64,
+    pub rec_clear: u64,
+    /// Filesystem-specific data (`mode=755,size=65536k`).
+    pub data: String,
+    /// `tmpcopyup`: a tmpfs starts with the content of the directory it covers.
+    pub tmpcopyup: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: Vec::new(),
+            rec_set: 0,
+            rec_clear: 0,
+            data: String::new(),
+            tmpcopyup: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// True for bind and rbind mounts.
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// Parses mount options as runc does; unknown words are filesystem data.
+pub fn parse_options(opts: &[String]) -> Result<MountOptions, Error> {
+    use syscall::*;
+    let mut o = MountOptions::default();
+    for opt in opts {
+        let set = |o: &mut MountOptions, f: MsFlags| {
+            o.flags |= f;
+            o.clear.remove(f);
+        };
+        let clr = |o: &mut MountOptions, f: MsFlags| {
+            o.flags.remove(f);
+            o.clear |= f;
+        };
+        match opt.as_str() {
+            "defaults" => {}
+            "ro" => set(&mut o, MsFlags::MS_RDONLY),
+            "rw" => clr(&mut o, MsFlags::MS_RDONLY),
+            "nosuid" => set(&mut o, MsFlags::MS_NOSUID),
+            "suid" => clr(&mut o, MsFlags::MS_NOSUID),
+            "nodev" => set(&mut o, MsFlags::MS_NODEV),
+            "dev" => clr(&mut o, MsFlags::MS_NODEV),
+            "noexec" => set(&mut o, MsFlags::MS_NOEXEC),
+            "exec" => clr(&mut o, MsFlags::MS_NOEXEC),
+            "sync" => set(&mut o, MsFlags::MS_SYNCHRONOUS),
+            "async" => clr(&mut o, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => set(&mut o, MsFlags::MS_DIRSYNC),
+            "remount" => set(&mut o, MsFlags::MS_REMOUNT),
+            "mand" => set(&mut o, MsFlags::MS_MANDLOCK),
+            "nomand" => clr(&mut o, MsFlags::MS_MANDLOCK),
+            "atime" => clr(&mut o, MsFlags::MS_NOATIME),
+            "noatime" => set(&mut o, MsFlags::MS_NOATIME),
+            "diratime" => clr(&mut o, MsFlags::MS_NODIRATIME),
+            "nodiratime" => set(&mut o, MsFlags::MS_NODIRATIME),
+            "relatime" => set(&mut o, MsFlags::MS_RELATIME),
+            "norelatime" => clr(&mut o, MsFlags::MS_RELATIME),
+            "strictatime" => set(&mut o, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => clr(&mut o, MsFlags::MS_STRICTATIME),
+            "lazytime" => set(&mut o, MsFlags::MS_LAZYTIME),
+            "nolazytime" => clr(&mut o, MsFlags::MS_LAZYTIME),
+            "iversion" => set(&mut o, MsFlags::MS_I_VERSION),
+            "noiversion" => clr(&mut o, MsFlags::MS_I_VERSION),
+            "silent" => set(&mut o, MsFlags::MS_SILENT),
+            "loud" => clr(&mut o, MsFlags::MS_SILENT),
+            "nosymfollow" => set(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "symfollow" => clr(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "bind" => o.flags |= MsFlags::MS_BIND,
+            "rbind" => o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "private" => o.propagation.push(MsFlags::MS_PRIVATE),
+            "rprivate" => o.propagation.push(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "shared" => o.propagation.push(MsFlags::MS_SHARED),
+            "rshared" => o.propagation.push(MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "slave" => o.propagation.push(MsFlags::MS_SLAVE),
+            "rslave" => o.propagation.push(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "unbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE),
+            "runbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+            "rro" => o.rec_set |= MOUNT_ATTR_RDONLY,
+            "rrw" => o.rec_clear |= MOUNT_ATTR_RDONLY,
+            "rnosuid" => o.rec_set |= MOUNT_ATTR_NOSUID,
+            "rsuid" => o.rec_clear |= MOUNT_ATTR_NOSUID,
+            "rnodev" => o.rec_set |= MOUNT_ATTR_NODEV,
+            "rdev" => o.rec_clear |= MOUNT_ATTR_NODEV,
+            "rnoexec" => o.rec_set |= MOUNT_ATTR_NOEXEC,
+            "rexec" => o.rec_clear |= MOUNT_ATTR_NOEXEC,
+            "rnodiratime" => o.rec_set |= MOUNT_ATTR_NODIRATIME,
+            "rdiratime" => o.rec_clear |= MOUNT_ATTR_NODIRATIME,
+            "rnosymfollow" => o.rec_set |= MOUNT_ATTR_NOSYMFOLLOW,
+            "rsymfollow" => o.rec_clear |= MOUNT_ATTR_NOSYMFOLLOW,
+            "rrelatime" => {
+                o.rec_clear |= MOUNT_ATTR__ATIME;
+                o.rec_set |= MOUNT_ATTR_RELATIME;
+            }
+            "rnoatime" => {
+                o.rec_clear |= MOUNT_ATTR__ATIME;
+                o.rec_set |= MOUNT_ATTR_NOATIME;
+            }
+            "rstrictatime" => {
+                o.rec_clear |= MOUNT_ATTR__ATIME;
+                o.rec_set |= MOUNT_ATTR_STRICTATIME;
+            }
+            "ratime" | "rnorelatime" | "rnostrictatime" => o.rec_clear |= MOUNT_ATTR__ATIME,
+            "tmpcopyup" => o.tmpcopyup = true,
+            "idmap" | "ridmap" => {
+                return Err(Error::Invalid(format!(
+                    "mount option {opt:?}: idmapped mounts are not implemented yet"
+                )))
+            }
+            data => {
+                if !o.data.is_empty() {
+                    o.data.push(',');
+                }
+                o.data.push_str(data);
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// The mount flag of a `rootfsPropagation` value.
+pub fn propagation_flag(p: &str) -> Result<MsFlags, Error> {
+    Ok(match p {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => {
+            return Err(Error::Invalid(format!(
+                "linux.rootfsPropagation {other:?}: unknown propagation"
+            )))
+        }
+    })
+}

@@ -1,0 +1,136 @@
+//! The root change (pivot_root, or MS_MOVE and chroot with `--no-pivot`),
+//! then `maskedPaths`, `readonlyPaths`, a read-only root and its propagation.
+
+use crate::syscall::{self};
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use super::*;
+
+pub(super) const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Changes the root: pivot_root, then detaches the old root; or with
+/// `no_pivot`, moves the rootfs over / and chroots.
+pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
+    nix::unistd::chdir(rootfs).map_err(nsys(format!("chdir {}", rootfs.display())))?;
+    if no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(nsys("move rootfs to /"))?;
+        nix::unistd::chroot(".").map_err(nsys("chroot"))?;
+    } else {
+        syscall::pivot_root(Path::new("."), Path::new("."))
+            .map_err(sys(format!("pivot_root {}", rootfs.display())))?;
+        // The old root is now stacked under the new one: keep unmount events
+        // from reaching the host, then detach it.
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nsys("make old root slave"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(nsys("detach old root"))?;
+    }
+    nix::unistd::chdir("/").map_err(nsys("chdir /"))?;
+    Ok(())
+}
+
+/// Calls `f` with an O_PATH fd of each path that exists in the new root
+/// (after the root change); missing paths are skipped, as runc skips them.
+pub(super) fn for_each_existing(
+    paths: &[String],
+    verb: &str,
+    mut f: impl FnMut(&str, BorrowedFd<'_>, OwnedFd) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(nsys("open /"))?;
+    for p in paths {
+        match open_in_root(root.as_fd(), Path::new(p), libc::O_PATH, 0) {
+            Ok(fd) => f(p, root.as_fd(), fd)?,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(sys(format!("{verb} {p}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Masks paths: directories get an empty read-only tmpfs, files /dev/null.
+pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
+    for_each_existing(paths, "mask", |p, _, fd| {
+        let st = nix::sys::stat::fstat(&fd).map_err(nsys(format!("mask {p}")))?;
+        let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            mount(
+                Some("tmpfs"),
+                &fd_path(&fd),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0"),
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                &fd_path(&fd),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        r.map_err(nsys(format!("mask {p}")))
+    })
+}
+
+/// Makes paths read-only by binding each onto itself, then setting the new
+/// mount (and those below it) read-only.
+pub fn readonly_paths(paths: &[String]) -> Result<(), Error> {
+    for_each_existing(paths, "make read-only", |p, root, fd| {
+        let what = format!("make {p} read-only");
+        mount(
+            Some(&fd_path(&fd)),
+            &fd_path(&fd),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nsys(what.clone()))?;
+        let m = open_in_root(root, Path::new(p), libc::O_PATH, 0).map_err(sys(what.clone()))?;
+        syscall::mount_setattr(m.as_fd(), true, syscall::MOUNT_ATTR_RDONLY, 0).map_err(sys(what))
+    })
+}
+
+/// Checks that `fd` is on procfs, before anything is written through it.
+pub fn ensure_procfs(fd: &OwnedFd, what: &str) -> Result<(), Error> {
+    let st = nix::sys::statfs::fstatfs(fd).map_err(nsys(format!("statfs {what}")))?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::Invalid(format!(
+            "{what} is not on procfs, refusing to write to it"
+        )));
+    }
+    Ok(())
+}
+
+/// Remounts the root read-only (root.readonly).
+pub fn readonly_root() -> Result<(), Error> {
+    let fd = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(nsys("open /"))?;
+    syscall::mount_setattr(fd.as_fd(), false, syscall::MOUNT_ATTR_RDONLY, 0)
+        .map_err(sys("make / read-only"))
+}
+
+/// Applies `rootfsPropagation` to the new root.
+pub fn set_root_propagation(p: &str) -> Result<(), Error> {
+    let flag = propagation_flag(p)?;
+    mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+        .map_err(nsys(format!("set rootfsPropagation {p}")))
+}
