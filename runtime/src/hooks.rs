@@ -34,6 +34,12 @@ pub enum Error {
     },
     #[error("{kind} hook {path}: path must be absolute")]
     NotAbsolute { kind: &'static str, path: String },
+    #[error("hooks.{kind}: hook {path}: timeout {secs}: must be greater than zero")]
+    BadTimeout {
+        kind: &'static str,
+        path: String,
+        secs: i64,
+    },
 }
 
 /// Converts config hooks to the saved form.
@@ -59,11 +65,11 @@ pub fn validate(kind: &'static str, hooks: &[SavedHook]) -> Result<(), Error> {
                 path: h.path.clone(),
             });
         }
-        if h.timeout.is_some_and(|t| t <= 0) {
-            return Err(Error::Timeout {
+        if let Some(secs) = h.timeout.filter(|t| *t <= 0) {
+            return Err(Error::BadTimeout {
                 kind,
                 path: h.path.clone(),
-                secs: h.timeout.unwrap_or(0),
+                secs,
             });
         }
     }

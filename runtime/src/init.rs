@@ -43,6 +43,8 @@ pub struct Args<'a> {
     pub user_joined: bool,
     /// Idmapped bind mounts prepared by the parent, by index in `mounts`.
     pub idmapped: &'a [(usize, OwnedFd)],
+    /// Each mount's options, parsed once by `load_bundle`.
+    pub mount_options: &'a [rootfs::MountOptions],
     pub preserve_fds: u32,
     pub create_container_hooks: &'a [SavedHook],
     pub start_container_hooks: &'a [SavedHook],
@@ -197,7 +199,11 @@ fn setup(a: &Args) -> Result<Never, Error> {
         syscall::umask(0o022);
         for (i, m) in mounts.iter().enumerate() {
             let idmapped = a.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| fd);
-            rootfs::mount_one(&ctx, rootfd.as_fd(), m, idmapped)?;
+            let opts = a
+                .mount_options
+                .get(i)
+                .ok_or_else(|| Error::Other(format!("mounts[{i}]: options were not parsed")))?;
+            rootfs::mount_one(&ctx, rootfd.as_fd(), m, opts, idmapped)?;
         }
         if !rootfs::binds_dev(&mounts) {
             rootfs::setup_dev(&ctx, rootfd.as_fd())?;

@@ -367,6 +367,107 @@ pub fn write_time_offsets(spec: &Spec) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// A spec with these `linux` fields.
+    fn spec_with(linux: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2", "linux": linux})).unwrap()
+    }
+
+    fn plan_of(linux: serde_json::Value) -> Result<Plan, Error> {
+        plan(&spec_with(linux))
+    }
+
+    macro_rules! creates {
+        ($($name:ident: $t:literal => $ty:expr, $flag:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let p = plan_of(serde_json::json!({"namespaces": [{"type": $t}]})).unwrap();
+                assert!(p.creates($ty) && p.has($ty) && !p.joins($ty));
+                assert_eq!(p.clone, $flag);
+            }
+        )*};
+    }
+
+    creates! {
+        new_pid_is_a_clone_flag: "pid" => LinuxNamespaceType::Pid, CloneFlags::CLONE_NEWPID;
+        new_network_is_a_clone_flag: "network" => LinuxNamespaceType::Network, CloneFlags::CLONE_NEWNET;
+        new_mount_is_a_clone_flag: "mount" => LinuxNamespaceType::Mount, CloneFlags::CLONE_NEWNS;
+        new_ipc_is_a_clone_flag: "ipc" => LinuxNamespaceType::Ipc, CloneFlags::CLONE_NEWIPC;
+        new_uts_is_a_clone_flag: "uts" => LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS;
+        new_cgroup_is_unshared_after_the_join: "cgroup" => LinuxNamespaceType::Cgroup, CloneFlags::empty();
+        new_time_is_unshared_before_the_clone: "time" => LinuxNamespaceType::Time, CloneFlags::empty();
+    }
+
+    #[test]
+    fn no_linux_section_means_no_namespaces() {
+        let p = plan(&serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2"})).unwrap())
+            .unwrap();
+        assert!(p.clone.is_empty() && p.join.is_empty() && !p.new_cgroup && !p.new_time);
+    }
+
+    #[test]
+    fn a_joined_user_namespace_comes_first() {
+        let p = plan_of(serde_json::json!({"namespaces": [
+            {"type": "network", "path": "/proc/1/ns/net"},
+            {"type": "user", "path": "/proc/1/ns/user"},
+            {"type": "mount"}
+        ]}))
+        .unwrap();
+        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        assert_eq!(p.join[1].0, LinuxNamespaceType::Network);
+        assert!(p.joins(LinuxNamespaceType::User) && !p.creates(LinuxNamespaceType::User));
+    }
+
+    #[test]
+    fn pid_and_time_are_joined_before_the_clone() {
+        let p = plan_of(serde_json::json!({"namespaces": [
+            {"type": "pid", "path": "/proc/1/ns/pid"},
+            {"type": "time", "path": "/proc/1/ns/time"},
+            {"type": "mount"}
+        ]}))
+        .unwrap();
+        let before: Vec<_> = p.join_before_clone.iter().map(|(t, _)| *t).collect();
+        assert_eq!(before, [LinuxNamespaceType::Pid, LinuxNamespaceType::Time]);
+        assert!(p.join.is_empty());
+    }
+
+    #[test]
+    fn an_empty_path_means_a_new_namespace() {
+        let p =
+            plan_of(serde_json::json!({"namespaces": [{"type": "network", "path": ""}]})).unwrap();
+        assert!(p.creates(LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn a_relative_namespace_path_is_refused() {
+        let e = plan_of(serde_json::json!({"namespaces": [{"type": "network", "path": "ns/net"}]}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not absolute") && e.contains("net"), "{e}");
+    }
+
+    #[test]
+    fn id_maps_need_a_new_user_namespace_and_the_reverse() {
+        let map = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        let e = plan_of(serde_json::json!({"namespaces": [{"type": "mount"}], "uidMappings": map, "gidMappings": map}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need a new user namespace"), "{e}");
+        let e = plan_of(serde_json::json!({"namespaces": [{"type": "user"}]}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linux.uidMappings"), "{e}");
+        assert!(plan_of(serde_json::json!({"namespaces": [{"type": "user"}], "uidMappings": map, "gidMappings": map})).is_ok());
+    }
+
+    #[test]
+    fn time_offsets_need_a_new_time_namespace() {
+        let e = plan_of(serde_json::json!({"namespaces": [{"type": "mount"}],
+            "timeOffsets": {"monotonic": {"secs": 1, "nanosecs": 0}}}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.timeOffsets"), "{e}");
+    }
+
     fn maps(v: &[(u32, u32, u32)]) -> Vec<LinuxIdMapping> {
         v.iter()
             .map(|&(c, h, n)| {

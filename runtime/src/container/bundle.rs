@@ -21,11 +21,17 @@ pub struct Bundle {
     /// Mounts with `uidMappings`/`gidMappings` (runtime-spec 1.1, which
     /// oci-spec 0.8 does not parse).
     pub idmaps: Vec<MountIdmap>,
+    /// Each `mounts[]` entry's options, parsed once here: index by index.
+    pub mount_options: Vec<rootfs::MountOptions>,
 }
 
 /// Reads the per-mount id mappings from the raw config, refusing what
 /// cannot be idmapped.
-pub(super) fn mount_idmaps(raw: &serde_json::Value, spec: &Spec) -> Result<Vec<MountIdmap>, Error> {
+pub(super) fn mount_idmaps(
+    raw: &serde_json::Value,
+    spec: &Spec,
+    options: &[rootfs::MountOptions],
+) -> Result<Vec<MountIdmap>, Error> {
     let mut out = Vec::new();
     let mounts = spec.mounts().clone().unwrap_or_default();
     for (i, m) in raw["mounts"].as_array().into_iter().flatten().enumerate() {
@@ -34,6 +40,9 @@ pub(super) fn mount_idmaps(raw: &serde_json::Value, spec: &Spec) -> Result<Vec<M
             continue;
         }
         let parse = |v: &serde_json::Value, what: &str| -> Result<Vec<LinuxIdMapping>, Error> {
+            if v.is_null() {
+                return Ok(Vec::new());
+            }
             serde_json::from_value(v.clone())
                 .map_err(|e| Error::Config(format!("mounts[{i}].{what}: {e}")))
         };
@@ -43,11 +52,7 @@ pub(super) fn mount_idmaps(raw: &serde_json::Value, spec: &Spec) -> Result<Vec<M
                 "mounts[{i}]: an idmapped mount needs both uidMappings and gidMappings"
             )));
         }
-        let opts = mounts
-            .get(i)
-            .map(|m| rootfs::parse_options(m.options().as_deref().unwrap_or(&[])))
-            .transpose()?;
-        if !opts.is_some_and(|o| o.is_bind()) {
+        if !options.get(i).is_some_and(|o| o.is_bind()) {
             return Err(Error::Config(format!(
                 "mounts[{i}]: only bind mounts can be idmapped here"
             )));
@@ -65,6 +70,16 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let data = fs::read(&cfg).map_err(io_err(format!("read {}", cfg.display())))?;
     let spec: Spec = serde_json::from_slice(&data)
         .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+    let mount_options = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, m)| {
+            rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))
+                .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // The raw JSON only for what oci-spec drops: skip the second parse on
     // the common path, where no mapping is named at all.
     let idmaps = if data
@@ -73,7 +88,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     {
         let raw: serde_json::Value = serde_json::from_slice(&data)
             .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
-        mount_idmaps(&raw, &spec)?
+        mount_idmaps(&raw, &spec, &mount_options)?
     } else {
         Vec::new()
     };
@@ -127,7 +142,6 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
             return Err(Error::Config("linux.intelRdt: not supported".into()));
         }
         for m in spec.mounts().iter().flatten() {
-            rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))?;
             if !m.destination().is_absolute() {
                 return Err(Error::Config(format!(
                     "mounts: destination {} is not absolute",
@@ -157,5 +171,159 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
         rootfs,
         plan,
         idmaps,
+        mount_options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every check `load_bundle` makes, one test each, without root: a
+    //! bundle in a temporary directory, `berth spec`'s config changed at
+    //! one JSON pointer, and the error naming what is wrong.
+    use super::*;
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+
+    /// A bundle whose config is the default with each `(pointer, value)`
+    /// set (Null removes the key), loaded; the directory is removed after.
+    fn load_with(changes: &[(&str, Value)]) -> Result<Bundle, Error> {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("berth-bundle-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let mut cfg = crate::spec::default_spec(false, 0, 0);
+        for (ptr, v) in changes {
+            set(&mut cfg, ptr, v.clone());
+        }
+        fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let r = load_bundle(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    /// Sets the value at a JSON pointer, making objects on the way; Null
+    /// removes the key.
+    fn set(v: &mut Value, ptr: &str, new: Value) {
+        let (parent, key) = ptr.rsplit_once('/').unwrap();
+        let mut cur = v;
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            cur = if let Ok(i) = part.parse::<usize>() {
+                &mut cur[i]
+            } else {
+                cur.as_object_mut()
+                    .unwrap()
+                    .entry(part)
+                    .or_insert_with(|| json!({}))
+            };
+        }
+        match (cur, new) {
+            (Value::Object(m), Value::Null) => {
+                m.remove(key);
+            }
+            (Value::Object(m), new) => {
+                m.insert(key.to_string(), new);
+            }
+            (Value::Array(a), new) => a[key.parse::<usize>().unwrap()] = new,
+            (other, _) => panic!("{ptr}: not a container: {other}"),
+        }
+    }
+
+    fn refused(changes: &[(&str, Value)], want: &str) {
+        match load_with(changes) {
+            Ok(_) => panic!("{changes:?}: accepted, want an error naming {want:?}"),
+            Err(e) => assert!(e.to_string().contains(want), "{changes:?}: {e}"),
+        }
+    }
+
+    /// One test per check: `name: [(pointer, value), ...] => "in the error"`.
+    macro_rules! refused {
+        ($($name:ident: [$(($ptr:expr, $val:expr)),* $(,)?] => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                refused(&[$(($ptr, $val)),*], $want);
+            }
+        )*};
+    }
+
+    refused! {
+        no_root: [("/root", Value::Null)] => "root: missing";
+        root_path_missing: [("/root/path", json!("no-such-dir"))] => "root.path";
+        root_path_not_a_directory: [("/root/path", json!("config.json"))] => "not a directory";
+        no_process: [("/process", Value::Null)] => "process: missing";
+        empty_args: [("/process/args", json!([]))] => "process.args";
+        relative_cwd: [("/process/cwd", json!("relative"))] => "process.cwd";
+        unknown_rlimit: [("/process/rlimits", json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]))] => "RLIMIT_BOGUS";
+        rlimit_soft_over_hard: [("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]))] => "soft limit";
+        namespace_twice: [("/linux/namespaces", json!([{"type": "pid"}, {"type": "pid"}, {"type": "mount"}]))] => "listed twice";
+        no_mount_namespace: [("/linux/namespaces", json!([{"type": "pid"}]))] => "mount namespace";
+        hostname_without_uts: [("/linux/namespaces", json!([{"type": "mount"}])), ("/hostname", json!("box"))] => "hostname";
+        host_sysctl: [("/linux/sysctl", json!({"kernel.panic": "1"}))] => "kernel.panic";
+        net_sysctl_without_netns: [("/linux/namespaces", json!([{"type": "mount"}])), ("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}))] => "net.ipv4.ip_forward";
+        bad_rootfs_propagation: [("/linux/rootfsPropagation", json!("sideways"))] => "sideways";
+        intel_rdt: [("/linux/intelRdt", json!({"closID": "x"}))] => "linux.intelRdt";
+        relative_mount_destination: [("/mounts", json!([{"destination": "rel", "type": "tmpfs", "source": "t"}]))] => "not absolute";
+        idmap_option_on_tmpfs: [("/mounts", json!([{"destination": "/x", "type": "tmpfs", "source": "t", "options": ["idmap"]}]))] => "mounts[0].options";
+        idmapped_without_gid_map: [("/mounts", json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind"], "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}]))] => "both uidMappings and gidMappings";
+        idmapped_non_bind: [("/mounts", json!([{"destination": "/x", "type": "tmpfs", "source": "t", "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}], "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}]))] => "only bind mounts";
+        seccomp_unknown_action: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_SOMETIMES"}))] => "SCMP_ACT_SOMETIMES";
+        seccomp_unknown_operator: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ROUGHLY"}]}]}))] => "SCMP_CMP_ROUGHLY";
+        seccomp_unknown_flag: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_BOGUS"]}))] => "SECCOMP_FILTER_FLAG_BOGUS";
+        seccomp_arg_index_past_five: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}))] => "arg index";
+        relative_hook: [("/hooks", json!({"prestart": [{"path": "relative/hook"}]}))] => "path must be absolute";
+        hook_zero_timeout: [("/hooks", json!({"poststart": [{"path": "/bin/true", "timeout": 0}]}))] => "timeout 0: must be greater than zero";
+        seccomp_notify_on_write: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l.sock", "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}))] => "cannot be used for write";
+        seccomp_notify_without_listener: [("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}))] => "listenerPath";
+        not_json: [("/ociVersion", json!(7))] => "parse";
+    }
+
+    #[test]
+    fn the_default_config_loads_with_its_plan_and_options() {
+        let b = load_with(&[(
+            "/mounts/0/options",
+            json!(["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        )])
+        .unwrap();
+        assert!(b.plan.creates(LinuxNamespaceType::Mount));
+        assert!(b.plan.creates(LinuxNamespaceType::Pid));
+        assert!(b.rootfs.ends_with("rootfs"));
+        assert_eq!(
+            b.mount_options.len(),
+            b.spec.mounts().as_ref().unwrap().len()
+        );
+        assert!(b.idmaps.is_empty());
+    }
+
+    #[test]
+    fn mount_options_are_parsed_once_index_by_index() {
+        let b = load_with(&[(
+            "/mounts",
+            json!([
+                {"destination": "/a", "type": "tmpfs", "source": "t", "options": ["ro", "nosuid", "size=1m"]},
+                {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["rbind", "rprivate"]}
+            ]),
+        )])
+        .unwrap();
+        use nix::mount::MsFlags;
+        let (a, bind) = (&b.mount_options[0], &b.mount_options[1]);
+        assert!(a.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert!(!a.is_bind());
+        assert!(bind.is_bind() && bind.flags.contains(MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn idmapped_bind_mounts_are_kept_with_their_maps() {
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let b = load_with(&[(
+            "/mounts",
+            json!([{"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind"],
+                    "uidMappings": map, "gidMappings": map}]),
+        )])
+        .unwrap();
+        assert_eq!(b.idmaps.len(), 1);
+        let (i, uid, gid) = &b.idmaps[0];
+        assert_eq!(*i, 0);
+        assert_eq!((uid[0].host_id(), gid[0].size()), (100000, 65536));
+    }
 }

@@ -268,7 +268,7 @@ pub(super) fn create_in(
         } else {
             b.dir.join(src)
         };
-        let recursive = rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))?
+        let recursive = b.mount_options[*i]
             .flags
             .contains(nix::mount::MsFlags::MS_REC);
         idmapped.push((*i, rootfs::idmap_tree(&src, recursive, uid, gid)?));
@@ -347,6 +347,7 @@ pub(super) fn create_in(
             new_keyring: !o.no_new_keyring,
             user_joined: user_path.is_some(),
             idmapped: &idmapped,
+            mount_options: &b.mount_options,
             preserve_fds: o.listen_fds + o.preserve_fds,
             create_container_hooks: &create_container,
             start_container_hooks: &start_container,

@@ -18,6 +18,7 @@ pub fn mount_one(
     ctx: &Context,
     root: BorrowedFd<'_>,
     m: &Mount,
+    opts: &MountOptions,
     idmapped: Option<&OwnedFd>,
 ) -> Result<(), Error> {
     let dest = m.destination();
@@ -27,7 +28,6 @@ pub fn mount_one(
             dest.display()
         )));
     }
-    let opts = parse_options(m.options().as_deref().unwrap_or(&[]))?;
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "cgroup" {
         return mount_cgroup(ctx, root, dest, &opts);

@@ -332,5 +332,20 @@ pub fn validate(s: &LinuxSeccomp) -> Result<(), Error> {
             "SCMP_ACT_NOTIFY rules need listenerPath to receive the notification fd".into(),
         ));
     }
+    for c in s.syscalls().iter().flatten() {
+        // The runtime's own writes (its sync messages, its logs) would wait
+        // on a listener that waits on the runtime: refused, as runc does.
+        if name_of(&c.action()) == "SCMP_ACT_NOTIFY" && c.names().iter().any(|n| n == "write") {
+            return Err(Error::Invalid(
+                "syscalls: SCMP_ACT_NOTIFY cannot be used for write".into(),
+            ));
+        }
+        if let Some(a) = c.args().iter().flatten().find(|a| a.index() > 5) {
+            return Err(Error::Invalid(format!(
+                "syscalls: arg index {} out of range 0..5",
+                a.index()
+            )));
+        }
+    }
     Ok(())
 }
