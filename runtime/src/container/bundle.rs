@@ -33,7 +33,6 @@ pub(super) fn mount_idmaps(
     options: &[rootfs::MountOptions],
 ) -> Result<Vec<MountIdmap>, Error> {
     let mut out = Vec::new();
-    let mounts = spec.mounts().clone().unwrap_or_default();
     for (i, m) in raw["mounts"].as_array().into_iter().flatten().enumerate() {
         let (u, g) = (&m["uidMappings"], &m["gidMappings"]);
         if u.is_null() && g.is_null() {

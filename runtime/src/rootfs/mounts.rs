@@ -30,7 +30,7 @@ pub fn mount_one(
     }
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "cgroup" {
-        return mount_cgroup(ctx, root, dest, &opts);
+        return mount_cgroup(ctx, root, dest, opts);
     }
     let desc = format!(
         "mount {} on {}",
@@ -74,8 +74,8 @@ pub fn mount_one(
         }
         let mounted =
             open_in_root(root, dest, libc::O_PATH, 0).map_err(sys(format!("{desc}: reopen")))?;
-        apply_bind_flags(&mounted, &opts).map_err(sys(format!("{desc}: set options")))?;
-        finish_mount(&mounted, &opts, &desc)?;
+        apply_bind_flags(&mounted, opts).map_err(sys(format!("{desc}: set options")))?;
+        finish_mount(&mounted, opts, &desc)?;
         return Ok(());
     }
     let dir = mkdir_all_in_root(root, dest, 0o755)?;
@@ -153,7 +153,7 @@ pub fn mount_one(
             .map_err(sys(format!("{desc}: reopen")))?;
         copy_tree(&old, &new).map_err(sys(format!("{desc}: tmpcopyup")))?;
     }
-    finish_mount(&mounted, &opts, &desc)
+    finish_mount(&mounted, opts, &desc)
 }
 
 pub(super) fn apply_bind_flags(fd: &OwnedFd, o: &MountOptions) -> io::Result<()> {
