@@ -29,7 +29,6 @@ pub struct Bundle {
 /// cannot be idmapped.
 pub(super) fn mount_idmaps(
     raw: &serde_json::Value,
-    spec: &Spec,
     options: &[rootfs::MountOptions],
 ) -> Result<Vec<MountIdmap>, Error> {
     let mut out = Vec::new();
@@ -87,7 +86,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     {
         let raw: serde_json::Value = serde_json::from_slice(&data)
             .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
-        mount_idmaps(&raw, &spec, &mount_options)?
+        mount_idmaps(&raw, &mount_options)?
     } else {
         Vec::new()
     };
