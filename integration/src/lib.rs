@@ -174,13 +174,20 @@ impl Ctx {
     /// berth's stdio (as with runc), and a pipe would stay open until it exits.
     pub fn berth(&self, args: &[&str]) -> Output {
         self.write_config();
+        self.output_through_files(self.berth_cmd(args))
+    }
+
+    /// Runs `c` with stdin closed and stdout and stderr through files: a
+    /// created or detached container keeps its runtime's stdio (as with
+    /// runc), and a pipe would stay open until the container exits.
+    fn output_through_files(&self, mut c: Command) -> Output {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let (op, ep) = (
             self.dir.join(format!("out.{n}")),
             self.dir.join(format!("err.{n}")),
         );
-        let status = self
-            .berth_cmd(args)
+        let status = c
+            .stdin(Stdio::null())
             .stdout(fs::File::create(&op).unwrap())
             .stderr(fs::File::create(&ep).unwrap())
             .status()
@@ -203,6 +210,40 @@ impl Ctx {
             .args(args)
             .stdin(Stdio::null());
         c
+    }
+
+    /// `<runtime> --root <dir>/root-<name> <args>` with the config written
+    /// first: the same bundle under berth (`"berth"`) or another runtime
+    /// (a path), each with a state root of its own.
+    pub fn with_runtime(&self, runtime: &str, args: &[&str]) -> Output {
+        self.write_config();
+        let name = Path::new(runtime).file_name().unwrap().to_string_lossy();
+        let bin = if runtime == "berth" {
+            berth_bin()
+        } else {
+            PathBuf::from(runtime)
+        };
+        let mut c = Command::new(&bin);
+        c.arg("--root")
+            .arg(self.dir.join(format!("root-{name}")))
+            .args(args);
+        self.output_through_files(c)
+    }
+
+    /// The runtime's id for this context's container: ids differ per
+    /// runtime so both can hold it at once.
+    pub fn id_for(&self, runtime: &str) -> String {
+        let name = Path::new(runtime).file_name().unwrap().to_string_lossy();
+        format!("{}-{name}", self.id)
+    }
+
+    /// `run` of the bundle in the foreground with `runtime`, deleted after.
+    pub fn run_with(&self, runtime: &str) -> Output {
+        let id = self.id_for(runtime);
+        let b = self.bundle.to_str().unwrap().to_string();
+        let out = self.with_runtime(runtime, &["run", "--bundle", &b, &id]);
+        let _ = self.with_runtime(runtime, &["delete", "--force", &id]);
+        out
     }
 
     /// `run --bundle <bundle> <id>` in the foreground.
@@ -233,6 +274,14 @@ impl Drop for Ctx {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// runc, where Debian's package put it; None (the caller says SKIP) when absent.
+pub fn runc_bin() -> Option<PathBuf> {
+    ["/usr/sbin/runc", "/usr/bin/runc"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// Stdout as text.

@@ -253,34 +253,6 @@ fn strict_allow_list() -> Value {
     })
 }
 
-/// Runs the context's bundle with `runtime` (berth or runc) under its own root.
-fn run_with(c: &Ctx, runtime: &str) -> std::process::Output {
-    c.write_config();
-    let name = Path::new(runtime).file_name().unwrap().to_string_lossy();
-    let root = c.dir.join(format!("root-{name}"));
-    let id = format!("{}-{name}", c.id);
-    let bin = if runtime == "berth" {
-        berth_bin()
-    } else {
-        std::path::PathBuf::from(runtime)
-    };
-    let out = std::process::Command::new(&bin)
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "--bundle"])
-        .arg(&c.bundle)
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = std::process::Command::new(&bin)
-        .arg("--root")
-        .arg(&root)
-        .args(["delete", "--force", &id])
-        .output();
-    out
-}
-
 #[test]
 fn a_strict_allow_list_breaks_nothing_but_what_it_denies() {
     // runc fails this one ("error closing exec fds: open /proc/self/fd"):
@@ -291,7 +263,7 @@ fn a_strict_allow_list_breaks_nothing_but_what_it_denies() {
         c.config["process"]["user"] =
             json!({"uid": user, "gid": user, "additionalGids": [user, user]});
         c.config["linux"]["seccomp"] = strict_allow_list();
-        let out = run_with(&c, "berth");
+        let out = c.run_with("berth");
         assert_eq!(
             (out.status.code(), stdout(&out).as_str()),
             (Some(0), "ok\n"),
@@ -308,7 +280,7 @@ fn a_strict_allow_list_breaks_nothing_but_what_it_denies() {
         wait_stopped(&c, &id);
         // What the list leaves out is still denied (openat: EPERM).
         c.config["process"]["args"] = json!(["cat", "/etc/passwd"]);
-        let out = run_with(&c, "berth");
+        let out = c.run_with("berth");
         assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
         assert!(
             stderr(&out).contains("Operation not permitted") && !stdout(&out).contains("root"),
@@ -333,9 +305,8 @@ fn a_profile_without_close_range_runs_as_under_runc() {
         profile.exists(),
         "apt-get install golang-github-containers-common"
     );
-    let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
+    let runc = runc_bin();
+    let runc = runc.as_ref().and_then(|p| p.to_str());
     if runc.is_none() {
         skip(
             "a_profile_without_close_range_runs_as_under_runc",
@@ -362,7 +333,7 @@ fn a_profile_without_close_range_runs_as_under_runc() {
         c.config["linux"]["seccomp"] = p;
         c.config["process"]["noNewPrivileges"] = json!(nnp);
         for rt in std::iter::once("berth").chain(runc) {
-            let out = run_with(&c, rt);
+            let out = c.run_with(rt);
             assert_eq!(
                 (out.status.code(), stdout(&out).as_str()),
                 (Some(0), "ok\n"),

@@ -541,9 +541,11 @@ fn dispatch(cmd: &str, args: &[String], root: PathBuf) -> Result<i32, String> {
                         .into(),
                 );
             }
-            let sig =
-                container::parse_signal(p.pos.get(1).map(String::as_str).unwrap_or("SIGTERM"))
-                    .map_err(e)?;
+            // Signal 0 only asks whether the container lives, as with runc.
+            let sig = match p.pos.get(1).map(String::as_str).unwrap_or("SIGTERM") {
+                "0" => 0,
+                s => container::parse_signal(s).map_err(e)?,
+            };
             container::kill(&root, &p.pos[0], sig, p.bool("all")).map_err(e)?;
             Ok(0)
         }

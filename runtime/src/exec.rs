@@ -63,8 +63,14 @@ pub fn container_spec(root: &std::path::Path, id: &str) -> Result<Spec, Error> {
 pub fn process_from_file(path: &std::path::Path) -> Result<Process, Error> {
     let data =
         fs::read(path).map_err(|e| bad(format!("read --process {}: {e}", path.display())))?;
-    let p: Process = serde_json::from_slice(&data)
-        .map_err(|e| bad(format!("parse --process {}: {e}", path.display())))?;
+    let parse = |e: serde_json::Error| bad(format!("parse --process {}: {e}", path.display()));
+    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(parse)?;
+    // Without a user the process runs as root, as runc's exec runs it.
+    if let Some(o) = v.as_object_mut() {
+        o.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    let p: Process = serde_json::from_value(v).map_err(parse)?;
     process::validate(&p)?;
     Ok(p)
 }

@@ -84,6 +84,15 @@ pub fn run_all(kind: &'static str, hooks: &[SavedHook], state: &str) -> Result<(
     Ok(())
 }
 
+/// Runs every hook even when one fails, as the runtime spec asks of
+/// poststart and poststop hooks; each failure is returned, in order.
+pub fn run_each(kind: &'static str, hooks: &[SavedHook], state: &str) -> Vec<Error> {
+    hooks
+        .iter()
+        .filter_map(|h| run_one(kind, h, state).err())
+        .collect()
+}
+
 fn run_one(kind: &'static str, h: &SavedHook, state: &str) -> Result<(), Error> {
     let start_err = |err| Error::Start {
         kind,

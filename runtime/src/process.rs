@@ -359,8 +359,10 @@ pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), Error> {
     let u = p.user();
     syscall::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(sys("prctl PR_SET_KEEPCAPS"))?;
     if setgroups_allowed {
-        let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
-        syscall::setgroups(&groups).map_err(sys("setgroups"))?;
+        syscall::setgroups(&unique_groups(
+            u.additional_gids().as_deref().unwrap_or(&[]),
+        ))
+        .map_err(sys("setgroups"))?;
     } else if u.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
         return Err(Error::Invalid(
             "process.user.additionalGids: cannot be set when setgroups is denied in the user namespace".into(),
@@ -373,6 +375,17 @@ pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), Error> {
         syscall::umask(mask);
     }
     Ok(())
+}
+
+/// `additionalGids` without repeats, in their first order (runc dedupes them too).
+pub fn unique_groups(gids: &[u32]) -> Vec<libc::gid_t> {
+    let mut out: Vec<libc::gid_t> = Vec::with_capacity(gids.len());
+    for g in gids {
+        if !out.contains(g) {
+            out.push(*g);
+        }
+    }
+    out
 }
 
 /// Sets no_new_privs.
@@ -523,6 +536,12 @@ mod tests {
         groups: &[],
         dac_override: true,
     };
+
+    #[test]
+    fn additional_gids_are_deduplicated_in_order() {
+        assert_eq!(unique_groups(&[5, 3, 5, 1, 3]), vec![5, 3, 1]);
+        assert!(unique_groups(&[]).is_empty());
+    }
 
     #[test]
     fn execute_permission_is_decided_for_the_future_user() {

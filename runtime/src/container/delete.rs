@@ -67,7 +67,7 @@ pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
     cgroups::remove_dirs(&saved.cgroup_owned, &saved.cgroup_paths)?;
     if !saved.poststop.is_empty() {
         let st = state::hook_state(saved, Status::Stopped);
-        if let Err(e) = hooks::run_all("poststop", &saved.poststop, &st) {
+        for e in hooks::run_each("poststop", &saved.poststop, &st) {
             crate::warn!("{e}");
         }
     }

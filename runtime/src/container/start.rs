@@ -124,7 +124,7 @@ pub(super) fn start_loaded(
     }
     if !saved.poststart.is_empty() {
         let st = state::hook_state(saved, Status::Running);
-        if let Err(e) = hooks::run_all("poststart", &saved.poststart, &st) {
+        for e in hooks::run_each("poststart", &saved.poststart, &st) {
             crate::warn!("{e}");
         }
     }

@@ -1,0 +1,129 @@
+//! Where berth must behave as runc does: each case checked by its effect
+//! with berth and with runc on the same bundle (runc absent: SKIP, and
+//! berth alone is checked against what the runtime spec says).
+
+use std::fs;
+use std::path::Path;
+
+use berth_integration::*;
+use serde_json::json;
+
+/// The runtimes to compare: berth, and runc where it is installed.
+fn runtimes(test: &str) -> Vec<String> {
+    let mut v = vec!["berth".to_string()];
+    match runc_bin() {
+        Some(r) => v.push(r.to_string_lossy().into_owned()),
+        None => skip(
+            test,
+            "runc is not installed (apt-get install runc): berth alone",
+        ),
+    }
+    v
+}
+
+/// Starts the bundle detached (`create` + `start`) with `rt`; its id.
+fn start_detached(c: &Ctx, rt: &str) -> String {
+    let id = c.id_for(rt);
+    let b = c.bundle.to_str().unwrap().to_string();
+    ok(&c.with_runtime(rt, &["create", "--bundle", &b, &id]));
+    ok(&c.with_runtime(rt, &["start", &id]));
+    id
+}
+
+#[test]
+fn kill_with_signal_0_probes_liveness() {
+    for rt in runtimes("kill_with_signal_0_probes_liveness") {
+        let c = Ctx::new("par-kill0", &["sleep", "1000"]);
+        let id = start_detached(&c, &rt);
+        let out = c.with_runtime(&rt, &["kill", &id, "0"]);
+        assert!(out.status.success(), "{rt}: {}", stderr(&out));
+        // The probe did not hurt it.
+        let st: serde_json::Value =
+            serde_json::from_slice(&c.with_runtime(&rt, &["state", &id]).stdout).unwrap();
+        assert_eq!(st["status"], "running", "{rt}");
+        ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
+    }
+}
+
+#[test]
+fn duplicate_additional_gids_are_set_once() {
+    let mut seen = Vec::new();
+    for rt in runtimes("duplicate_additional_gids_are_set_once") {
+        let mut c = Ctx::new("par-gids", &sh("grep ^Groups: /proc/self/status"));
+        c.config["process"]["user"] = json!({"uid": 0, "gid": 0, "additionalGids": [5, 1, 5, 1]});
+        let out = c.run_with(&rt);
+        let groups = ok(&out);
+        assert_eq!(
+            groups.split_whitespace().collect::<Vec<_>>(),
+            ["Groups:", "1", "5"],
+            "{rt}"
+        );
+        seen.push(groups);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}
+
+#[test]
+fn exec_of_a_process_file_without_user_runs_as_root() {
+    for rt in runtimes("exec_of_a_process_file_without_user_runs_as_root") {
+        let c = Ctx::new("par-execp", &["sleep", "1000"]);
+        let id = start_detached(&c, &rt);
+        let pfile = c.dir.join("process.json");
+        fs::write(
+            &pfile,
+            serde_json::to_vec(&json!({"args": ["id", "-u"], "cwd": "/", "env": ["PATH=/bin"]}))
+                .unwrap(),
+        )
+        .unwrap();
+        let out = c.with_runtime(&rt, &["exec", "-p", pfile.to_str().unwrap(), &id]);
+        assert_eq!(ok(&out).trim(), "0", "{rt}");
+        ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
+    }
+}
+
+/// A hook script that appends its name to `log`, failing when asked.
+fn hook(dir: &Path, name: &str, log: &Path, fail: bool) -> serde_json::Value {
+    let p = dir.join(name);
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho {name} >> {}\n{}\n",
+            log.display(),
+            if fail { "exit 3" } else { "exit 0" }
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    json!({"path": p})
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_do_not_skip_the_rest() {
+    // The runtime spec: a failing poststart or poststop hook is logged and
+    // the remaining hooks still run. Checked on berth (runc 1.1 stops early).
+    let c = {
+        let mut c = Ctx::new("par-hooks", &["true"]);
+        let log = c.dir.join("hooks.log");
+        fs::create_dir_all(&c.dir).unwrap();
+        let (a, b) = (
+            hook(&c.dir, "poststart-a", &log, true),
+            hook(&c.dir, "poststart-b", &log, false),
+        );
+        let (d, e) = (
+            hook(&c.dir, "poststop-a", &log, true),
+            hook(&c.dir, "poststop-b", &log, false),
+        );
+        c.config["hooks"] = json!({"poststart": [a, b], "poststop": [d, e]});
+        c
+    };
+    let out = c.run_with("berth");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = fs::read_to_string(c.dir.join("hooks.log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["poststart-a", "poststart-b", "poststop-a", "poststop-b"]
+    );
+    assert!(stderr(&out).contains("poststart-a"), "{}", stderr(&out));
+}
