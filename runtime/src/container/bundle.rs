@@ -25,6 +25,20 @@ pub struct Bundle {
     pub mount_options: Vec<rootfs::MountOptions>,
 }
 
+impl Bundle {
+    /// Parses the options of mounts added to the spec after loading (the
+    /// notify socket's bind), so every mount has its options, index by index.
+    pub fn parse_added_mounts(&mut self) -> Result<(), Error> {
+        let mounts = self.spec.mounts().as_deref().unwrap_or(&[]);
+        for (i, m) in mounts.iter().enumerate().skip(self.mount_options.len()) {
+            let o = rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))
+                .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))?;
+            self.mount_options.push(o);
+        }
+        Ok(())
+    }
+}
+
 /// Reads the per-mount id mappings from the raw config, refusing what
 /// cannot be idmapped.
 pub(super) fn mount_idmaps(
@@ -308,6 +322,28 @@ mod tests {
         assert!(a.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
         assert!(!a.is_bind());
         assert!(bind.is_bind() && bind.flags.contains(MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn mounts_added_after_loading_get_their_options() {
+        let mut b = load_with(&[]).unwrap();
+        let n = b.mount_options.len();
+        let mut mounts = b.spec.mounts().clone().unwrap();
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination("/run/notify")
+                .typ("bind")
+                .source("/tmp")
+                .options(vec!["bind".to_string(), "ro".to_string()])
+                .build()
+                .unwrap(),
+        );
+        b.spec.set_mounts(Some(mounts));
+        b.parse_added_mounts().unwrap();
+        assert_eq!(b.mount_options.len(), n + 1);
+        assert!(b.mount_options[n].is_bind());
+        b.parse_added_mounts().unwrap();
+        assert_eq!(b.mount_options.len(), n + 1, "parsed once");
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub(super) fn create_inner(
         if let Some(host) = &o.notify_socket {
             notify::add_to_spec(&mut b.spec, &dir.path)
                 .map_err(|x| Error::Config(format!("NOTIFY_SOCKET {host}: {x}")))?;
+            b.parse_added_mounts()?;
         }
         if o.listen_fds > 0 {
             if let Some(p) = b.spec.process_mut() {
