@@ -4,10 +4,12 @@
 //! device nodes, FIFOs, xattrs, ownership, modes and times are kept.
 //!
 //! Layer tars are hostile. Every entry is placed through directory fds
-//! walked one component at a time without following symlinks, and an entry
-//! that would land outside the directory — `..`, an absolute path, a parent
-//! that is a symlink, a hard link to such a path — is refused and the unpack
-//! fails; nothing is ever written through a link.
+//! walked one component at a time without following symlinks. An absolute
+//! path is rooted in the layer (`/` is the layer's root, `/etc/x` is
+//! `etc/x`), as tar, containerd and podman take it; an entry that would
+//! land outside the directory — a `..` past the root, a parent that is a
+//! symlink, a hard link to such a path, a whiteout of `.` or `..` — is
+//! refused and the unpack fails; nothing is ever written through a link.
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -63,17 +65,21 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// A tar path made safe: its normal components, or an error for `..` or
-/// an absolute path (a leading `./` is fine).
+/// A tar path made safe: its normal components relative to the layer's
+/// root. A leading `/` or `./` is the layer's root; a `..` goes up a
+/// component, and one that would leave the root is refused.
 pub fn clean(raw: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     let p = Path::new(std::ffi::OsStr::from_bytes(raw));
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
     for c in p.components() {
         match c {
             Component::Normal(n) => out.push(n.as_bytes().to_vec()),
-            Component::CurDir => {}
-            Component::RootDir => return Err("path is absolute"),
-            Component::ParentDir => return Err("path has a .. component"),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if out.pop().is_none() {
+                    return Err("path escapes the layer");
+                }
+            }
             Component::Prefix(_) => return Err("path has a prefix"),
         }
     }
@@ -233,6 +239,11 @@ fn apply_entry<R: Read>(
             .map_err(|e| sys(&shown, "mark opaque", e));
     }
     if let Some(hidden) = name.strip_prefix(b".wh.") {
+        // `.wh..` and `.wh...` would remove the directory itself or its
+        // parent, and `.wh.` names nothing.
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err(hostile("a whiteout must name one entry"));
+        }
         let hidden = Path::new(std::ffi::OsStr::from_bytes(hidden));
         remove_any(&pfd, hidden, &shown)?;
         return mknodat(&pfd, hidden, SFlag::S_IFCHR, Mode::empty(), 0)
@@ -363,10 +374,24 @@ mod tests {
     #[test]
     fn clean_paths() {
         assert_eq!(clean(b"./a/b").unwrap(), [b"a".to_vec(), b"b".to_vec()]);
-        assert!(clean(b"/etc/passwd").is_err());
         assert!(clean(b"a/../../x").is_err());
         assert!(clean(b"..").is_err());
+        assert!(clean(b"/../etc").is_err());
         assert!(clean(b"./").unwrap().is_empty());
+    }
+
+    #[test]
+    fn absolute_paths_are_rooted_in_the_layer() {
+        assert!(clean(b"/").unwrap().is_empty(), "umoci's first entry");
+        assert_eq!(
+            clean(b"/etc/passwd").unwrap(),
+            [b"etc".to_vec(), b"passwd".to_vec()]
+        );
+        assert_eq!(
+            clean(b"//etc//x/").unwrap(),
+            [b"etc".to_vec(), b"x".to_vec()]
+        );
+        assert_eq!(clean(b"a/../b").unwrap(), [b"b".to_vec()]);
     }
 }
 
@@ -472,8 +497,12 @@ mod layer_tests {
         let outside = dir("outside");
         let cases: Vec<Vec<(&str, tar::EntryType, &str)>> = vec![
             vec![("../escape", Regular, "x")],
-            vec![("/abs", Regular, "x")],
+            vec![("/../escape", Regular, "x")],
             vec![("a/../../escape", Regular, "x")],
+            // Whiteouts of the directory itself or of its parent.
+            vec![("sub/", Directory, ""), ("sub/.wh..", Regular, "")],
+            vec![("sub/", Directory, ""), ("sub/.wh...", Regular, "")],
+            vec![(".wh.", Regular, "")],
             // Through a symlinked parent the layer itself planted.
             vec![
                 ("link", Symlink, outside.to_str().unwrap()),
@@ -490,5 +519,35 @@ mod layer_tests {
             std::fs::remove_dir_all(&d).unwrap();
         }
         std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn absolute_entries_land_inside_the_layer() {
+        use tar::EntryType::*;
+        let d = dir("abs");
+        // umoci writes `/` first; `/etc/x` is the layer's etc/x.
+        let tar = layer(&[
+            ("/", Directory, ""),
+            ("/etc/", Directory, ""),
+            ("/etc/x", Regular, "in"),
+        ]);
+        apply(&d, &tar[..]).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("etc/x")).unwrap(), "in");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_refused_whiteout_leaves_its_directory_alone() {
+        use tar::EntryType::*;
+        let d = dir("wh-dot");
+        let ok = layer(&[("keep/", Directory, ""), ("keep/file", Regular, "x")]);
+        apply(&d, &ok[..]).unwrap();
+        let bad = layer(&[("keep/.wh..", Regular, "")]);
+        assert!(matches!(
+            apply(&d, &bad[..]),
+            Err(UnpackError::Hostile { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(d.join("keep/file")).unwrap(), "x");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
