@@ -40,6 +40,18 @@ fn errno_kill_and_argument_rules() {
     assert!(text.contains("sync=159"), "{text}");
 }
 
+/// podman's profile as podman passes it for the context's bounding capabilities.
+fn podman_profile(c: &Ctx, profile: &Path) -> Value {
+    let caps: Vec<String> = c.config["process"]["capabilities"]["bounding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    oci_seccomp_from_containers_common(profile, &caps)
+}
+
 #[test]
 fn podman_default_profile_runs_busybox_and_denies() {
     let profile = Path::new("/usr/share/containers/seccomp.json");
@@ -54,14 +66,7 @@ fn podman_default_profile_runs_busybox_and_denies() {
              mount -t tmpfs t /mnt; echo mount=$?",
         ),
     );
-    let caps: Vec<String> = c.config["process"]["capabilities"]["bounding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
-    c.config["linux"]["seccomp"] = oci_seccomp_from_containers_common(profile, &caps);
+    c.config["linux"]["seccomp"] = podman_profile(&c, profile);
     let out = c.run();
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains("0\nok\n"), "{text}");
@@ -315,14 +320,7 @@ fn a_profile_without_close_range_runs_as_under_runc() {
     }
     for nnp in [false, true] {
         let mut c = Ctx::new("scmp-2023", &sh("ls / >/dev/null && echo ok"));
-        let caps: Vec<String> = c.config["process"]["capabilities"]["bounding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
-        let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
-        let mut p = oci_seccomp_from_containers_common(profile, &caps);
+        let mut p = podman_profile(&c, profile);
         // As profiles written before Linux 5.9 are: no close_range.
         for rule in p["syscalls"].as_array_mut().unwrap() {
             if let Some(names) = rule["names"].as_array_mut() {

@@ -40,6 +40,23 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// The namespace's containers: all, or the running and paused ones.
+    pub(crate) async fn list(&mut self, all: bool) -> anyhow::Result<Vec<pb::Container>> {
+        let r = self.req(pb::ListContainersRequest::default());
+        Ok(self
+            .containers
+            .list(r)
+            .await
+            .map_err(|s| status_err("list containers", s))?
+            .into_inner()
+            .containers
+            .into_iter()
+            .filter(|x| {
+                all || matches!(x.status(), pb::TaskStatus::Running | pb::TaskStatus::Paused)
+            })
+            .collect())
+    }
+
     /// Clients on one channel.
     pub fn new(ch: Channel, ns: &str) -> Clients {
         Clients {

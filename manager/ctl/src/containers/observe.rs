@@ -22,17 +22,7 @@ pub(crate) async fn ps(
     quiet: bool,
     format: String,
 ) -> anyhow::Result<u8> {
-    let r = c.req(pb::ListContainersRequest::default());
-    let list: Vec<pb::Container> = c
-        .containers
-        .list(r)
-        .await
-        .map_err(|s| status_err("list containers", s))?
-        .into_inner()
-        .containers
-        .into_iter()
-        .filter(|x| all || matches!(x.status(), pb::TaskStatus::Running | pb::TaskStatus::Paused))
-        .collect();
+    let list = c.list(all).await?;
     if quiet {
         for x in &list {
             println!("{}", x.id);
@@ -154,17 +144,7 @@ pub(crate) async fn stats(
     containers: Vec<String>,
 ) -> anyhow::Result<u8> {
     let ids: Vec<String> = if containers.is_empty() {
-        let r = c.req(pb::ListContainersRequest::default());
-        c.containers
-            .list(r)
-            .await
-            .map_err(|s| status_err("list containers", s))?
-            .into_inner()
-            .containers
-            .into_iter()
-            .filter(|x| matches!(x.status(), pb::TaskStatus::Running | pb::TaskStatus::Paused))
-            .map(|x| x.id)
-            .collect()
+        c.list(false).await?.into_iter().map(|x| x.id).collect()
     } else {
         containers
     };
