@@ -27,8 +27,8 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Optio
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for f in fds {
-                // SAFETY: SCM_RIGHTS just installed `f` in our table; nothing
-                // else owns it, and it is taken over exactly once here.
+                // SCM_RIGHTS just installed `f` in our table; taken over once here.
+                // SAFETY: nothing else owns `f`.
                 let owned = unsafe { OwnedFd::from_raw_fd(f) };
                 if fd.is_none() {
                     fd = Some(owned);

@@ -96,8 +96,8 @@ pub(super) fn cloexec_each_from(first: u32) -> io::Result<()> {
         .filter(|&fd: &RawFd| fd >= 0 && fd as u32 >= first)
         .collect();
     for fd in fds {
-        // SAFETY: F_SETFD only changes the flag of an fd number; a number
-        // closed since it was listed fails with EBADF, which is fine.
+        // A number closed since it was listed fails with EBADF, which is fine.
+        // SAFETY: F_SETFD only changes the flag of an fd number.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EBADF) {

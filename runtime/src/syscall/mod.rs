@@ -52,8 +52,8 @@ fn cvt_int(ret: libc::c_long) -> io::Result<libc::c_int> {
 /// `cvt` for calls that return a new file descriptor; only for those.
 fn cvt_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
     let fd = cvt_int(ret)?;
-    // SAFETY: a non-negative return of a call that makes a descriptor is a
-    // new descriptor that nothing else owns.
+    // Only for calls that make a descriptor: then a non-negative return is one.
+    // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

@@ -50,11 +50,8 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
 /// `TIOCSWINSZ`: sets the window size of a terminal.
 pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
     // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which is valid.
-    cvt(
-        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) }
-            as libc::c_long,
-    )
-    .map(drop)
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
+    cvt(ret as libc::c_long).map(drop)
 }
 
 /// `TIOCGPTPEER`: opens the slave of a pty master.
