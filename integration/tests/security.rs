@@ -116,6 +116,24 @@ fn container_filesystems_and_configs_are_closed_to_host_users() {
     s.start();
     assert_closed(&s);
 
+    // And berthd's socket: a user it refuses is told so, not that berthd is down.
+    let sock = s.d().address.clone();
+    let out = as_nobody(&[
+        berth_integration::manager::sibling("berthctl")
+            .to_str()
+            .unwrap(),
+        "--address",
+        sock.to_str().unwrap(),
+        "ps",
+    ]);
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("permission denied")
+            && !stderr(&out).contains("is berthd running"),
+        "{}",
+        stderr(&out)
+    );
+
     s.ctl_ok(&["rm", "-f", "peek"]);
     s.assert_nothing_left();
 }

@@ -147,13 +147,34 @@ fn request<T>(ns: &str, msg: T) -> tonic::Request<T> {
     r
 }
 
+/// Why berthd's socket could not be reached, worded for what the user can
+/// do: a socket that is not theirs is not a berthd that is down.
+fn connect_error(
+    address: &std::path::Path,
+    e: &(dyn std::error::Error + 'static),
+) -> anyhow::Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::PermissionDenied {
+                return anyhow::anyhow!(
+                    "permission denied while trying to connect to berthd's socket at {} (it is root's: run berthctl as root)",
+                    address.display()
+                );
+            }
+        }
+        cause = c.source();
+    }
+    anyhow::anyhow!(
+        "cannot connect to berthd at {}: {e} (is berthd running? start it, or give --address)",
+        address.display()
+    )
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let ch = berth_proto::connect_unix(&cli.address).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to berthd at {}: {e} (is berthd running? start it, or give --address)",
-            cli.address.display()
-        )
-    })?;
+    let ch = berth_proto::connect_unix(&cli.address)
+        .await
+        .map_err(|e| connect_error(&cli.address, &e))?;
     let ns = cli.namespace.as_str();
     match cli.cmd {
         Cmd::Container(cmd) => containers::run(ch, ns, cmd).await,
@@ -206,6 +227,19 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_socket_is_not_a_stopped_berthd() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let m = connect_error(std::path::Path::new("/run/berth/berthd.sock"), &denied).to_string();
+        assert!(
+            m.starts_with("permission denied") && !m.contains("is berthd running"),
+            "{m}"
+        );
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let m = connect_error(std::path::Path::new("/x.sock"), &gone).to_string();
+        assert!(m.contains("is berthd running"), "{m}");
+    }
 
     #[test]
     fn command_line_is_consistent() {
