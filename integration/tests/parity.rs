@@ -127,3 +127,36 @@ fn failing_poststart_and_poststop_hooks_do_not_skip_the_rest() {
     );
     assert!(stderr(&out).contains("poststart-a"), "{}", stderr(&out));
 }
+
+#[test]
+fn delete_force_of_a_paused_container_kills_it() {
+    for rt in runtimes("delete_force_of_a_paused_container_kills_it") {
+        let c = Ctx::new("par-pausedel", &["sleep", "1000"]);
+        let id = start_detached(&c, &rt);
+        let st: serde_json::Value =
+            serde_json::from_slice(&c.with_runtime(&rt, &["state", &id]).stdout).unwrap();
+        let pid = pid_of(&st["pid"]);
+        let out = c.with_runtime(&rt, &["pause", &id]);
+        if !out.status.success() {
+            skip(
+                "delete_force_of_a_paused_container_kills_it",
+                &format!("{rt} pause: {}", stderr(&out)),
+            );
+            ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let out = c.with_runtime(&rt, &["delete", "--force", &id]);
+        assert!(out.status.success(), "{rt}: {}", stderr(&out));
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "{rt}: delete waited {:?}",
+            t.elapsed()
+        );
+        // Gone, not frozen: the pid is no process, or a zombie reaped soon.
+        let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        assert!(!alive, "{rt}: init {pid} still lives");
+    }
+}

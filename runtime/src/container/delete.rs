@@ -45,6 +45,11 @@ pub(super) fn kill_and_wait(saved: &Saved) -> Result<(), Error> {
         _ => return Ok(()),
     };
     let _ = signal_container(saved, libc::SIGKILL, saved.shared_pidns);
+    // A frozen process takes its SIGKILL only once thawed: thaw a paused
+    // container, as runc does, or it never dies.
+    if cgroups::is_frozen(&saved.cgroup_paths) {
+        cgroups::freeze(&saved.cgroup_paths, false)?;
+    }
     if !wait_gone(&pidfd, 10_000) {
         return Err(Error::Config(format!(
             "container {} did not exit 10s after SIGKILL",
