@@ -160,3 +160,27 @@ fn delete_force_of_a_paused_container_kills_it() {
         assert!(!alive, "{rt}: init {pid} still lives");
     }
 }
+
+#[test]
+fn create_container_hooks_start_in_the_container_root() {
+    let mut seen = Vec::new();
+    for rt in runtimes("create_container_hooks_start_in_the_container_root") {
+        let mut c = Ctx::new("par-hookcwd", &["true"]);
+        fs::create_dir_all(&c.dir).unwrap();
+        let log = c.dir.join(format!("cwd-{}.log", seen.len()));
+        let script = c.dir.join(format!("hook-{}", seen.len()));
+        fs::write(&script, format!("#!/bin/sh\npwd > {}\n", log.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        c.config["hooks"] = json!({"createContainer": [{"path": script}]});
+        let out = c.run_with(&rt);
+        assert!(out.status.success(), "{rt}: {}", stderr(&out));
+        let cwd = fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            Path::new(cwd.trim()),
+            fs::canonicalize(busybox_rootfs()).unwrap(),
+            "{rt}"
+        );
+        seen.push(cwd);
+    }
+}

@@ -79,7 +79,21 @@ pub fn validate(kind: &'static str, hooks: &[SavedHook]) -> Result<(), Error> {
 /// Runs hooks in order; stops at the first failure.
 pub fn run_all(kind: &'static str, hooks: &[SavedHook], state: &str) -> Result<(), Error> {
     for h in hooks {
-        run_one(kind, h, state)?;
+        run_one(kind, h, state, None)?;
+    }
+    Ok(())
+}
+
+/// As `run_all`, each hook started in `cwd`: createContainer hooks run in
+/// the container's root before the root change, as runc runs them.
+pub fn run_all_in(
+    kind: &'static str,
+    hooks: &[SavedHook],
+    state: &str,
+    cwd: &std::path::Path,
+) -> Result<(), Error> {
+    for h in hooks {
+        run_one(kind, h, state, Some(cwd))?;
     }
     Ok(())
 }
@@ -89,11 +103,16 @@ pub fn run_all(kind: &'static str, hooks: &[SavedHook], state: &str) -> Result<(
 pub fn run_each(kind: &'static str, hooks: &[SavedHook], state: &str) -> Vec<Error> {
     hooks
         .iter()
-        .filter_map(|h| run_one(kind, h, state).err())
+        .filter_map(|h| run_one(kind, h, state, None).err())
         .collect()
 }
 
-fn run_one(kind: &'static str, h: &SavedHook, state: &str) -> Result<(), Error> {
+fn run_one(
+    kind: &'static str,
+    h: &SavedHook,
+    state: &str,
+    cwd: Option<&std::path::Path>,
+) -> Result<(), Error> {
     let start_err = |err| Error::Start {
         kind,
         path: h.path.clone(),
@@ -102,6 +121,9 @@ fn run_one(kind: &'static str, h: &SavedHook, state: &str) -> Result<(), Error> 
     let mut cmd = Command::new(&h.path);
     if let Some((arg0, rest)) = h.args.split_first() {
         cmd.arg0(arg0).args(rest);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
     }
     cmd.env_clear();
     for e in &h.env {

@@ -220,7 +220,12 @@ fn setup(a: &Args) -> Result<Never, Error> {
         sync::expect(sync, sync::HOOKS_DONE)?;
     }
     if !a.create_container_hooks.is_empty() {
-        hooks::run_all("createContainer", a.create_container_hooks, creating_state)?;
+        hooks::run_all_in(
+            "createContainer",
+            a.create_container_hooks,
+            creating_state,
+            a.rootfs,
+        )?;
     }
 
     if new_mnt {
