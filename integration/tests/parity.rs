@@ -184,3 +184,21 @@ fn create_container_hooks_start_in_the_container_root() {
         seen.push(cwd);
     }
 }
+
+#[test]
+fn unified_resources_are_refused_without_cgroup_v2_controllers() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        skip(
+            "unified_resources_are_refused_without_cgroup_v2_controllers",
+            "this host is pure cgroup v2, where linux.resources.unified applies",
+        );
+        return;
+    }
+    for rt in runtimes("unified_resources_are_refused_without_cgroup_v2_controllers") {
+        let mut c = Ctx::new("par-unified", &["true"]);
+        c.config["linux"]["resources"] = json!({"unified": {"pids.max": "10"}});
+        let out = c.run_with(&rt);
+        assert!(!out.status.success(), "{rt} accepted unified on a v1 host");
+        assert!(stderr(&out).contains("unified"), "{rt}: {}", stderr(&out));
+    }
+}
