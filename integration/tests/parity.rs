@@ -202,3 +202,42 @@ fn unified_resources_are_refused_without_cgroup_v2_controllers() {
         assert!(stderr(&out).contains("unified"), "{rt}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_pty_belongs_to_the_processs_user() {
+    let mut seen = Vec::new();
+    for rt in runtimes("the_pty_belongs_to_the_processs_user") {
+        let mut c = Ctx::new("par-pty", &sh("stat -c owner=%u:%g $(tty); sleep 5"));
+        c.config["process"]["terminal"] = json!(true);
+        c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        let cs = ConsoleSocket::new(&c.dir);
+        let p = cs.path.to_str().unwrap().to_string();
+        let b = c.bundle.to_str().unwrap().to_string();
+        let id = c.id_for(&rt);
+        let (out, master) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                c.with_runtime(
+                    &rt,
+                    &["create", "--console-socket", &p, "--bundle", &b, &id],
+                )
+            });
+            let m = cs.master();
+            (h.join().unwrap(), m)
+        });
+        ok(&out);
+        ok(&c.with_runtime(&rt, &["start", &id]));
+        use std::os::fd::AsFd;
+        let got = read_until(master.as_fd(), "owner=1000:", 10);
+        let line = got
+            .lines()
+            .find(|l| l.contains("owner="))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        assert_eq!(line, "owner=1000:5", "{rt}: {got:?}");
+        seen.push(line);
+        ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}

@@ -411,6 +411,7 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     let proc_ = s.process;
     if let Some(console) = s.console {
         let (master, slave) = terminal::open_pty()?;
+        terminal::give_to(&slave, proc_.user().uid())?;
         terminal::send_fd(console, "/dev/ptmx", master.as_fd())?;
         drop(master);
         terminal::make_controlling(&slave)?;

@@ -75,6 +75,17 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd), Error> {
     Ok((master, slave))
 }
 
+/// Gives the pty's slave to the user the process will be, keeping its
+/// group (devpts's `gid=5`, tty), as runc does: a process that is not root
+/// can then reopen and chmod its own terminal.
+pub fn give_to(slave: &OwnedFd, uid: u32) -> Result<(), Error> {
+    if uid == 0 {
+        return Ok(());
+    }
+    nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None)
+        .map_err(|x| e("chown the pty to the process's user")(x.into()))
+}
+
 /// Sends `fd` over a connected unix socket with `name` as the payload.
 pub fn send_fd(sock: &OwnedFd, name: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
     let fds = [fd.as_raw_fd()];
