@@ -241,3 +241,30 @@ fn the_pty_belongs_to_the_processs_user() {
     seen.dedup();
     assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
 }
+
+#[test]
+fn a_read_only_dev_still_gets_its_pts_and_devices() {
+    let mut seen = Vec::new();
+    for rt in runtimes("a_read_only_dev_still_gets_its_pts_and_devices") {
+        let mut c = Ctx::new(
+            "par-rodev",
+            &sh("touch /dev/x 2>/dev/null; echo touch=$?; test -d /dev/pts && echo pts; test -c /dev/null && echo null"),
+        );
+        let mounts = c.config["mounts"].as_array_mut().unwrap();
+        let dev = mounts
+            .iter_mut()
+            .find(|m| m["destination"] == "/dev")
+            .expect("the default config mounts /dev");
+        dev["options"].as_array_mut().unwrap().push(json!("ro"));
+        let out = c.run_with(&rt);
+        let text = ok(&out);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["touch=1", "pts", "null"],
+            "{rt}"
+        );
+        seen.push(text);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}

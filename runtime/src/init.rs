@@ -213,6 +213,13 @@ fn setup(a: &Args) -> Result<Never, Error> {
             rootfd.as_fd(),
             linux.devices().as_deref().unwrap_or(&[]),
         )?;
+        let dev_ro = mounts
+            .iter()
+            .zip(a.mount_options)
+            .any(|(m, o)| rootfs::dev_read_only_later(m.destination(), o));
+        if dev_ro {
+            rootfs::make_dev_read_only(rootfd.as_fd())?;
+        }
     }
 
     if a.has_runtime_hooks {

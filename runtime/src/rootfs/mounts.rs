@@ -122,7 +122,11 @@ pub fn mount_one(
     } else {
         None
     };
-    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    let mut flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    if dev_read_only_later(dest, opts) {
+        // The mounts and devices below /dev are made first (`make_dev_read_only`).
+        flags.remove(MsFlags::MS_RDONLY);
+    }
     let res = mount(
         Some(src.as_os_str()),
         &fd_path(&target),
@@ -154,6 +158,21 @@ pub fn mount_one(
         copy_tree(&old, &new).map_err(sys(format!("{desc}: tmpcopyup")))?;
     }
     finish_mount(&mounted, opts, &desc)
+}
+
+/// Whether `dest` is a read-only `/dev` of its own (not a bind): mounted
+/// writable, it is made read-only once what lives below it (/dev/pts, the
+/// devices and links) exists, as runc does.
+pub fn dev_read_only_later(dest: &Path, opts: &MountOptions) -> bool {
+    dest == Path::new("/dev") && !opts.is_bind() && opts.flags.contains(MsFlags::MS_RDONLY)
+}
+
+/// Makes the container's `/dev` mount read-only (not the mounts below it).
+pub fn make_dev_read_only(root: BorrowedFd<'_>) -> Result<(), Error> {
+    let dev = open_in_root(root, Path::new("/dev"), libc::O_PATH, 0)
+        .map_err(sys("make /dev read-only: open"))?;
+    syscall::mount_setattr(dev.as_fd(), false, syscall::MOUNT_ATTR_RDONLY, 0)
+        .map_err(sys("make /dev read-only"))
 }
 
 pub(super) fn apply_bind_flags(fd: &OwnedFd, o: &MountOptions) -> io::Result<()> {
@@ -289,4 +308,27 @@ pub fn binds_dev(mounts: &[Mount]) -> bool {
                 .flatten()
                 .any(|o| o == "bind" || o == "rbind")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(v: &[&str]) -> MountOptions {
+        parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn only_a_read_only_dev_of_its_own_waits() {
+        assert!(dev_read_only_later(
+            Path::new("/dev"),
+            &opts(&["ro", "nosuid"])
+        ));
+        assert!(!dev_read_only_later(Path::new("/dev"), &opts(&["nosuid"])));
+        assert!(!dev_read_only_later(
+            Path::new("/dev"),
+            &opts(&["rbind", "ro"])
+        ));
+        assert!(!dev_read_only_later(Path::new("/dev/shm"), &opts(&["ro"])));
+    }
 }
