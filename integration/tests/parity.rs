@@ -268,3 +268,31 @@ fn a_read_only_dev_still_gets_its_pts_and_devices() {
     seen.dedup();
     assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
 }
+
+#[test]
+fn hostname_is_set_in_a_joined_uts_namespace() {
+    let mut seen = Vec::new();
+    for rt in runtimes("hostname_is_set_in_a_joined_uts_namespace") {
+        let mut c = Ctx::new("par-utsjoin", &["hostname"]);
+        fs::create_dir_all(&c.dir).unwrap();
+        let pin = c.dir.join("uts");
+        fs::File::create(&pin).unwrap();
+        ok(&std::process::Command::new("unshare")
+            .arg(format!("--uts={}", pin.display()))
+            .arg("true")
+            .output()
+            .unwrap());
+        for ns in c.config["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "uts" {
+                ns["path"] = json!(pin);
+            }
+        }
+        c.config["hostname"] = json!("joined-uts");
+        let out = c.run_with(&rt);
+        let _ = nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH);
+        assert_eq!(ok(&out).trim(), "joined-uts", "{rt}");
+        seen.push(ok(&out));
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}

@@ -162,11 +162,13 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
             }
         }
     }
+    // A joined UTS namespace gets the name too, as runc sets it there; the
+    // host's own (no uts namespace at all) never does.
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
-        && !plan.creates(LinuxNamespaceType::Uts)
+        && !plan.has(LinuxNamespaceType::Uts)
     {
         return Err(Error::Config(
-            "hostname: setting it needs a new uts namespace".into(),
+            "hostname: setting it needs a uts namespace, new or joined".into(),
         ));
     }
     if let Some(h) = spec.hooks() {
@@ -305,6 +307,19 @@ mod tests {
             b.spec.mounts().as_ref().unwrap().len()
         );
         assert!(b.idmaps.is_empty());
+    }
+
+    #[test]
+    fn hostname_in_a_joined_uts_namespace_is_accepted() {
+        let b = load_with(&[
+            (
+                "/linux/namespaces",
+                json!([{"type": "mount"}, {"type": "uts", "path": "/proc/1/ns/uts"}]),
+            ),
+            ("/hostname", json!("box")),
+        ])
+        .unwrap();
+        assert!(b.plan.joins(LinuxNamespaceType::Uts));
     }
 
     #[test]
