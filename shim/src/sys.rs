@@ -1,7 +1,7 @@
 //! The shim's few raw system calls, each wrapped once. Everything else goes
 //! through nix's safe wrappers.
 
-use std::io::{self};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Sets a pty's window size (TIOCSWINSZ on its master).

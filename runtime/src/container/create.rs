@@ -2,7 +2,7 @@
 //! up to the exec fifo, its state saved; undone step by step on failure.
 
 use crate::cgroups::{self, Layout};
-use crate::namespaces::{self};
+use crate::namespaces;
 use crate::state::{self, Dir, Saved, Status};
 use crate::{hooks, init, notify, process, rootfs, sync, syscall, terminal};
 use nix::fcntl::OFlag;

@@ -1,7 +1,7 @@
 //! `delete`: a stopped container's state, cgroups and hooks; `--force`
 //! kills a running one first.
 
-use crate::cgroups::{self};
+use crate::cgroups;
 use crate::state::{self, Dir, Saved, Status};
 use crate::{hooks, syscall};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `kill`: a signal to the init, or with `--all` to every process of the
 //! container's cgroup.
 
-use crate::cgroups::{self};
+use crate::cgroups;
 use crate::state::{self, Dir, Saved};
 use crate::syscall;
 use std::os::fd::AsFd;

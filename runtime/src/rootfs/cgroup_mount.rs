@@ -1,7 +1,7 @@
 //! A `cgroup` mount: the container's own cgroups, v1 per controller, v2
 //! unified, hybrid as the host is.
 
-use crate::syscall::{self};
+use crate::syscall;
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;

@@ -1,7 +1,7 @@
 //! Idmapped bind mounts (`mounts[].uidMappings`/`gidMappings`): a detached
 //! tree given MOUNT_ATTR_IDMAP with a user namespace made for the mapping.
 
-use crate::syscall::{self};
+use crate::syscall;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,7 +1,7 @@
 //! Mount options (`mounts[].options`): parsed once into flags, data,
 //! propagation and recursive attributes.
 
-use crate::syscall::{self};
+use crate::syscall;
 use nix::mount::MsFlags;
 
 use super::*;

@@ -1,7 +1,7 @@
 //! The root change (pivot_root, or MS_MOVE and chroot with `--no-pivot`),
 //! then `maskedPaths`, `readonlyPaths`, a read-only root and its propagation.
 
-use crate::syscall::{self};
+use crate::syscall;
 use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;

@@ -1,6 +1,6 @@
 //! `linux.sysctl`: namespaced keys only, written through /proc/sys.
 
-use crate::syscall::{self};
+use crate::syscall;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::fs;

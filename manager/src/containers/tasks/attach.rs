@@ -2,7 +2,7 @@
 //! host ports checked and mapped, torn down when the task goes.
 
 use crate::containers::records::Container;
-use crate::containers::spec::{self};
+use crate::containers::spec;
 use crate::network::networks::PortMapping;
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! config and the request.
 
 use crate::containers::records::{Container, RecordError};
-use crate::containers::spec::{self};
+use crate::containers::spec;
 use crate::store::images::ImageError;
 use crate::store::oci::Platform;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! `exec`: a further process in a running task.
 
-use crate::containers::spec::{self};
+use crate::containers::spec;
 use crate::store::images::ImageError;
 use berth_proto::shim::{self as shimpb};
 use serde_json::Value;
