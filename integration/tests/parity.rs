@@ -30,6 +30,24 @@ fn start_detached(c: &Ctx, rt: &str) -> String {
     id
 }
 
+/// Asserts every runtime printed the same.
+fn assert_alike(mut seen: Vec<String>) {
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}
+
+/// Runs the bundle `make` builds in the foreground under each runtime,
+/// checks each output with `check`, and asserts they are alike.
+fn run_alike(test: &str, make: impl Fn() -> Ctx, check: impl Fn(&str, &str)) {
+    let mut seen = Vec::new();
+    for rt in runtimes(test) {
+        let out = ok(&make().run_with(&rt));
+        check(&rt, &out);
+        seen.push(out);
+    }
+    assert_alike(seen);
+}
+
 #[test]
 fn kill_with_signal_0_probes_liveness() {
     for rt in runtimes("kill_with_signal_0_probes_liveness") {
@@ -47,21 +65,22 @@ fn kill_with_signal_0_probes_liveness() {
 
 #[test]
 fn duplicate_additional_gids_are_set_once() {
-    let mut seen = Vec::new();
-    for rt in runtimes("duplicate_additional_gids_are_set_once") {
-        let mut c = Ctx::new("par-gids", &sh("grep ^Groups: /proc/self/status"));
-        c.config["process"]["user"] = json!({"uid": 0, "gid": 0, "additionalGids": [5, 1, 5, 1]});
-        let out = c.run_with(&rt);
-        let groups = ok(&out);
-        assert_eq!(
-            groups.split_whitespace().collect::<Vec<_>>(),
-            ["Groups:", "1", "5"],
-            "{rt}"
-        );
-        seen.push(groups);
-    }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+    run_alike(
+        "duplicate_additional_gids_are_set_once",
+        || {
+            let mut c = Ctx::new("par-gids", &sh("grep ^Groups: /proc/self/status"));
+            c.config["process"]["user"] =
+                json!({"uid": 0, "gid": 0, "additionalGids": [5, 1, 5, 1]});
+            c
+        },
+        |rt, groups| {
+            assert_eq!(
+                groups.split_whitespace().collect::<Vec<_>>(),
+                ["Groups:", "1", "5"],
+                "{rt}"
+            )
+        },
+    );
 }
 
 #[test]
@@ -238,35 +257,34 @@ fn the_pty_belongs_to_the_processs_user() {
         seen.push(line);
         ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
     }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+    assert_alike(seen);
 }
 
 #[test]
 fn a_read_only_dev_still_gets_its_pts_and_devices() {
-    let mut seen = Vec::new();
-    for rt in runtimes("a_read_only_dev_still_gets_its_pts_and_devices") {
-        let mut c = Ctx::new(
-            "par-rodev",
-            &sh("touch /dev/x 2>/dev/null; echo touch=$?; test -d /dev/pts && echo pts; test -c /dev/null && echo null"),
-        );
-        let mounts = c.config["mounts"].as_array_mut().unwrap();
-        let dev = mounts
-            .iter_mut()
-            .find(|m| m["destination"] == "/dev")
-            .expect("the default config mounts /dev");
-        dev["options"].as_array_mut().unwrap().push(json!("ro"));
-        let out = c.run_with(&rt);
-        let text = ok(&out);
-        assert_eq!(
-            text.lines().collect::<Vec<_>>(),
-            ["touch=1", "pts", "null"],
-            "{rt}"
-        );
-        seen.push(text);
-    }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+    run_alike(
+        "a_read_only_dev_still_gets_its_pts_and_devices",
+        || {
+            let mut c = Ctx::new(
+                "par-rodev",
+                &sh("touch /dev/x 2>/dev/null; echo touch=$?; test -d /dev/pts && echo pts; test -c /dev/null && echo null"),
+            );
+            let mounts = c.config["mounts"].as_array_mut().unwrap();
+            let dev = mounts
+                .iter_mut()
+                .find(|m| m["destination"] == "/dev")
+                .expect("the default config mounts /dev");
+            dev["options"].as_array_mut().unwrap().push(json!("ro"));
+            c
+        },
+        |rt, text| {
+            assert_eq!(
+                text.lines().collect::<Vec<_>>(),
+                ["touch=1", "pts", "null"],
+                "{rt}"
+            )
+        },
+    );
 }
 
 #[test]
@@ -293,6 +311,5 @@ fn hostname_is_set_in_a_joined_uts_namespace() {
         assert_eq!(ok(&out).trim(), "joined-uts", "{rt}");
         seen.push(ok(&out));
     }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+    assert_alike(seen);
 }
