@@ -56,7 +56,7 @@ for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && brea
 skopeo copy --quiet --dest-tls-verify=false "oci:$L:many" "docker://$REG/many:v1"
 IMG=$REG/many:v1
 
-"$BERTHD" --root "$WORK/berthd/root" --state "$WORK/berthd/state" --address "$WORK/berthd.sock" --cni-conf-dir "$WORK/net.d" 2>"$WORK/berthd.log" &
+"$BERTHD" --root "$WORK/berthd/root" --state "$WORK/berthd/state" --address "$WORK/berthd.sock" --cni-conf-dir "$WORK/net.d" --cri-address "$WORK/cri.sock" 2>"$WORK/berthd.log" &
 BPID=$!
 PIDS+=($BPID)
 # shellcheck source=bench/lib.sh

@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BERTHD" --root "$WORK/berthd/root" --state "$WORK/berthd/state" --address "$WORK/berthd.sock" \
-    --shim "$SHIM" --runtime "$BERTH" --cgroup-parent "/$CG" --cni-conf-dir "$WORK/net.d" 2>"$WORK/berthd.log" &
+    --shim "$SHIM" --runtime "$BERTH" --cgroup-parent "/$CG" --cni-conf-dir "$WORK/net.d" --cri-address "$WORK/cri.sock" 2>"$WORK/berthd.log" &
 BPID=$!
 PIDS+=($BPID)
 # shellcheck source=bench/lib.sh

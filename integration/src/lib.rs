@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod cri;
 pub mod manager;
 pub mod oci;
 pub mod shim;

@@ -101,6 +101,13 @@ impl Berthd {
             // Never the machine's /etc/berth/net.d.
             c.arg("--cni-conf-dir").arg(dir.join("net.d"));
         }
+        if !args.contains(&"--cri-address") {
+            // Never the machine's /run/berth/cri.sock or /etc/cni/net.d.
+            c.arg("--cri-address").arg(dir.join("cri.sock"));
+        }
+        if !args.contains(&"--cri-cni-conf-dir") {
+            c.arg("--cri-cni-conf-dir").arg(dir.join("cri-net.d"));
+        }
         for (k, v) in env {
             c.env(k, v);
         }

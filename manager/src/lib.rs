@@ -2,13 +2,17 @@
 //! - `store`: content, metadata, leases, snapshots, images, pulls, gc;
 //! - `network`: network namespaces, CNI, named networks and ports;
 //! - `containers`: records, specs, logs, and tasks through shims;
+//! - `cri`: the Kubernetes CRI v1 server (pods, their containers, images);
 //! - `server`: the gRPC services, which only adapt the layers to berthd's
-//!   API (the CRI server will sit beside it).
+//!   API, and start the CRI's beside them.
 //!
+//! `codes` gives every server the gRPC code of a layer's error.
 //! `perm` (who may reach berthd's directories) and `sys` (raw system calls)
 //! serve every layer.
 
+pub mod codes;
 pub mod containers;
+pub mod cri;
 pub mod network;
 pub mod perm;
 pub mod server;

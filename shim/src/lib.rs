@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod events;
+pub mod hold;
 pub mod io;
 pub mod log;
 pub mod mount;

@@ -95,6 +95,14 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Opens a new file at the path (whoever moved the old one away keeps
+    /// it); records from now on go there.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_log(&self.path)?;
+        self.size = self.file.metadata()?.len();
+        Ok(())
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         let name = |n: u32| {
             let mut p = self.path.clone().into_os_string();
@@ -222,6 +230,31 @@ mod tests {
         assert_eq!(rfc3339_nano(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let leap = UNIX_EPOCH + Duration::new(951_782_400, 1);
         assert_eq!(rfc3339_nano(leap), "2000-02-29T00:00:00.000000001Z");
+    }
+
+    #[test]
+    fn reopen_writes_to_a_new_file_at_the_path() {
+        let dir = std::env::temp_dir().join(format!("berth-log-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.log");
+        let mut w = LogWriter::open(&path, 0, 1).unwrap();
+        let now = SystemTime::now();
+        w.record(Stream::Stdout, false, b"one", now).unwrap();
+        std::fs::rename(&path, dir.join("c.log.old")).unwrap();
+        w.reopen().unwrap();
+        w.record(Stream::Stdout, false, b"two", now).unwrap();
+        let old = std::fs::read_to_string(dir.join("c.log.old")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            old.ends_with(" stdout F one\n") && !old.contains("two"),
+            "{old}"
+        );
+        assert!(
+            new.ends_with(" stdout F two\n") && !new.contains("one"),
+            "{new}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,10 +9,13 @@ const USAGE: &str = "\
 usage:
   berth-shim start  --id ID --bundle DIR --address SOCK [--runtime PATH] [--runtime-root DIR]
   berth-shim delete --id ID --bundle DIR
+  berth-shim hold   [--ipc] [--pid] [--hostname NAME]
   berth-shim --version
 
 start   launch the container's shim in the background; print its socket address
 delete  clean up a container whose shim is gone (kill, runtime delete, unmount)
+hold    hold a pod's new namespaces (IPC; PID, as its init; UTS with the
+        hostname): print the holder's pid, which lives on
 ";
 
 /// Flags as `--name value` pairs.
@@ -47,6 +50,9 @@ fn run(args: &[String]) -> Result<(), String> {
         print!("{USAGE}");
         return Ok(());
     }
+    if cmd == "hold" {
+        return hold(&args[1..]);
+    }
     let f = flags(&args[1..])?;
     let get = |k: &str| f.iter().rev().find(|(n, _)| *n == k).map(|(_, v)| *v);
     let id = get("id").ok_or("--id is required")?.to_string();
@@ -78,6 +84,24 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
+}
+
+/// `hold`: its own flags (two are bare switches).
+fn hold(args: &[String]) -> Result<(), String> {
+    let mut o = berth_shim::hold::HoldOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ipc" => o.ipc = true,
+            "--pid" => o.pid = true,
+            "--hostname" => {
+                let h = it.next().ok_or("--hostname needs a value")?;
+                o.hostname = Some(h.clone());
+            }
+            other => return Err(format!("hold: unexpected argument {other:?}")),
+        }
+    }
+    berth_shim::hold::start(&o).map_err(|e| format!("hold: {e}"))
 }
 
 fn main() -> ExitCode {

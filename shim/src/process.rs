@@ -163,6 +163,11 @@ impl Proc {
         Ok(())
     }
 
+    /// Opens the log anew at its path; later output goes there.
+    pub fn reopen_log(&self) -> std::io::Result<()> {
+        self.log.lock().expect("log").reopen()
+    }
+
     /// Starts copying one output stream to the log and attached clients.
     fn pump(self: &Arc<Self>, src: Arc<AsyncFdIo>, stream: Stream) {
         self.outputs.lock().expect("outputs").open += 1;

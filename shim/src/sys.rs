@@ -27,3 +27,11 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: so the fd stays valid for as long as the AsyncFd owns it.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
+
+/// fork(2), for a process that has no other thread (the `hold` mode runs
+/// before any runtime starts), so the child may run ordinary code.
+pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: the caller is single-threaded, so no lock or allocator state
+    // can be held by a thread that does not exist in the child.
+    unsafe { nix::unistd::fork() }
+}

@@ -36,8 +36,15 @@ struct Args {
     /// address range such as 10.0.0.0/8); loopback ones always are. Repeatable.
     #[arg(long = "insecure-registry", value_name = "REGISTRY")]
     insecure_registries: Vec<String>,
+    /// The Kubernetes CRI socket (default /run/berth/cri.sock; "" disables it).
+    #[arg(long)]
+    cri_address: Option<PathBuf>,
+    /// Where the CNI configuration lists for CRI pods are (default /etc/cni/net.d).
+    #[arg(long)]
+    cri_cni_conf_dir: Option<PathBuf>,
     /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
-    /// cni_conf_dir, cni_bin_dirs, insecure_registries.
+    /// cni_conf_dir, cni_bin_dirs, insecure_registries, cri_address,
+    /// cri_cni_conf_dir.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -77,6 +84,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = a.cni_bin_dir {
         cfg.cni_bin_dirs = std::env::split_paths(&d).collect();
+    }
+    if let Some(c) = a.cri_address {
+        cfg.cri_address = c;
+    }
+    if let Some(d) = a.cri_cni_conf_dir {
+        cfg.cri_cni_conf_dir = d;
     }
     cfg.insecure_registries.extend(a.insecure_registries);
     berth_manager::server::serve(cfg).await?;

@@ -118,6 +118,10 @@ pub struct Container {
     pub started_ms: Option<u64>,
     /// The last exit of its task.
     pub exit: Option<Exit>,
+    /// Where its output is logged, when the creator chose (the CRI's
+    /// path under the pod's log directory); empty: its data directory's.
+    #[serde(default)]
+    pub log_path: String,
 }
 
 fn key(ns: &str, id: &str) -> String {
@@ -337,6 +341,7 @@ mod tests {
             ports: Vec::new(),
             started_ms: None,
             exit: None,
+            log_path: String::new(),
         };
         let cs = Containers(&meta);
         cs.insert("default", &c).unwrap();

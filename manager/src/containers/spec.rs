@@ -48,6 +48,9 @@ pub enum Network {
     /// Its own namespace attached to a CNI network (`bridge`, the default
     /// network, or one made by `network create`).
     Cni(String),
+    /// A namespace someone else made and networks, joined by path (a CRI
+    /// pod's): `netns:/run/berth/pods/ID/net`.
+    Path(String),
 }
 
 impl std::fmt::Display for Network {
@@ -57,6 +60,7 @@ impl std::fmt::Display for Network {
             Network::Host => f.write_str("host"),
             Network::Container(c) => write!(f, "container:{c}"),
             Network::Cni(n) => f.write_str(n),
+            Network::Path(p) => write!(f, "netns:{p}"),
         }
     }
 }
@@ -76,6 +80,7 @@ impl Network {
                 }
                 Ok(Network::Container(id.into()))
             }
+            p if p.starts_with("netns:/") => Ok(Network::Path(p["netns:".len()..].into())),
             n if berth_rules::id::is_name(n) => Ok(Network::Cni(n.into())),
             o => Err(SpecError::Invalid(format!(
                 "network {o:?}: not none, host, container:NAME or a network name"
@@ -542,8 +547,8 @@ pub fn generate(
             namespaces.push(json!({"type": "network"}));
             namespaces.push(json!({"type": "uts"}));
         }
-        Network::Container(_) | Network::Cni(_) => {
-            // The path is the other container's, filled in at task creation.
+        Network::Container(_) | Network::Cni(_) | Network::Path(_) => {
+            // The path is filled in at task creation.
             namespaces.push(json!({"type": "network", "path": ""}));
             namespaces.push(json!({"type": "uts"}));
         }

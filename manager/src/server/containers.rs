@@ -17,10 +17,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::namespace;
 use crate::containers::logs;
-use crate::containers::records::{Container, MountRecord, RecordError};
+use crate::containers::records::{Container, MountRecord};
 use crate::containers::spec;
-use crate::containers::tasks::{CreateOptions, Manager, Status as TaskStatus, TaskError};
-use crate::network::networks::{NetworkError, PortMapping};
+use crate::containers::tasks::{CreateOptions, Manager, Status as TaskStatus};
+use crate::network::networks::PortMapping;
 
 /// The services over one manager.
 #[derive(Clone)]
@@ -28,29 +28,7 @@ pub struct Service {
     pub(super) manager: Arc<Manager>,
 }
 
-/// The gRPC status of a manager error.
-pub fn status_of(e: TaskError) -> Status {
-    let msg = e.to_string();
-    match e {
-        TaskError::Record(RecordError::NotFound { .. })
-        | TaskError::Network(NetworkError::NotFound(_)) => Status::not_found(msg),
-        TaskError::Network(NetworkError::Exists(_)) => Status::already_exists(msg),
-        TaskError::Network(NetworkError::Invalid(_)) => Status::invalid_argument(msg),
-        TaskError::Record(RecordError::Exists { .. }) => Status::already_exists(msg),
-        TaskError::Record(RecordError::InvalidName { .. })
-        | TaskError::Invalid(_)
-        | TaskError::Spec(_) => Status::invalid_argument(msg),
-        TaskError::Record(RecordError::InUse { .. }) | TaskError::State(_) => {
-            Status::failed_precondition(msg)
-        }
-        TaskError::Image(e) => super::status_of(e),
-        TaskError::Shim { id, status } => Status::new(
-            status.code(),
-            format!("container {id}: {}", status.message()),
-        ),
-        _ => Status::internal(msg),
-    }
-}
+pub use crate::codes::task_status as status_of;
 
 use crate::containers::tasks::timestamp as ts;
 
@@ -283,7 +261,16 @@ impl ContainersApi for Service {
                 .into_iter()
                 .map(port_from_pb)
                 .collect::<Result<_, _>>()?,
+            spec_fn: None,
+            log_path: None,
         };
+        if o.network.starts_with("netns:") {
+            // Joining a namespace by path is for berthd's own pods only.
+            return Err(Status::invalid_argument(format!(
+                "network {:?}: not none, host, container:NAME or a network name",
+                o.network
+            )));
+        }
         let c = self.manager.create(&ns, o).await.map_err(status_of)?;
         Ok(Response::new(self.to_pb(&ns, c).await))
     }

@@ -82,9 +82,12 @@ impl ImagesApi for Service {
         let rx = crate::store::pull::start(
             self.store.clone(),
             ns.clone(),
-            r.reference,
-            platform.clone(),
-            r.unpack,
+            crate::store::pull::PullRequest {
+                reference: r.reference,
+                platform: platform.clone(),
+                unpack: r.unpack,
+                auth: None,
+            },
             self.insecure_registries.clone(),
         )
         .map_err(super::status_of)?;

@@ -21,9 +21,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
 
 use crate::containers::tasks::{Manager, Paths};
-use crate::store::content::ContentError;
-use crate::store::images::{ImageError, Images, RegistryFailure};
-use crate::store::snapshot::SnapshotError;
+use crate::store::images::{ImageError, Images};
 use berth_proto::containers::containers_server::ContainersServer;
 use berth_proto::containers::events_server::EventsServer;
 use berth_proto::containers::networks_server::NetworksServer;
@@ -55,6 +53,11 @@ pub struct Config {
     /// Registries pulled from over plain HTTP, besides loopback ones:
     /// `host`, `host:port` or an address range `addr/len`.
     pub insecure_registries: Vec<String>,
+    /// The Kubernetes CRI socket (empty: no CRI server).
+    pub cri_address: PathBuf,
+    /// The CNI configuration lists CRI pods are networked by (kubelet's
+    /// node's, apart from berthctl's `cni_conf_dir`).
+    pub cri_cni_conf_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -72,6 +75,8 @@ impl Default for Config {
             // Debian's containernetworking-plugins, then the upstream default.
             cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             insecure_registries: Vec::new(),
+            cri_address: "/run/berth/cri.sock".into(),
+            cri_cni_conf_dir: "/etc/cni/net.d".into(),
         }
     }
 }
@@ -148,32 +153,7 @@ pub fn image_to_pb(
     images::to_pb(store, i, p)
 }
 
-/// The gRPC status of an image store error.
-pub fn status_of(e: ImageError) -> Status {
-    let msg = e.to_string();
-    match e {
-        ImageError::NotFound(_)
-        | ImageError::LeaseNotFound(_)
-        | ImageError::Content(ContentError::NotFound(_))
-        | ImageError::Snapshot(SnapshotError::NotFound(_)) => Status::not_found(msg),
-        ImageError::Snapshot(SnapshotError::Exists(_)) | ImageError::LeaseExists(_) => {
-            Status::already_exists(msg)
-        }
-        ImageError::Invalid(_) | ImageError::NoPlatform { .. } => Status::invalid_argument(msg),
-        ImageError::Registry { kind, .. } => match kind {
-            RegistryFailure::Unreachable => Status::unavailable(msg),
-            RegistryFailure::NotFound => Status::not_found(msg),
-            RegistryFailure::Unauthorized => Status::unauthenticated(msg),
-            RegistryFailure::Other => Status::unknown(msg),
-        },
-        ImageError::Snapshot(SnapshotError::Invalid { .. }) => Status::failed_precondition(msg),
-        ImageError::DiffId { .. }
-        | ImageError::Unpack { .. }
-        | ImageError::Content(ContentError::DigestMismatch { .. })
-        | ImageError::Content(ContentError::SizeMismatch { .. }) => Status::data_loss(msg),
-        _ => Status::internal(msg),
-    }
-}
+pub use crate::codes::image_status as status_of;
 
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -274,7 +254,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let cs = containers::Service {
         manager: manager.clone(),
     };
-    let stop = async {
+    let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+    let stop = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -282,6 +263,36 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
         tracing::info!("stopping");
+        let _ = stopped_tx.send(true);
+    };
+    let cri = if cfg.cri_address.as_os_str().is_empty() {
+        None
+    } else {
+        let listener = crate::cri::socket::listen(&cfg.cri_address)
+            .map_err(|e| ServeError::Recover(format!("CRI: {e}")))?;
+        let c = Arc::new(crate::cri::Cri::new(
+            manager.clone(),
+            crate::cri::CriConfig {
+                cni_conf_dir: cfg.cri_cni_conf_dir.clone(),
+                cni_bin_dirs: cfg.cni_bin_dirs.clone(),
+                root: cfg.root.clone(),
+                state: cfg.state.clone(),
+                shim: manager.shim_binary().to_path_buf(),
+                cgroup_parent: cfg.cgroup_parent.clone(),
+                insecure_registries: cfg.insecure_registries.clone().into(),
+            },
+        ));
+        let mut rx = stopped.clone();
+        let address = cfg.cri_address.clone();
+        tracing::info!(address = %address.display(), "CRI serving");
+        Some(tokio::spawn(async move {
+            let r = crate::cri::socket::serve(c, listener, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+            let _ = std::fs::remove_file(&address);
+            r
+        }))
     };
     let result = tonic::transport::Server::builder()
         .add_service(ImagesServer::new(images::Service {
@@ -305,6 +316,12 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
         .await;
     let _ = std::fs::remove_file(&cfg.address);
+    drop(stopped);
+    if let Some(c) = cri {
+        if let Ok(Err(e)) = c.await {
+            tracing::warn!(error = %e, "CRI server");
+        }
+    }
     result?;
     Ok(())
 }
@@ -312,35 +329,6 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_errors_get_the_grpc_code_a_client_acts_on() {
-        let reg = |kind| ImageError::Registry {
-            what: "fetch manifest r/x:latest".into(),
-            why: "connection refused".into(),
-            kind,
-        };
-        for (kind, code) in [
-            (RegistryFailure::Unreachable, tonic::Code::Unavailable),
-            (RegistryFailure::NotFound, tonic::Code::NotFound),
-            (RegistryFailure::Unauthorized, tonic::Code::Unauthenticated),
-            (RegistryFailure::Other, tonic::Code::Unknown),
-        ] {
-            assert_eq!(status_of(reg(kind)).code(), code, "{kind:?}");
-        }
-        assert_eq!(
-            status_of(ImageError::NotFound("x".into())).code(),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            status_of(ImageError::LeaseExists("l".into())).code(),
-            tonic::Code::AlreadyExists
-        );
-        assert_eq!(
-            status_of(ImageError::Invalid("bad".into())).code(),
-            tonic::Code::InvalidArgument
-        );
-    }
 
     #[test]
     fn config_file_overrides_defaults() {

@@ -44,6 +44,11 @@ pub enum Table {
     Volumes,
     /// Leases by `<namespace>/<id>`.
     Leases,
+    /// CRI pod sandboxes by id.
+    Pods,
+    /// What the CRI knows of its containers (metadata, annotations, log
+    /// path), by id; the container itself is in `Containers`.
+    CriContainers,
 }
 
 impl Table {
@@ -55,6 +60,8 @@ impl Table {
             Table::Containers => TableDefinition::new("containers"),
             Table::Volumes => TableDefinition::new("volumes"),
             Table::Leases => TableDefinition::new("leases"),
+            Table::Pods => TableDefinition::new("cri_pods"),
+            Table::CriContainers => TableDefinition::new("cri_containers"),
         }
     }
 }

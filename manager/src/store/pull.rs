@@ -215,20 +215,38 @@ fn classify(e: &oci_client::errors::OciDistributionError) -> RegistryFailure {
     }
 }
 
+/// What a pull asks for: the image, its platform, whether to unpack it, and
+/// the credentials (None: the docker config.json's for its registry).
+pub struct PullRequest {
+    /// The reference, as the user wrote it.
+    pub reference: String,
+    /// The platform to pick from an index.
+    pub platform: Platform,
+    /// Unpack into snapshots as well.
+    pub unpack: bool,
+    /// Credentials given with the request (the CRI's AuthConfig).
+    pub auth: Option<RegistryAuth>,
+}
+
 /// Starts a pull; progress and the result arrive on the returned channel.
 pub fn start(
     store: Arc<Images>,
     ns: String,
-    reference: String,
-    platform: Platform,
-    unpack: bool,
+    req: PullRequest,
     insecure_registries: Arc<[String]>,
 ) -> Result<mpsc::Receiver<Result<PullEvent, ImageError>>, ImageError> {
-    let r = Reference::parse(&reference).map_err(invalid)?;
+    let r = Reference::parse(&req.reference).map_err(invalid)?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let plain_http = insecure(&r.registry, &insecure_registries);
-        let result = pull(&store, &ns, &r, &platform, unpack, plain_http, &tx).await;
+        let auth = req.auth.unwrap_or_else(|| credentials(&r.registry));
+        let how = How {
+            platform: &req.platform,
+            unpack: req.unpack,
+            plain_http,
+            auth: &auth,
+        };
+        let result = pull(&store, &ns, &r, &how, &tx).await;
         let _ = tx.send(result.map(PullEvent::Done)).await;
     });
     Ok(rx)
@@ -354,15 +372,22 @@ async fn fetch_blob(
     Ok(())
 }
 
+/// How one pull goes.
+struct How<'a> {
+    platform: &'a Platform,
+    unpack: bool,
+    plain_http: bool,
+    auth: &'a RegistryAuth,
+}
+
 async fn pull(
     store: &Arc<Images>,
     ns: &str,
     r: &Reference,
-    platform: &Platform,
-    unpack: bool,
-    plain_http: bool,
+    how: &How<'_>,
     tx: &Progress,
 ) -> Result<Image, ImageError> {
+    let (platform, unpack, plain_http, auth) = (how.platform, how.unpack, how.plain_http, how.auth);
     // Until the image is recorded its blobs are unreferenced: keep GC out.
     let shared = store.gc_lock.read().await;
     let protocol = if plain_http {
@@ -374,7 +399,6 @@ async fn pull(
         protocol,
         ..Default::default()
     });
-    let auth = credentials(&r.registry);
     let oref = match (&r.tag, &r.digest) {
         (_, Some(d)) => oci_client::Reference::with_digest(
             r.registry.clone(),
@@ -386,7 +410,7 @@ async fn pull(
         }
         (None, None) => unreachable!("a parsed reference has a tag or a digest"),
     };
-    let (top, bytes) = fetch_manifest(&client, store, &oref, &auth, r.digest.as_ref()).await?;
+    let (top, bytes) = fetch_manifest(&client, store, &oref, auth, r.digest.as_ref()).await?;
     report(tx, &top.digest, "resolved", top.size, top.size).await;
     let (mdesc, mbytes) = if oci::is_index(&top.media_type) {
         let idx: Index = serde_json::from_slice(&bytes)
@@ -404,7 +428,7 @@ async fn pull(
             r.repository.clone(),
             pick.digest.to_string(),
         );
-        let (d, b) = fetch_manifest(&client, store, &by_digest, &auth, Some(&pick.digest)).await?;
+        let (d, b) = fetch_manifest(&client, store, &by_digest, auth, Some(&pick.digest)).await?;
         if d.digest != pick.digest {
             return Err(ImageError::Invalid(format!(
                 "manifest {}: got digest {}",

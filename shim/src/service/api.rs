@@ -251,6 +251,16 @@ impl Shim for Service {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn reopen_log(
+        &self,
+        r: Request<pb::ReopenLogRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = r.into_inner();
+        let p = self.0.process(&r.id, &r.exec_id)?;
+        p.reopen_log().map_err(|e| io_status("reopen log", e))?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn pids(
         &self,
         r: Request<pb::PidsRequest>,

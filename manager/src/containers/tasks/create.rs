@@ -142,6 +142,14 @@ impl Manager {
                     v["root"]["path"] = Value::String("rootfs".into());
                     v
                 }
+                None if o.spec_fn.is_some() => {
+                    let f = o.spec_fn.as_ref().expect("checked");
+                    (f.0)(&ImageContext {
+                        config: &config["config"],
+                        passwd: layer_file(&layers, "etc/passwd").as_deref(),
+                        group: layer_file(&layers, "etc/group").as_deref(),
+                    })?
+                }
                 None => spec::generate(
                     &id,
                     ns,
@@ -169,6 +177,11 @@ impl Manager {
                 ports: o.ports.clone(),
                 started_ms: None,
                 exit: None,
+                log_path: o
+                    .log_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             };
             let dir = self.data_dir(ns, &id);
             std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;

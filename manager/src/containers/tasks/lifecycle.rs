@@ -269,6 +269,20 @@ impl Manager {
         Ok(())
     }
 
+    /// Opens the container's log anew at its path (after it was moved away).
+    pub async fn reopen_log(&self, ns: &str, id: &str) -> Result<(), TaskError> {
+        let t = self.running_task(ns, id)?;
+        t.client
+            .clone()
+            .reopen_log(shimpb::ReopenLogRequest {
+                id: id.into(),
+                exec_id: String::new(),
+            })
+            .await
+            .map_err(shim_err(id))?;
+        Ok(())
+    }
+
     /// The container's resource usage.
     pub async fn stats(&self, ns: &str, id: &str) -> Result<shimpb::StatsResponse, TaskError> {
         let t = self.running_task(ns, id)?;

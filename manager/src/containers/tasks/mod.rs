@@ -129,6 +129,33 @@ pub struct CreateOptions {
     pub network: String,
     /// Ports published on the host (CNI networks only).
     pub ports: Vec<PortMapping>,
+    /// Makes the whole spec from the image (the CRI's), instead of `spec`.
+    pub spec_fn: Option<SpecFn>,
+    /// Where the output is logged (default: the container's data directory).
+    pub log_path: Option<PathBuf>,
+}
+
+/// What a spec is made from: the image's config and account files.
+pub struct ImageContext<'a> {
+    /// The image config's `config` object (Entrypoint, Cmd, Env, User, …).
+    pub config: &'a serde_json::Value,
+    /// The image's /etc/passwd.
+    pub passwd: Option<&'a [u8]>,
+    /// The image's /etc/group.
+    pub group: Option<&'a [u8]>,
+}
+
+/// A caller's spec maker (see [`CreateOptions::spec_fn`]).
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct SpecFn(
+    pub Arc<dyn Fn(&ImageContext<'_>) -> Result<serde_json::Value, SpecError> + Send + Sync>,
+);
+
+impl std::fmt::Debug for SpecFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpecFn")
+    }
 }
 
 /// The task's state as the shim reports it.
@@ -222,6 +249,11 @@ impl Manager {
         }
     }
 
+    /// The berth-shim binary.
+    pub fn shim_binary(&self) -> &Path {
+        &self.paths.shim
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
         self.events.subscribe()
@@ -294,7 +326,10 @@ impl Manager {
 
     /// The container's log file.
     pub fn log_path(&self, ns: &str, id: &str) -> PathBuf {
-        self.data_dir(ns, id).join("container.log")
+        match self.records().get(ns, id) {
+            Ok(c) if !c.log_path.is_empty() => PathBuf::from(c.log_path),
+            _ => self.data_dir(ns, id).join("container.log"),
+        }
     }
 
     /// The pinned network namespace of a task berthd networks (none or CNI).

@@ -32,6 +32,9 @@ impl Manager {
                 ))
             })?;
             Some(PathBuf::from(format!("/proc/{}/ns/net", t.pid)))
+        } else if let Some(p) = c.network.strip_prefix("netns:") {
+            // Made and networked by its owner (a CRI pod): only joined.
+            Some(PathBuf::from(p))
         } else if c.network != "host" {
             // berthd's own namespace (lo up), attached to the CNI network when
             // the container has one; both go with the task.

@@ -1,0 +1,419 @@
+//! The CRI RuntimeService: request checks and conversions around [`Cri`].
+//! Streaming (Exec, Attach, PortForward), stats, metrics and the event
+//! stream answer Unimplemented, naming what is missing, until they exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService as Api;
+use tonic::{Request, Response, Status};
+
+use super::{status_of, Cri, HANDLER};
+
+/// The service over one CRI runtime.
+#[derive(Clone)]
+pub struct RuntimeService {
+    /// The runtime.
+    pub cri: Arc<Cri>,
+}
+
+type Out<T> = Result<Response<T>, Status>;
+
+fn ok<T>(t: T) -> Out<T> {
+    Ok(Response::new(t))
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not implemented by berthd's CRI yet (streaming, stats and events come with the CRI streaming work)"
+    ))
+}
+
+/// The CRI API version Berth speaks.
+pub const API_VERSION: &str = "v1";
+
+impl RuntimeService {
+    fn conditions(&self) -> Vec<cri::RuntimeCondition> {
+        let nets = self.cri.networks.list();
+        let net_ready = !nets.is_empty();
+        vec![
+            cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: net_ready,
+                reason: if net_ready {
+                    String::new()
+                } else {
+                    "NetworkPluginNotReady".into()
+                },
+                message: if net_ready {
+                    String::new()
+                } else {
+                    format!(
+                        "no CNI network configuration in {}",
+                        self.cri.config.cni_conf_dir.display()
+                    )
+                },
+            },
+        ]
+    }
+}
+
+#[tonic::async_trait]
+impl Api for RuntimeService {
+    async fn version(&self, _: Request<cri::VersionRequest>) -> Out<cri::VersionResponse> {
+        ok(cri::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: HANDLER.into(),
+            runtime_version: berth_proto::VERSION.into(),
+            runtime_api_version: API_VERSION.into(),
+        })
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<cri::RunPodSandboxRequest>,
+    ) -> Out<cri::RunPodSandboxResponse> {
+        let r = r.into_inner();
+        let config = r
+            .config
+            .ok_or_else(|| Status::invalid_argument("RunPodSandbox without a config"))?;
+        let id = self
+            .cri
+            .run_pod(config, r.runtime_handler)
+            .await
+            .map_err(status_of)?;
+        ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<cri::StopPodSandboxRequest>,
+    ) -> Out<cri::StopPodSandboxResponse> {
+        self.cri
+            .stop_pod(&r.into_inner().pod_sandbox_id)
+            .await
+            .map_err(status_of)?;
+        ok(cri::StopPodSandboxResponse {})
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<cri::RemovePodSandboxRequest>,
+    ) -> Out<cri::RemovePodSandboxResponse> {
+        self.cri
+            .remove_pod(&r.into_inner().pod_sandbox_id)
+            .await
+            .map_err(status_of)?;
+        ok(cri::RemovePodSandboxResponse {})
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<cri::PodSandboxStatusRequest>,
+    ) -> Out<cri::PodSandboxStatusResponse> {
+        let r = r.into_inner();
+        let pod = self.cri.find_pod(&r.pod_sandbox_id).map_err(status_of)?;
+        let mut info = HashMap::new();
+        if r.verbose {
+            info.insert("info".to_string(), self.cri.pod_info(&pod));
+        }
+        let mut containers_statuses = Vec::new();
+        for c in self.cri.pod_containers(&pod.id).map_err(status_of)? {
+            containers_statuses.push(self.cri.container_status(&c).await.map_err(status_of)?);
+        }
+        ok(cri::PodSandboxStatusResponse {
+            status: Some(self.cri.pod_status(&pod)),
+            info,
+            containers_statuses,
+            timestamp: super::now_ns(),
+        })
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<cri::ListPodSandboxRequest>,
+    ) -> Out<cri::ListPodSandboxResponse> {
+        let items = self
+            .cri
+            .list_pods(r.into_inner().filter.as_ref())
+            .map_err(status_of)?;
+        ok(cri::ListPodSandboxResponse { items })
+    }
+
+    async fn create_container(
+        &self,
+        r: Request<cri::CreateContainerRequest>,
+    ) -> Out<cri::CreateContainerResponse> {
+        let r = r.into_inner();
+        let config = r
+            .config
+            .ok_or_else(|| Status::invalid_argument("CreateContainer without a config"))?;
+        let id = self
+            .cri
+            .create_container(&r.pod_sandbox_id, config)
+            .await
+            .map_err(status_of)?;
+        ok(cri::CreateContainerResponse { container_id: id })
+    }
+
+    async fn start_container(
+        &self,
+        r: Request<cri::StartContainerRequest>,
+    ) -> Out<cri::StartContainerResponse> {
+        self.cri
+            .start_container(&r.into_inner().container_id)
+            .await
+            .map_err(status_of)?;
+        ok(cri::StartContainerResponse {})
+    }
+
+    async fn stop_container(
+        &self,
+        r: Request<cri::StopContainerRequest>,
+    ) -> Out<cri::StopContainerResponse> {
+        let r = r.into_inner();
+        self.cri
+            .stop_container(&r.container_id, r.timeout)
+            .await
+            .map_err(status_of)?;
+        ok(cri::StopContainerResponse {})
+    }
+
+    async fn remove_container(
+        &self,
+        r: Request<cri::RemoveContainerRequest>,
+    ) -> Out<cri::RemoveContainerResponse> {
+        self.cri
+            .remove_container(&r.into_inner().container_id)
+            .await
+            .map_err(status_of)?;
+        ok(cri::RemoveContainerResponse {})
+    }
+
+    async fn list_containers(
+        &self,
+        r: Request<cri::ListContainersRequest>,
+    ) -> Out<cri::ListContainersResponse> {
+        let containers = self
+            .cri
+            .list_containers(r.into_inner().filter.as_ref())
+            .await
+            .map_err(status_of)?;
+        ok(cri::ListContainersResponse { containers })
+    }
+
+    async fn container_status(
+        &self,
+        r: Request<cri::ContainerStatusRequest>,
+    ) -> Out<cri::ContainerStatusResponse> {
+        let r = r.into_inner();
+        let c = self
+            .cri
+            .find_container(&r.container_id)
+            .map_err(status_of)?;
+        let status = self.cri.container_status(&c).await.map_err(status_of)?;
+        let mut info = HashMap::new();
+        if r.verbose {
+            let spec = self
+                .cri
+                .manager
+                .get(super::NAMESPACE, &c.id)
+                .map(|c| c.spec)
+                .unwrap_or_default();
+            let pid = self.cri.manager.status(super::NAMESPACE, &c.id).await.1;
+            info.insert(
+                "info".to_string(),
+                serde_json::json!({"sandboxID": c.sandbox_id, "pid": pid, "runtimeSpec": spec})
+                    .to_string(),
+            );
+        }
+        ok(cri::ContainerStatusResponse {
+            status: Some(status),
+            info,
+        })
+    }
+
+    async fn update_container_resources(
+        &self,
+        r: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Out<cri::UpdateContainerResourcesResponse> {
+        let r = r.into_inner();
+        let linux = r.linux.ok_or_else(|| {
+            Status::invalid_argument("UpdateContainerResources without linux resources")
+        })?;
+        self.cri
+            .update_container(&r.container_id, linux)
+            .await
+            .map_err(status_of)?;
+        ok(cri::UpdateContainerResourcesResponse {})
+    }
+
+    async fn reopen_container_log(
+        &self,
+        r: Request<cri::ReopenContainerLogRequest>,
+    ) -> Out<cri::ReopenContainerLogResponse> {
+        self.cri
+            .reopen_log(&r.into_inner().container_id)
+            .await
+            .map_err(status_of)?;
+        ok(cri::ReopenContainerLogResponse {})
+    }
+
+    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Out<cri::ExecSyncResponse> {
+        let r = r.into_inner();
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("ExecSync without a command"));
+        }
+        ok(self
+            .cri
+            .exec_sync(&r.container_id, r.cmd, r.timeout)
+            .await
+            .map_err(status_of)?)
+    }
+
+    async fn exec(&self, _: Request<cri::ExecRequest>) -> Out<cri::ExecResponse> {
+        Err(not_yet("Exec (streaming)"))
+    }
+
+    async fn attach(&self, _: Request<cri::AttachRequest>) -> Out<cri::AttachResponse> {
+        Err(not_yet("Attach (streaming)"))
+    }
+
+    async fn port_forward(
+        &self,
+        _: Request<cri::PortForwardRequest>,
+    ) -> Out<cri::PortForwardResponse> {
+        Err(not_yet("PortForward (streaming)"))
+    }
+
+    async fn container_stats(
+        &self,
+        _: Request<cri::ContainerStatsRequest>,
+    ) -> Out<cri::ContainerStatsResponse> {
+        Err(not_yet("ContainerStats"))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _: Request<cri::ListContainerStatsRequest>,
+    ) -> Out<cri::ListContainerStatsResponse> {
+        Err(not_yet("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<cri::PodSandboxStatsRequest>,
+    ) -> Out<cri::PodSandboxStatsResponse> {
+        Err(not_yet("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Out<cri::ListPodSandboxStatsResponse> {
+        Err(not_yet("ListPodSandboxStats"))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Out<cri::UpdateRuntimeConfigResponse> {
+        let cidr = r
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if !cidr.is_empty() {
+            tracing::info!(pod_cidr = %cidr, "kubelet gave the pod CIDR");
+            *self.cri.pod_cidr.lock().unwrap() = cidr;
+        }
+        ok(cri::UpdateRuntimeConfigResponse {})
+    }
+
+    async fn status(&self, r: Request<cri::StatusRequest>) -> Out<cri::StatusResponse> {
+        let mut info = HashMap::new();
+        if r.into_inner().verbose {
+            info.insert(
+                "config".to_string(),
+                serde_json::json!({
+                    "cniConfDir": self.cri.config.cni_conf_dir,
+                    "cniBinDirs": self.cri.config.cni_bin_dirs,
+                    "podCIDR": *self.cri.pod_cidr.lock().unwrap(),
+                    "cgroupDriver": "cgroupfs",
+                })
+                .to_string(),
+            );
+        }
+        ok(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: self.conditions(),
+            }),
+            info,
+            // Only what works is advertised: no recursive read-only
+            // mounts or user namespaces through the CRI yet.
+            runtime_handlers: vec![cri::RuntimeHandler {
+                name: HANDLER.into(),
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: false,
+            }),
+        })
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _: Request<cri::CheckpointContainerRequest>,
+    ) -> Out<cri::CheckpointContainerResponse> {
+        Err(Status::unimplemented(
+            "CheckpointContainer: berth has no checkpointing",
+        ))
+    }
+
+    type GetContainerEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>,
+    >;
+
+    async fn get_container_events(
+        &self,
+        _: Request<cri::GetEventsRequest>,
+    ) -> Out<Self::GetContainerEventsStream> {
+        Err(not_yet("GetContainerEvents"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Out<cri::ListMetricDescriptorsResponse> {
+        Err(not_yet("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Out<cri::ListPodSandboxMetricsResponse> {
+        Err(not_yet("ListPodSandboxMetrics"))
+    }
+
+    async fn runtime_config(
+        &self,
+        _: Request<cri::RuntimeConfigRequest>,
+    ) -> Out<cri::RuntimeConfigResponse> {
+        ok(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+            }),
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! The CRI socket: both services on their own unix socket (0600, root's),
+//! and the watcher that marks OOM-killed containers from their shims' events.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use super::image_service::ImageService;
+use super::runtime_service::RuntimeService;
+use super::{io, Cri, CriError, NAMESPACE};
+
+/// Listens on `address` (a stale socket replaced, a live one refused).
+pub fn listen(address: &Path) -> Result<tokio::net::UnixListener, CriError> {
+    if let Some(dir) = address.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    if address.exists() {
+        if std::os::unix::net::UnixStream::connect(address).is_ok() {
+            return Err(CriError::Io {
+                what: "listen on",
+                path: address.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another CRI runtime serves there",
+                ),
+            });
+        }
+        std::fs::remove_file(address).map_err(io("remove stale socket", address))?;
+    }
+    let l = tokio::net::UnixListener::bind(address).map_err(io("listen on", address))?;
+    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("chmod", address))?;
+    Ok(l)
+}
+
+/// Marks containers OOM-killed as their shims report it.
+fn watch_oom(cri: Arc<Cri>) {
+    let mut rx = cri.manager.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if ev.namespace == NAMESPACE && ev.topic == "/tasks/oom" => {
+                    cri.mark_oom(&ev.id)
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "CRI event watcher fell behind");
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+/// Serves the CRI on `listener` until `stop` resolves.
+pub async fn serve(
+    cri: Arc<Cri>,
+    listener: tokio::net::UnixListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    watch_oom(cri.clone());
+    tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(RuntimeService {
+            cri: cri.clone(),
+        }))
+        .add_service(ImageServiceServer::new(ImageService { cri }))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .await
+}

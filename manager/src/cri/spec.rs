@@ -1,0 +1,780 @@
+//! A CRI container config in its pod to an OCI runtime spec: the image's
+//! config under kubelet's command, args, env, working dir and security
+//! context (as `containers::spec` does for berthctl), then the pod's
+//! namespaces joined by path, its /etc files and /dev/shm, kubelet's mounts
+//! and devices, resources and sysctls. Pure: what it needs from the host
+//! (device numbers, a Localhost seccomp profile, berthd's own oom score)
+//! comes in, so it is tested without root.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_cri::v1 as cri;
+use serde_json::{json, Value};
+
+use crate::containers::spec::{self, Network, Options, SpecError};
+use crate::containers::tasks::ImageContext;
+
+/// How a container's PID namespace is had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PidMode {
+    /// Its own.
+    Container,
+    /// Joined by path (the pod's, or a target container's).
+    Join(PathBuf),
+    /// The node's.
+    Node,
+}
+
+/// What a container takes from its pod.
+#[derive(Clone, Debug)]
+pub struct PodContext {
+    /// The pod's id.
+    pub id: String,
+    /// Its network namespace (None: the node's).
+    pub netns: Option<PathBuf>,
+    /// Its IPC namespace (None: the node's).
+    pub ipc: Option<PathBuf>,
+    /// Its UTS namespace (None: the node's).
+    pub uts: Option<PathBuf>,
+    /// The container's PID namespace.
+    pub pid: PidMode,
+    /// Where the pod's hostname, hosts and resolv.conf are.
+    pub dir: PathBuf,
+    /// The pod's /dev/shm (None: the node's, with the node's IPC).
+    pub shm: Option<PathBuf>,
+    /// kubelet's cgroup parent for the pod ("": berthd's default).
+    pub cgroup_parent: String,
+    /// The pod's sysctls.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// A device node kubelet asked for, as found on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Where it appears in the container.
+    pub path: String,
+    /// 'c' or 'b'.
+    pub kind: char,
+    /// Its numbers.
+    pub major: i64,
+    /// Its numbers.
+    pub minor: i64,
+    /// Its mode bits (with the file type).
+    pub mode: u32,
+    /// The cgroup access kubelet gave ("rwm" when empty).
+    pub access: String,
+}
+
+/// The seccomp profile a security context asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Berth's default profile (RuntimeDefault).
+    Default,
+    /// None (Unconfined, or nothing asked: kubelet's own default).
+    Unconfined,
+    /// A profile file on the node (Localhost), by path.
+    Localhost(String),
+}
+
+/// The seccomp choice of `sc`: the typed field, else the older path string
+/// (deprecated, and still sent by kubelets before 1.26 or so).
+#[allow(deprecated)]
+pub fn seccomp_choice(sc: &cri::LinuxContainerSecurityContext) -> Result<Seccomp, SpecError> {
+    use cri::security_profile::ProfileType;
+    if let Some(p) = &sc.seccomp {
+        return match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::RuntimeDefault) => Ok(Seccomp::Default),
+            Ok(ProfileType::Unconfined) => Ok(Seccomp::Unconfined),
+            Ok(ProfileType::Localhost) if p.localhost_ref.starts_with('/') => {
+                Ok(Seccomp::Localhost(p.localhost_ref.clone()))
+            }
+            Ok(ProfileType::Localhost) => Err(SpecError::Invalid(format!(
+                "seccomp Localhost profile {:?}: not an absolute path",
+                p.localhost_ref
+            ))),
+            Err(_) => Err(SpecError::Invalid(format!(
+                "seccomp profile type {}: unknown",
+                p.profile_type
+            ))),
+        };
+    }
+    match sc.seccomp_profile_path.as_str() {
+        "" | "unconfined" => Ok(Seccomp::Unconfined),
+        "runtime/default" | "docker/default" => Ok(Seccomp::Default),
+        p => match p.strip_prefix("localhost/") {
+            Some(path) if path.starts_with('/') => Ok(Seccomp::Localhost(path.into())),
+            _ => Err(SpecError::Invalid(format!(
+                "seccomp profile {p:?}: not runtime/default, unconfined or localhost/<absolute path>"
+            ))),
+        },
+    }
+}
+
+/// The `user[:group]` for the runtime: kubelet's uid or name over the
+/// image's, with its group (empty: the image's user as it is).
+pub fn user_spec(sc: &cri::LinuxContainerSecurityContext, image_user: &str) -> String {
+    let user = match &sc.run_as_user {
+        Some(u) => u.value.to_string(),
+        None if !sc.run_as_username.is_empty() => sc.run_as_username.clone(),
+        None => String::new(),
+    };
+    match &sc.run_as_group {
+        Some(g) => {
+            let u = if user.is_empty() {
+                image_user.split(':').next().unwrap_or("").to_string()
+            } else {
+                user
+            };
+            format!("{u}:{}", g.value)
+        }
+        None => user,
+    }
+}
+
+fn propagation(p: i32) -> &'static str {
+    match cri::MountPropagation::try_from(p) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    }
+}
+
+/// kubelet's mount as an OCI mount.
+fn mount_of(m: &cri::Mount) -> Result<Value, SpecError> {
+    if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+        return Err(SpecError::Invalid(format!(
+            "mount {}: image volumes are not supported",
+            m.container_path
+        )));
+    }
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return Err(SpecError::Invalid(format!(
+            "mount {}: idmapped mounts need user namespaces for pods, which berthd's CRI does not offer yet",
+            m.container_path
+        )));
+    }
+    if !m.container_path.starts_with('/') || !m.host_path.starts_with('/') {
+        return Err(SpecError::Invalid(format!(
+            "mount {} from {}: both paths must be absolute",
+            m.container_path, m.host_path
+        )));
+    }
+    let mut opts = vec!["rbind", propagation(m.propagation)];
+    if m.recursive_read_only {
+        if !m.readonly || propagation(m.propagation) != "rprivate" {
+            return Err(SpecError::Invalid(format!(
+                "mount {}: recursive read-only needs readonly and private propagation",
+                m.container_path
+            )));
+        }
+        opts.push("rro");
+    } else if m.readonly {
+        opts.push("ro");
+    }
+    Ok(
+        json!({"destination": m.container_path, "type": "bind", "source": m.host_path, "options": opts}),
+    )
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    serde_json::from_value(v.clone()).unwrap_or_default()
+}
+
+/// The OCI spec of container `id` from `cfg` in `pod`, over `image`.
+/// `seccomp_profile` is the Localhost profile's text when one is asked for;
+/// `min_oom_score_adj` is berthd's own (a lower one cannot be set without
+/// CAP_SYS_RESOURCE, so it is clamped, as containerd does).
+pub fn container_spec(
+    id: &str,
+    cfg: &cri::ContainerConfig,
+    pod: &PodContext,
+    image: &ImageContext<'_>,
+    devices: &[DeviceNode],
+    seccomp_profile: Option<&str>,
+    min_oom_score_adj: i64,
+) -> Result<Value, SpecError> {
+    let linux = cfg.linux.clone().unwrap_or_default();
+    let sc = linux.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let image_user = image.config["User"].as_str().unwrap_or("");
+    let seccomp = match seccomp_choice(&sc)? {
+        Seccomp::Default => String::new(),
+        Seccomp::Unconfined => "unconfined".into(),
+        Seccomp::Localhost(path) => seccomp_profile
+            .ok_or_else(|| SpecError::Invalid(format!("seccomp profile {path}: not read")))?
+            .to_string(),
+    };
+    let o = Options {
+        args: cfg.args.clone(),
+        entrypoint: (!cfg.command.is_empty()).then(|| cfg.command.clone()),
+        env: cfg
+            .envs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect(),
+        workdir: cfg.working_dir.clone(),
+        user: user_spec(&sc, image_user),
+        tty: cfg.tty,
+        network: Some(match &pod.netns {
+            Some(p) => Network::Path(p.display().to_string()),
+            None => Network::Host,
+        }),
+        read_only: sc.readonly_rootfs,
+        cap_add: caps.add_capabilities.clone(),
+        cap_drop: caps.drop_capabilities.clone(),
+        seccomp,
+        privileged: sc.privileged,
+        ..Default::default()
+    };
+    let mut s = spec::generate(
+        id,
+        super::NAMESPACE,
+        "/berth",
+        image.config,
+        &o,
+        image.passwd,
+        image.group,
+    )?;
+    // The pod's UTS namespace has the pod's hostname already.
+    if let Some(m) = s.as_object_mut() {
+        m.remove("hostname");
+    }
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (kind, path) in [
+        ("network", &pod.netns),
+        ("ipc", &pod.ipc),
+        ("uts", &pod.uts),
+    ] {
+        if let Some(p) = path {
+            namespaces.push(json!({"type": kind, "path": p}));
+        }
+    }
+    match &pod.pid {
+        PidMode::Container => namespaces.push(json!({"type": "pid"})),
+        PidMode::Join(p) => namespaces.push(json!({"type": "pid", "path": p})),
+        PidMode::Node => {}
+    }
+    s["linux"]["namespaces"] = json!(namespaces);
+    if !pod.cgroup_parent.is_empty() {
+        s["linux"]["cgroupsPath"] =
+            json!(format!("{}/{id}", pod.cgroup_parent.trim_end_matches('/')));
+    }
+    // Process: groups, no_new_privs, ambient capabilities, oom score.
+    let p = &mut s["process"];
+    let mut gids: Vec<i64> = p["user"]["additionalGids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_i64)
+        .collect();
+    for g in &sc.supplemental_groups {
+        if !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
+    if !gids.is_empty() {
+        p["user"]["additionalGids"] = json!(gids);
+    }
+    p["noNewPrivileges"] = json!(sc.no_new_privs);
+    if !caps.add_ambient_capabilities.is_empty() {
+        let ambient: Vec<String> = caps
+            .add_ambient_capabilities
+            .iter()
+            .map(|c| spec::cap_name(c))
+            .collect::<Result<_, _>>()?;
+        let permitted = strings(&p["capabilities"]["permitted"]);
+        for c in &ambient {
+            if !permitted.contains(c) {
+                return Err(SpecError::Invalid(format!(
+                    "ambient capability {c}: not among the container's capabilities"
+                )));
+            }
+        }
+        p["capabilities"]["inheritable"] = json!(ambient);
+        p["capabilities"]["ambient"] = json!(ambient);
+    }
+    let resources = linux.resources.clone().unwrap_or_default();
+    if resources.oom_score_adj != 0 || min_oom_score_adj > 0 {
+        p["oomScoreAdj"] = json!(resources.oom_score_adj.max(min_oom_score_adj));
+    }
+    // Masked and read-only paths: kubelet's lists when it sends them.
+    if !sc.privileged {
+        if !sc.masked_paths.is_empty() {
+            s["linux"]["maskedPaths"] = json!(sc.masked_paths);
+        }
+        if !sc.readonly_paths.is_empty() {
+            s["linux"]["readonlyPaths"] = json!(sc.readonly_paths);
+        }
+    }
+    // Mounts: the pod's files and /dev/shm, then kubelet's, each replacing
+    // a default at the same destination.
+    let mut mounts: Vec<Value> = Vec::new();
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
+            "source": pod.dir.join(f), "options": ["rbind", "rprivate", if sc.readonly_rootfs { "ro" } else { "rw" }]}));
+    }
+    let shm = pod.shm.clone().unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    mounts.push(
+        json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+        "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec"]}),
+    );
+    for m in &cfg.mounts {
+        mounts.push(mount_of(m)?);
+    }
+    let dest = |m: &Value| {
+        m["destination"]
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_string()
+    };
+    // A later mount at the same place wins.
+    let mut ours: Vec<Value> = Vec::new();
+    for m in mounts {
+        let d = dest(&m);
+        ours.retain(|o| dest(o) != d);
+        ours.push(m);
+    }
+    let taken: Vec<String> = ours.iter().map(dest).collect();
+    let mut all: Vec<Value> = s["mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !taken.contains(&dest(m)))
+        .collect();
+    all.extend(ours);
+    s["mounts"] = json!(all);
+    // Devices, each allowed in the device cgroup with kubelet's access.
+    let mut nodes = Vec::new();
+    for d in devices {
+        nodes.push(
+            json!({"path": d.path, "type": d.kind.to_string(), "major": d.major,
+            "minor": d.minor, "fileMode": d.mode & 0o7777, "uid": 0, "gid": 0}),
+        );
+        let access = if d.access.is_empty() {
+            "rwm"
+        } else {
+            &d.access
+        };
+        if let Some(rules) = s["linux"]["resources"]["devices"].as_array_mut() {
+            rules.push(
+                json!({"allow": true, "type": d.kind.to_string(), "major": d.major,
+                "minor": d.minor, "access": access}),
+            );
+        }
+    }
+    if !nodes.is_empty() {
+        s["linux"]["devices"] = json!(nodes);
+    }
+    let r = resources_json(&resources);
+    if let (Some(have), Some(add)) = (s["linux"]["resources"].as_object_mut(), r.as_object()) {
+        for (k, v) in add {
+            have.insert(k.clone(), v.clone());
+        }
+    }
+    if !pod.sysctls.is_empty() {
+        s["linux"]["sysctl"] = json!(pod.sysctls);
+    }
+    let mut ann: BTreeMap<String, String> = cfg.annotations.clone().into_iter().collect();
+    ann.insert(
+        "io.kubernetes.cri.container-type".into(),
+        "container".into(),
+    );
+    ann.insert("io.kubernetes.cri.sandbox-id".into(), pod.id.clone());
+    if let Some(m) = &cfg.metadata {
+        ann.insert("io.kubernetes.cri.container-name".into(), m.name.clone());
+    }
+    s["annotations"] = json!(ann);
+    Ok(s)
+}
+
+/// kubelet's resources as OCI `linux.resources` (only what it sets).
+pub fn resources_json(r: &cri::LinuxContainerResources) -> Value {
+    let mut out = json!({});
+    let mut cpu = json!({});
+    if r.cpu_shares > 0 {
+        cpu["shares"] = json!(r.cpu_shares);
+    }
+    if r.cpu_quota > 0 {
+        cpu["quota"] = json!(r.cpu_quota);
+    }
+    if r.cpu_period > 0 {
+        cpu["period"] = json!(r.cpu_period);
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu["cpus"] = json!(r.cpuset_cpus);
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu["mems"] = json!(r.cpuset_mems);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        out["cpu"] = cpu;
+    }
+    let mut mem = json!({});
+    if r.memory_limit_in_bytes > 0 {
+        mem["limit"] = json!(r.memory_limit_in_bytes);
+    }
+    if r.memory_swap_limit_in_bytes > 0 {
+        mem["swap"] = json!(r.memory_swap_limit_in_bytes);
+    }
+    if mem.as_object().is_some_and(|o| !o.is_empty()) {
+        out["memory"] = mem;
+    }
+    if !r.hugepage_limits.is_empty() {
+        out["hugepageLimits"] = json!(r
+            .hugepage_limits
+            .iter()
+            .map(|h| json!({"pageSize": h.page_size, "limit": h.limit}))
+            .collect::<Vec<_>>());
+    }
+    if !r.unified.is_empty() {
+        out["unified"] = json!(r.unified.iter().collect::<BTreeMap<_, _>>());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &[u8] =
+        b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www:/var/www:/bin/false\n";
+    const GROUP: &[u8] = b"root:x:0:\nwww-data:x:33:\n";
+
+    fn pod() -> PodContext {
+        PodContext {
+            id: "p1".into(),
+            netns: Some("/run/berth/pods/p1/net".into()),
+            ipc: Some("/run/berth/pods/p1/ns/ipc".into()),
+            uts: Some("/run/berth/pods/p1/ns/uts".into()),
+            pid: PidMode::Container,
+            dir: "/run/berth/pods/p1".into(),
+            shm: Some("/run/berth/pods/p1/shm".into()),
+            cgroup_parent: "/kubepods/besteffort/podu1".into(),
+            sysctls: [(
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+            .into(),
+        }
+    }
+
+    fn image_cfg() -> Value {
+        json!({"Entrypoint": ["/entry"], "Cmd": ["default"], "Env": ["PATH=/bin", "A=1"], "User": "www-data"})
+    }
+
+    fn make(cfg: &cri::ContainerConfig, pod: &PodContext) -> Result<Value, SpecError> {
+        let c = image_cfg();
+        let img = ImageContext {
+            config: &c,
+            passwd: Some(PASSWD),
+            group: Some(GROUP),
+        };
+        container_spec("c1", cfg, pod, &img, &[], None, 0)
+    }
+
+    fn ns_of(s: &Value) -> Vec<(String, String)> {
+        s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["type"].as_str().unwrap().to_string(),
+                    n["path"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn command_and_args_over_the_images_entrypoint_and_cmd() {
+        let mut cfg = cri::ContainerConfig::default();
+        assert_eq!(
+            make(&cfg, &pod()).unwrap()["process"]["args"],
+            json!(["/entry", "default"])
+        );
+        cfg.args = vec!["x".into()];
+        assert_eq!(
+            make(&cfg, &pod()).unwrap()["process"]["args"],
+            json!(["/entry", "x"])
+        );
+        // A command drops the image's Cmd unless args are given, as kubelet means it.
+        cfg.command = vec!["/bin/sh".into()];
+        cfg.args = vec![];
+        assert_eq!(
+            make(&cfg, &pod()).unwrap()["process"]["args"],
+            json!(["/bin/sh"])
+        );
+        cfg.args = vec!["-c".into(), "true".into()];
+        assert_eq!(
+            make(&cfg, &pod()).unwrap()["process"]["args"],
+            json!(["/bin/sh", "-c", "true"])
+        );
+    }
+
+    #[test]
+    fn the_pods_namespaces_are_joined_by_path() {
+        let s = make(&cri::ContainerConfig::default(), &pod()).unwrap();
+        assert_eq!(
+            ns_of(&s),
+            [
+                ("mount".into(), "".into()),
+                ("network".into(), "/run/berth/pods/p1/net".into()),
+                ("ipc".into(), "/run/berth/pods/p1/ns/ipc".into()),
+                ("uts".into(), "/run/berth/pods/p1/ns/uts".into()),
+                ("pid".into(), "".into()),
+            ]
+        );
+        assert!(s.get("hostname").is_none());
+        assert_eq!(s["linux"]["cgroupsPath"], "/kubepods/besteffort/podu1/c1");
+        assert_eq!(
+            s["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+            "0"
+        );
+        // A shared PID namespace, and a pod on the node's network and IPC.
+        let mut p = pod();
+        p.pid = PidMode::Join("/run/berth/pods/p1/ns/pid".into());
+        p.netns = None;
+        p.uts = None;
+        p.ipc = None;
+        p.shm = None;
+        let s = make(&cri::ContainerConfig::default(), &p).unwrap();
+        assert_eq!(
+            ns_of(&s),
+            [
+                ("mount".into(), "".into()),
+                ("pid".into(), "/run/berth/pods/p1/ns/pid".into()),
+            ]
+        );
+        let shm = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .unwrap();
+        assert_eq!(shm["source"], "/dev/shm");
+    }
+
+    #[test]
+    fn the_pods_files_and_kubelets_mounts_replace_the_defaults() {
+        let mut cfg = cri::ContainerConfig {
+            mounts: vec![
+                cri::Mount {
+                    container_path: "/data".into(),
+                    host_path: "/var/lib/kubelet/pods/u1/volumes/x".into(),
+                    readonly: true,
+                    propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+                    ..Default::default()
+                },
+                cri::Mount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: "/var/lib/kubelet/pods/u1/etc-hosts".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let s = make(&cfg, &pod()).unwrap();
+        let m = s["mounts"].as_array().unwrap();
+        let at = |d: &str| {
+            m.iter()
+                .filter(|m| m["destination"] == d)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at("/etc/hosts").len(), 1);
+        assert_eq!(
+            at("/etc/hosts")[0]["source"],
+            "/var/lib/kubelet/pods/u1/etc-hosts"
+        );
+        assert_eq!(
+            at("/etc/resolv.conf")[0]["source"],
+            "/run/berth/pods/p1/resolv.conf"
+        );
+        assert_eq!(at("/data")[0]["options"], json!(["rbind", "rslave", "ro"]));
+        assert_eq!(at("/dev/shm").len(), 1);
+        assert_eq!(at("/dev/shm")[0]["source"], "/run/berth/pods/p1/shm");
+        assert_eq!(at("/proc").len(), 1);
+        // Recursive read-only needs readonly and private propagation.
+        cfg.mounts[0].recursive_read_only = true;
+        assert!(make(&cfg, &pod()).is_err());
+        cfg.mounts[0].propagation = cri::MountPropagation::PropagationPrivate as i32;
+        let s = make(&cfg, &pod()).unwrap();
+        let data = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .cloned()
+            .unwrap();
+        assert_eq!(data["options"], json!(["rbind", "rprivate", "rro"]));
+        cfg.mounts[0].host_path = "relative".into();
+        assert!(make(&cfg, &pod()).is_err());
+    }
+
+    #[test]
+    fn the_security_context_reaches_the_process() {
+        let mut cfg = cri::ContainerConfig::default();
+        // The image's user by name.
+        let s = make(&cfg, &pod()).unwrap();
+        assert_eq!(s["process"]["user"]["uid"], 33);
+        let sc = cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 1000 }),
+            run_as_group: Some(cri::Int64Value { value: 3000 }),
+            supplemental_groups: vec![4000, 3000],
+            readonly_rootfs: true,
+            no_new_privs: true,
+            capabilities: Some(cri::Capability {
+                drop_capabilities: vec!["NET_RAW".into()],
+                add_capabilities: vec!["SYS_TIME".into()],
+                ..Default::default()
+            }),
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            masked_paths: vec!["/proc/kcore".into()],
+            ..Default::default()
+        };
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(sc.clone()),
+            resources: Some(cri::LinuxContainerResources {
+                oom_score_adj: -998,
+                memory_limit_in_bytes: 64 << 20,
+                cpu_quota: 50_000,
+                cpu_period: 100_000,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+        });
+        let s = container_spec(
+            "c1",
+            &cfg,
+            &pod(),
+            &ImageContext {
+                config: &image_cfg(),
+                passwd: Some(PASSWD),
+                group: Some(GROUP),
+            },
+            &[],
+            None,
+            -500,
+        )
+        .unwrap();
+        let p = &s["process"];
+        assert_eq!(
+            (p["user"]["uid"].as_i64(), p["user"]["gid"].as_i64()),
+            (Some(1000), Some(3000))
+        );
+        assert_eq!(p["user"]["additionalGids"], json!([4000, 3000]));
+        assert_eq!(p["noNewPrivileges"], true);
+        assert_eq!(s["root"]["readonly"], true);
+        let caps = strings(&p["capabilities"]["bounding"]);
+        assert!(!caps.contains(&"CAP_NET_RAW".to_string()));
+        assert!(caps.contains(&"CAP_SYS_TIME".to_string()));
+        // RuntimeDefault: Berth's default filter, which refuses unshare.
+        assert!(s["linux"]["seccomp"].to_string().contains("unshare"));
+        assert_eq!(s["linux"]["maskedPaths"], json!(["/proc/kcore"]));
+        // Clamped to berthd's own score.
+        assert_eq!(p["oomScoreAdj"], -500);
+        let r = &s["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(
+            (r["cpu"]["quota"].as_i64(), r["cpu"]["period"].as_i64()),
+            (Some(50_000), Some(100_000))
+        );
+        assert_eq!(r["cpu"]["shares"], 512);
+        // Nothing asked: unconfined, as kubelet's default is.
+        let s = make(&cri::ContainerConfig::default(), &pod()).unwrap();
+        assert!(s["linux"].get("seccomp").is_none());
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn seccomp_choices_and_users() {
+        let mut sc = cri::LinuxContainerSecurityContext::default();
+        assert_eq!(seccomp_choice(&sc).unwrap(), Seccomp::Unconfined);
+        sc.seccomp_profile_path = "runtime/default".into();
+        assert_eq!(seccomp_choice(&sc).unwrap(), Seccomp::Default);
+        sc.seccomp_profile_path = "localhost//etc/p.json".into();
+        assert_eq!(
+            seccomp_choice(&sc).unwrap(),
+            Seccomp::Localhost("/etc/p.json".into())
+        );
+        sc.seccomp_profile_path = "nonsense".into();
+        assert!(seccomp_choice(&sc).is_err());
+        sc.seccomp = Some(cri::SecurityProfile {
+            profile_type: cri::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "rel.json".into(),
+        });
+        assert!(seccomp_choice(&sc).is_err());
+        let mut sc = cri::LinuxContainerSecurityContext::default();
+        assert_eq!(user_spec(&sc, "www-data"), "");
+        sc.run_as_username = "nobody".into();
+        assert_eq!(user_spec(&sc, "www-data"), "nobody");
+        sc.run_as_username.clear();
+        sc.run_as_group = Some(cri::Int64Value { value: 7 });
+        assert_eq!(user_spec(&sc, "www-data:33"), "www-data:7");
+    }
+
+    #[test]
+    fn devices_are_created_and_allowed() {
+        let c = image_cfg();
+        let img = ImageContext {
+            config: &c,
+            passwd: None,
+            group: None,
+        };
+        let dev = DeviceNode {
+            path: "/dev/fuse".into(),
+            kind: 'c',
+            major: 10,
+            minor: 229,
+            mode: 0o20666,
+            access: "rw".into(),
+        };
+        let s = container_spec(
+            "c1",
+            &cri::ContainerConfig::default(),
+            &pod(),
+            &img,
+            &[dev],
+            None,
+            0,
+        );
+        // The image's user is a name this image has no passwd for.
+        assert!(s.is_err());
+        let c = json!({"Cmd": ["sh"]});
+        let img = ImageContext {
+            config: &c,
+            passwd: None,
+            group: None,
+        };
+        let dev = DeviceNode {
+            path: "/dev/fuse".into(),
+            kind: 'c',
+            major: 10,
+            minor: 229,
+            mode: 0o20666,
+            access: "rw".into(),
+        };
+        let s = container_spec(
+            "c1",
+            &cri::ContainerConfig::default(),
+            &pod(),
+            &img,
+            &[dev],
+            None,
+            0,
+        )
+        .unwrap();
+        assert_eq!(s["linux"]["devices"][0]["path"], "/dev/fuse");
+        assert_eq!(s["linux"]["devices"][0]["fileMode"], 0o666);
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules.last().unwrap()["access"], "rw");
+        assert_eq!(rules[0]["allow"], false);
+    }
+}

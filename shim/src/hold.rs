@@ -1,0 +1,196 @@
+//! `berth-shim hold`: the holder of a pod's shared namespaces, Berth's own
+//! pause process. A CRI pod's containers join the IPC, UTS and PID
+//! namespaces it made; no pause image is pulled for it.
+//!
+//! It unshares the namespaces, sets the pod's hostname, forks its holder
+//! (PID 1 of the new PID namespace) and prints the holder's pid. The holder
+//! leaves every host path behind (its root becomes an empty read-only tmpfs),
+//! gives up root and every capability, and then only reaps the orphans the
+//! pod's processes leave it, until SIGTERM or SIGINT. Processes of the pod
+//! cannot signal it (the kernel drops their signals to a namespace's init
+//! that has no handler), and its /proc entries are closed to them.
+//!
+//! Runs before any thread exists (the shim's tokio runtime is not started in
+//! this mode), so the forked child may allocate.
+
+use std::io::Write;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+
+/// The uid and gid the holder runs as (the pause image's 65535).
+const NOBODY: u32 = 65535;
+
+/// Which namespaces a pod shares through its holder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HoldOptions {
+    /// A new IPC namespace (else the host's).
+    pub ipc: bool,
+    /// A new UTS namespace with this hostname (else the host's).
+    pub hostname: Option<String>,
+    /// A new PID namespace whose init is the holder (else the host's).
+    pub pid: bool,
+}
+
+/// A failure before the holder runs.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct HoldError {
+    /// The step.
+    what: &'static str,
+    /// Why.
+    source: nix::errno::Errno,
+}
+
+fn step(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> HoldError {
+    move |source| HoldError { what, source }
+}
+
+/// The flags to unshare for `o` (a mount namespace always: the holder's root
+/// change must not reach the host).
+pub fn clone_flags(o: &HoldOptions) -> CloneFlags {
+    let mut f = CloneFlags::CLONE_NEWNS;
+    if o.ipc {
+        f |= CloneFlags::CLONE_NEWIPC;
+    }
+    if o.hostname.is_some() {
+        f |= CloneFlags::CLONE_NEWUTS;
+    }
+    if o.pid {
+        f |= CloneFlags::CLONE_NEWPID;
+    }
+    f
+}
+
+/// Makes the namespaces, starts the holder in them and prints its pid; the
+/// calling process then exits and the holder lives on.
+pub fn start(o: &HoldOptions) -> Result<(), HoldError> {
+    unshare(clone_flags(o)).map_err(step("unshare the pod's namespaces"))?;
+    if let Some(h) = &o.hostname {
+        nix::unistd::sethostname(h).map_err(step("set the pod's hostname"))?;
+    }
+    // Quiet and detached before the fork, so the holder inherits it: the
+    // caller reads our stdout to its end, which must come when we exit.
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| step("open /dev/null")(errno_of(&e)))?;
+    match crate::sys::fork_single_threaded().map_err(step("fork the holder"))? {
+        ForkResult::Parent { child } => {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{child}");
+            let _ = out.flush();
+            Ok(())
+        }
+        ForkResult::Child => {
+            let _ = nix::unistd::dup2_stdin(&null);
+            let _ = nix::unistd::dup2_stdout(&null);
+            let _ = nix::unistd::dup2_stderr(&null);
+            drop(null);
+            let code = match hold() {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            std::process::exit(code)
+        }
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The holder: leave the host's files, drop privileges, reap until told to stop.
+fn hold() -> Result<(), HoldError> {
+    nix::unistd::setsid().map_err(step("setsid"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(step("make mounts private"))?;
+    // An empty tmpfs becomes the root; the old one is detached, so nothing
+    // of the host is reachable through the holder's /proc/1/root.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        flags,
+        Some("size=4k,mode=0555"),
+    )
+    .map_err(step("mount the holder's root"))?;
+    nix::unistd::chdir("/tmp").map_err(step("chdir"))?;
+    nix::unistd::pivot_root(".", ".").map_err(step("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(step("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(step("chdir"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+    .map_err(step("make the holder's root read-only"))?;
+    // Every capability goes with root (no keep-caps), and nothing regains them.
+    nix::unistd::setgroups(&[]).map_err(step("setgroups"))?;
+    let (g, u) = (Gid::from_raw(NOBODY), Uid::from_raw(NOBODY));
+    nix::unistd::setresgid(g, g, g).map_err(step("setresgid"))?;
+    nix::unistd::setresuid(u, u, u).map_err(step("setresuid"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(step("no_new_privs"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(step("set non-dumpable"))?;
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        set.add(s);
+    }
+    set.thread_block().map_err(step("block signals"))?;
+    loop {
+        match set.wait().map_err(step("wait for a signal"))? {
+            Signal::SIGCHLD => reap(),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Reaps every exited child (orphans of the pod reparented to the holder).
+fn reap() {
+    while let Ok(st) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_namespaces_asked_for_are_made() {
+        let all = HoldOptions {
+            ipc: true,
+            hostname: Some("pod".into()),
+            pid: true,
+        };
+        let f = clone_flags(&all);
+        for flag in [
+            CloneFlags::CLONE_NEWNS,
+            CloneFlags::CLONE_NEWIPC,
+            CloneFlags::CLONE_NEWUTS,
+            CloneFlags::CLONE_NEWPID,
+        ] {
+            assert!(f.contains(flag), "{flag:?}");
+        }
+        // A host-network, host-IPC, host-PID pod: only the holder's own mounts.
+        assert_eq!(
+            clone_flags(&HoldOptions::default()),
+            CloneFlags::CLONE_NEWNS
+        );
+    }
+}
