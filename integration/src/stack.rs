@@ -82,6 +82,8 @@ pub struct Stack {
     pub d: Option<Berthd>,
     /// The network namespace berthd runs in (None: the host's).
     pub net: Option<NetNs>,
+    /// More flags for berthd at its next start.
+    pub extra_args: Vec<String>,
 }
 
 impl Stack {
@@ -116,6 +118,7 @@ impl Stack {
             cgroup,
             d: None,
             net,
+            extra_args: Vec::new(),
         };
         s.start();
         let image = s.dir.join("busybox.tar");
@@ -138,12 +141,13 @@ impl Stack {
     pub fn start(&mut self) {
         let parent = format!("/{}", self.cgroup);
         let conf = self.dir.join("net.d");
-        let args = [
+        let mut args = vec![
             "--cgroup-parent",
             &parent,
             "--cni-conf-dir",
             conf.to_str().unwrap(),
         ];
+        args.extend(self.extra_args.iter().map(String::as_str));
         self.d = Some(match &self.net {
             Some(n) => Berthd::start_in(&self.dir.join("berthd"), Some(&n.path), &[], &args),
             None => Berthd::start_with(&self.dir.join("berthd"), &[], &args),

@@ -12,7 +12,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use crate::io::AsyncFdIo;
 
 /// Where a process's memory cgroup is, and of which kind.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemoryCgroup {
     /// A v1 memory controller directory.
     V1(PathBuf),
@@ -109,6 +109,16 @@ pub async fn watch(cg: MemoryCgroup, on_oom: impl Fn()) -> io::Result<()> {
                 seen = seen.max(now);
             }
         }
+    }
+}
+
+/// How many OOM kills the cgroup has seen (v1's `memory.oom_control` has
+/// the count since Linux 4.13; v2's `memory.events`); read when the init
+/// exits, so a kill the watcher has not reported yet is not missed.
+pub fn kills(cg: &MemoryCgroup) -> Option<u64> {
+    match cg {
+        MemoryCgroup::V1(dir) => oom_kills(&dir.join("memory.oom_control")),
+        MemoryCgroup::V2(dir) => oom_kills(&dir.join("memory.events")),
     }
 }
 

@@ -36,6 +36,11 @@ struct Args {
     /// address range such as 10.0.0.0/8); loopback ones always are. Repeatable.
     #[arg(long = "insecure-registry", value_name = "REGISTRY")]
     insecure_registries: Vec<String>,
+    /// A mirror of docker.io, tried before it (repeatable, in order; as
+    /// dockerd's --registry-mirror). Other registries' mirrors are set in the
+    /// TOML file's [registries."HOST"] tables.
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<String>,
     /// The Kubernetes CRI socket (default /run/berth/cri.sock; "" disables it).
     #[arg(long)]
     cri_address: Option<PathBuf>,
@@ -43,8 +48,8 @@ struct Args {
     #[arg(long)]
     cri_cni_conf_dir: Option<PathBuf>,
     /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
-    /// cni_conf_dir, cni_bin_dirs, insecure_registries, cri_address,
-    /// cri_cni_conf_dir.
+    /// cni_conf_dir, cni_bin_dirs, insecure_registries, registry_mirrors,
+    /// [registries."HOST"] mirrors, cri_address, cri_cni_conf_dir.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -92,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.cri_cni_conf_dir = d;
     }
     cfg.insecure_registries.extend(a.insecure_registries);
+    cfg.registry_mirrors.extend(a.registry_mirrors);
     berth_manager::server::serve(cfg).await?;
     Ok(())
 }

@@ -82,6 +82,9 @@ pub struct Exit {
     pub status: u32,
     /// When, in milliseconds since the epoch.
     pub at_ms: u64,
+    /// The kernel OOM-killed a process of the container before it ended.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// A container record.
@@ -353,6 +356,7 @@ mod tests {
         let c2 = cs
             .modify("default", "web", |c| {
                 c.exit = Some(Exit {
+                    oom_killed: false,
                     status: 3,
                     at_ms: 2,
                 })

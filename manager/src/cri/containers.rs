@@ -44,9 +44,6 @@ pub struct CriContainer {
     pub log_path: String,
     /// Creation, nanoseconds since the epoch.
     pub created_ns: i64,
-    /// The kernel OOM-killed a process of it.
-    #[serde(default)]
-    pub oom: bool,
 }
 
 fn not_found(id: &str) -> CriError {
@@ -147,14 +144,6 @@ impl Cri {
             .meta
             .update(|t| t.put(Table::CriContainers, &c.id, c))?;
         Ok(())
-    }
-
-    /// Marks a container OOM-killed (from its shim's event).
-    pub fn mark_oom(&self, id: &str) {
-        if let Ok(Some(mut c)) = self.cri_container(id) {
-            c.oom = true;
-            let _ = self.save_container(&c);
-        }
     }
 
     /// What a container of `pod` takes from it.
@@ -340,7 +329,6 @@ impl Cri {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             created_ns: super::now_ns(),
-            oom: false,
         };
         if let Err(e) = self.save_container(&rec) {
             let _ = self.manager.delete(NAMESPACE, &id, true, false).await;
@@ -468,9 +456,11 @@ impl Cri {
         let exit = rec.as_ref().and_then(|r| r.exit);
         let state = match (rec.is_some(), st, exit) {
             (false, _, _) => cri::ContainerState::ContainerUnknown,
-            (_, Status::Running | Status::Paused, _) => cri::ContainerState::ContainerRunning,
-            (_, Status::Stopped, _) | (_, Status::None, Some(_)) => {
-                cri::ContainerState::ContainerExited
+            (_, Status::Stopped | Status::None, Some(_)) => cri::ContainerState::ContainerExited,
+            // Stopped but its exit not recorded yet: a moment more running,
+            // so kubelet never sees an exit without its code and reason.
+            (_, Status::Running | Status::Paused | Status::Stopped, _) => {
+                cri::ContainerState::ContainerRunning
             }
             _ => cri::ContainerState::ContainerCreated,
         };
@@ -482,7 +472,7 @@ impl Cri {
             .unwrap_or(0);
         let (exit_code, finished, reason) = match (state, exit) {
             (cri::ContainerState::ContainerExited, Some(e)) => {
-                let reason = if c.oom {
+                let reason = if e.oom_killed {
                     "OOMKilled"
                 } else if e.status == 0 {
                     "Completed"

@@ -142,7 +142,7 @@ impl Api for ImageService {
                 unpack: true,
                 auth,
             },
-            self.cri.config.insecure_registries.clone(),
+            self.cri.config.registries.clone(),
         )
         .map_err(crate::codes::image_status)?;
         let image = loop {

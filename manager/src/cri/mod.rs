@@ -129,8 +129,8 @@ pub struct CriConfig {
     pub shim: PathBuf,
     /// The cgroup pods without a cgroup parent of their own go under.
     pub cgroup_parent: String,
-    /// Registries pulled from over plain HTTP.
-    pub insecure_registries: Arc<[String]>,
+    /// Registries' mirrors and which are spoken to in plain HTTP.
+    pub registries: Arc<crate::store::mirrors::RegistrySettings>,
 }
 
 /// The CRI runtime: pods and their containers over berthd's manager.

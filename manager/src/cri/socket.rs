@@ -1,5 +1,4 @@
-//! The CRI socket: both services on their own unix socket (0600, root's),
-//! and the watcher that marks OOM-killed containers from their shims' events.
+//! The CRI socket: both services on their own unix socket (0600, root's).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -11,7 +10,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use super::image_service::ImageService;
 use super::runtime_service::RuntimeService;
-use super::{io, Cri, CriError, NAMESPACE};
+use super::{io, Cri, CriError};
 
 /// Listens on `address` (a stale socket replaced, a live one refused).
 pub fn listen(address: &Path) -> Result<tokio::net::UnixListener, CriError> {
@@ -37,32 +36,12 @@ pub fn listen(address: &Path) -> Result<tokio::net::UnixListener, CriError> {
     Ok(l)
 }
 
-/// Marks containers OOM-killed as their shims report it.
-fn watch_oom(cri: Arc<Cri>) {
-    let mut rx = cri.manager.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) if ev.namespace == NAMESPACE && ev.topic == "/tasks/oom" => {
-                    cri.mark_oom(&ev.id)
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "CRI event watcher fell behind");
-                }
-                Err(_) => return,
-            }
-        }
-    });
-}
-
 /// Serves the CRI on `listener` until `stop` resolves.
 pub async fn serve(
     cri: Arc<Cri>,
     listener: tokio::net::UnixListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    watch_oom(cri.clone());
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(RuntimeService {
             cri: cri.clone(),

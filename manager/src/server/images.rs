@@ -22,7 +22,7 @@ pub struct Service {
     /// Publishes image events.
     pub(super) manager: Arc<crate::containers::tasks::Manager>,
     /// Registries pulled from over plain HTTP besides loopback ones.
-    pub(super) insecure_registries: Arc<[String]>,
+    pub(super) registries: Arc<crate::store::mirrors::RegistrySettings>,
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
@@ -88,7 +88,7 @@ impl ImagesApi for Service {
                 unpack: r.unpack,
                 auth: None,
             },
-            self.insecure_registries.clone(),
+            self.registries.clone(),
         )
         .map_err(super::status_of)?;
         let manager = self.manager.clone();

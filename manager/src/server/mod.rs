@@ -53,6 +53,11 @@ pub struct Config {
     /// Registries pulled from over plain HTTP, besides loopback ones:
     /// `host`, `host:port` or an address range `addr/len`.
     pub insecure_registries: Vec<String>,
+    /// docker.io's mirrors, tried in order before it (dockerd's
+    /// `registry-mirrors`).
+    pub registry_mirrors: Vec<String>,
+    /// Per-registry settings: `[registries."registry.k8s.io"] mirrors = [...]`.
+    pub registries: std::collections::BTreeMap<String, crate::store::mirrors::RegistryHosts>,
     /// The Kubernetes CRI socket (empty: no CRI server).
     pub cri_address: PathBuf,
     /// The CNI configuration lists CRI pods are networked by (kubelet's
@@ -75,6 +80,8 @@ impl Default for Config {
             // Debian's containernetworking-plugins, then the upstream default.
             cni_bin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
+            registries: Default::default(),
             cri_address: "/run/berth/cri.sock".into(),
             cri_cni_conf_dir: "/etc/cni/net.d".into(),
         }
@@ -198,6 +205,17 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             why: format!("{bad:?} is not a host, host:port or address range"),
         });
     }
+    let registries = Arc::new(
+        crate::store::mirrors::RegistrySettings::new(
+            cfg.insecure_registries.clone(),
+            &cfg.registry_mirrors,
+            &cfg.registries,
+        )
+        .map_err(|e| ServeError::Config {
+            path: "registries".into(),
+            why: e.to_string(),
+        })?,
+    );
     // Closed to other users before anything is put there (perm.rs says why).
     crate::perm::dir(&cfg.root, crate::perm::ROOT).map_err(io("create", &cfg.root))?;
     crate::perm::dir(&cfg.state, crate::perm::STATE).map_err(io("create", &cfg.state))?;
@@ -279,7 +297,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 state: cfg.state.clone(),
                 shim: manager.shim_binary().to_path_buf(),
                 cgroup_parent: cfg.cgroup_parent.clone(),
-                insecure_registries: cfg.insecure_registries.clone().into(),
+                registries: registries.clone(),
             },
         ));
         let mut rx = stopped.clone();
@@ -299,7 +317,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             store: store.clone(),
             tmp,
             manager: manager.clone(),
-            insecure_registries: cfg.insecure_registries.clone().into(),
+            registries,
         }))
         .add_service(SnapshotsServer::new(snapshots::Service {
             store: store.clone(),
@@ -336,6 +354,12 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/berth"));
         assert_eq!(c.address, Config::default().address);
         assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let c: Config = toml::from_str(
+            "registry_mirrors = [\"http://127.0.0.1:5000\"]\n[registries.\"registry.k8s.io\"]\nmirrors = [\"http://127.0.0.1:5001\"]",
+        )
+        .unwrap();
+        assert_eq!(c.registry_mirrors, ["http://127.0.0.1:5000"]);
+        assert_eq!(c.registries["registry.k8s.io"].mirrors.len(), 1);
         let c: Config = toml::from_str("insecure_registries = [\"10.0.0.0/8\"]").unwrap();
         assert_eq!(c.insecure_registries, ["10.0.0.0/8"]);
         assert!(

@@ -1,7 +1,7 @@
 //! The image store: content-addressed blobs (`content`, `digest`), the
 //! metadata database (`meta`) and leases on it, overlay snapshots and the
 //! layers unpacked into them or diffed out of them, OCI types, images and
-//! their pulls from registries, and garbage collection. It knows nothing of
+//! their pulls from registries and their mirrors, and garbage collection. It knows nothing of
 //! containers or of gRPC: it reports its own errors and progress.
 
 pub mod content;
@@ -11,6 +11,7 @@ pub mod gc;
 pub mod images;
 pub mod leases;
 pub mod meta;
+pub mod mirrors;
 pub mod oci;
 pub mod pull;
 pub use berth_rules::reference;

@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 
 use crate::store::digest::Digest;
 use crate::store::images::{Image, ImageError, Images, RegistryFailure};
+use crate::store::mirrors::{Endpoint, RegistrySettings};
 use crate::store::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::store::reference::Reference;
 
@@ -229,24 +230,39 @@ pub struct PullRequest {
 }
 
 /// Starts a pull; progress and the result arrive on the returned channel.
+/// The registry's mirrors are tried first, in order (any failure of one
+/// moves on to the next), then the registry itself.
 pub fn start(
     store: Arc<Images>,
     ns: String,
     req: PullRequest,
-    insecure_registries: Arc<[String]>,
+    settings: Arc<RegistrySettings>,
 ) -> Result<mpsc::Receiver<Result<PullEvent, ImageError>>, ImageError> {
     let r = Reference::parse(&req.reference).map_err(invalid)?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        let plain_http = insecure(&r.registry, &insecure_registries);
-        let auth = req.auth.unwrap_or_else(|| credentials(&r.registry));
-        let how = How {
-            platform: &req.platform,
-            unpack: req.unpack,
-            plain_http,
-            auth: &auth,
-        };
-        let result = pull(&store, &ns, &r, &how, &tx).await;
+        let mut result = Err(invalid("no endpoint to pull from"));
+        for e in settings.endpoints(&r.registry) {
+            // The request's credentials are the registry's; a mirror's
+            // come from the docker config.json, as dockerd's do.
+            let auth = match (&req.auth, e.mirror) {
+                (Some(a), false) => a.clone(),
+                _ => credentials(&e.host),
+            };
+            let how = How {
+                platform: &req.platform,
+                unpack: req.unpack,
+                endpoint: &e,
+                auth: &auth,
+            };
+            result = pull(&store, &ns, &r, &how, &tx).await;
+            match &result {
+                Err(err) if e.mirror => {
+                    tracing::info!(image = %r, mirror = %e.host, error = %err, "mirror failed; trying the next endpoint");
+                }
+                _ => break,
+            }
+        }
         let _ = tx.send(result.map(PullEvent::Done)).await;
     });
     Ok(rx)
@@ -376,7 +392,7 @@ async fn fetch_blob(
 struct How<'a> {
     platform: &'a Platform,
     unpack: bool,
-    plain_http: bool,
+    endpoint: &'a Endpoint,
     auth: &'a RegistryAuth,
 }
 
@@ -387,26 +403,27 @@ async fn pull(
     how: &How<'_>,
     tx: &Progress,
 ) -> Result<Image, ImageError> {
-    let (platform, unpack, plain_http, auth) = (how.platform, how.unpack, how.plain_http, how.auth);
+    let (platform, unpack, auth) = (how.platform, how.unpack, how.auth);
+    // The endpoint serves the registry's repositories under the same paths.
+    let host = &how.endpoint.host;
     // Until the image is recorded its blobs are unreferenced: keep GC out.
     let shared = store.gc_lock.read().await;
-    let protocol = if plain_http {
-        ClientProtocol::HttpsExcept(vec![r.registry.clone()])
+    let protocol = if how.endpoint.plain_http {
+        ClientProtocol::HttpsExcept(vec![host.clone()])
     } else {
         ClientProtocol::Https
     };
     let client = oci_client::Client::new(ClientConfig {
         protocol,
+        accept_invalid_certificates: how.endpoint.skip_verify,
         ..Default::default()
     });
     let oref = match (&r.tag, &r.digest) {
-        (_, Some(d)) => oci_client::Reference::with_digest(
-            r.registry.clone(),
-            r.repository.clone(),
-            d.to_string(),
-        ),
+        (_, Some(d)) => {
+            oci_client::Reference::with_digest(host.clone(), r.repository.clone(), d.to_string())
+        }
         (Some(t), None) => {
-            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
+            oci_client::Reference::with_tag(host.clone(), r.repository.clone(), t.clone())
         }
         (None, None) => unreachable!("a parsed reference has a tag or a digest"),
     };
@@ -424,7 +441,7 @@ async fn pull(
                 platform: platform.to_string(),
             })?;
         let by_digest = oci_client::Reference::with_digest(
-            r.registry.clone(),
+            host.clone(),
             r.repository.clone(),
             pick.digest.to_string(),
         );

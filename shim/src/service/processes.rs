@@ -9,7 +9,7 @@ use crate::runtime::{Launch, RuntimeError};
 use berth_proto::shim::{self as pb, event};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tonic::Status;
@@ -71,7 +71,15 @@ impl Inner {
 
     /// Watches `p`'s exit: once reaped and its output drained, and not before
     /// its start is published, records it, publishes it and wakes waiters.
-    pub(super) fn watch_exit(self: &Arc<Self>, p: Arc<Proc>, w: reaper::ExitWatch) {
+    /// For the init, `oom` is its memory cgroup and whether an OOM kill was
+    /// published: one not yet published is, before the exit, so a client
+    /// knows why the init died when it learns that it did.
+    pub(super) fn watch_exit(
+        self: &Arc<Self>,
+        p: Arc<Proc>,
+        w: reaper::ExitWatch,
+        oom: Option<(crate::oom::MemoryCgroup, Arc<AtomicBool>)>,
+    ) {
         let inner = self.clone();
         tokio::spawn(async move {
             let exit = reaper::exited(w).await.unwrap_or(Exit {
@@ -80,6 +88,16 @@ impl Inner {
             });
             p.drain_output(DRAIN).await;
             let _started = p.start_lock.lock().await;
+            if let Some((cg, published)) = &oom {
+                if !published.load(Ordering::Relaxed)
+                    && crate::oom::kills(cg).is_some_and(|n| n > 0)
+                {
+                    published.store(true, Ordering::Relaxed);
+                    inner
+                        .events
+                        .publish(&inner.id, "", event::Event::Oom(pb::TaskOom {}));
+                }
+            }
             p.set_exited(exit);
             inner.events.publish(
                 &inner.id,
@@ -202,11 +220,14 @@ impl Inner {
         };
         let w = self.reaper.subscribe(pid as i32);
         init.set_pid(pid, w.clone());
-        self.watch_exit(init.clone(), w);
-        let oom = crate::oom::memory_cgroup(pid).map(|cg| {
+        let cg = crate::oom::memory_cgroup(pid);
+        let published = Arc::new(AtomicBool::new(false));
+        self.watch_exit(init.clone(), w, cg.clone().map(|c| (c, published.clone())));
+        let oom = cg.map(|cg| {
             let inner = self.clone();
             tokio::spawn(async move {
                 let _ = crate::oom::watch(cg, || {
+                    published.store(true, Ordering::Relaxed);
                     inner
                         .events
                         .publish(&inner.id, "", event::Event::Oom(pb::TaskOom {}))
@@ -273,7 +294,7 @@ impl Inner {
         };
         let w = self.reaper.subscribe(pid as i32);
         p.set_running(pid, w.clone());
-        self.watch_exit(p.clone(), w);
+        self.watch_exit(p.clone(), w, None);
         self.events.publish(
             id,
             exec_id,

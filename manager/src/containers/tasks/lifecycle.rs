@@ -14,25 +14,34 @@ impl Manager {
     /// Starts the init or an exec process.
     pub async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32, TaskError> {
         let t = self.running_task(ns, id)?;
-        let pid = t
+        // Recorded before the start: a fast init's exit, recorded as soon
+        // as it happens, never comes before its start.
+        let before = if exec_id.is_empty() {
+            let now = berth_rules::time::now_ms();
+            let old = self.records().get(ns, id)?.started_ms;
+            self.records()
+                .modify(ns, id, |c| c.started_ms = Some(now))?;
+            Some(old)
+        } else {
+            None
+        };
+        let r = t
             .client
             .clone()
             .start(shimpb::StartRequest {
                 id: id.into(),
                 exec_id: exec_id.into(),
             })
-            .await
-            .map_err(shim_err(id))?
-            .into_inner()
-            .pid;
-        if exec_id.is_empty() {
-            let now = berth_rules::time::now_ms();
-            // The exit was cleared by create_task: a fast init may already
-            // have exited and recorded its status by now.
-            self.records()
-                .modify(ns, id, |c| c.started_ms = Some(now))?;
+            .await;
+        match r {
+            Ok(r) => Ok(r.into_inner().pid),
+            Err(status) => {
+                if let Some(old) = before {
+                    let _ = self.records().modify(ns, id, |c| c.started_ms = old);
+                }
+                Err(shim_err(id)(status))
+            }
         }
-        Ok(pid)
     }
 
     /// Waits for the init (or an exec process) to exit.
@@ -150,6 +159,7 @@ impl Manager {
             _ => None,
         };
         got.unwrap_or(Exit {
+            oom_killed: t.oom.load(std::sync::atomic::Ordering::Relaxed),
             status: 137,
             at_ms: berth_rules::time::now_ms(),
         })

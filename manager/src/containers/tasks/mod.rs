@@ -102,6 +102,8 @@ pub struct Task {
     /// Its init's pid.
     pub pid: u32,
     exit: watch::Sender<Option<Exit>>,
+    /// The shim reported an OOM kill (it does so before the init's exit).
+    oom: std::sync::atomic::AtomicBool,
 }
 
 /// What the user asks of a new container.
@@ -201,6 +203,7 @@ pub fn timestamp(ms: u64) -> prost_types::Timestamp {
 /// An exit as a shim reports it.
 fn exit_of(status: u32, at: Option<&prost_types::Timestamp>) -> Exit {
     Exit {
+        oom_killed: false,
         status,
         at_ms: ms_of(at),
     }

@@ -108,6 +108,7 @@ impl Manager {
             if c.exit.is_none() {
                 self.records().modify(ns, id, |c| {
                     c.exit = Some(Exit {
+                        oom_killed: false,
                         status,
                         at_ms: berth_rules::time::now_ms(),
                     })
@@ -128,6 +129,7 @@ impl Manager {
             client,
             pid: st.pid,
             exit: watch::channel(None).0,
+            oom: Default::default(),
         });
         self.tasks.lock().unwrap().insert(key(ns, id), task.clone());
         self.watch(ns, id, task.clone(), events);

@@ -165,6 +165,7 @@ impl Manager {
             client,
             pid,
             exit: watch::channel(None).0,
+            oom: Default::default(),
         });
         self.tasks.lock().unwrap().insert(key(ns, id), task.clone());
         self.watch(ns, id, task, events);
@@ -201,9 +202,15 @@ impl Manager {
                 if !(ev.exec_id.is_empty() && ev.topic == "/tasks/delete") {
                     me.publish(&ns, &ev.topic, &id, &ev.exec_id, pid, status);
                 }
+                if let (Some(shimpb::event::Event::Oom(_)), true) =
+                    (&ev.event, ev.exec_id.is_empty())
+                {
+                    task.oom.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if let Some(shimpb::event::Event::Exit(e)) = &ev.event {
                     if ev.exec_id.is_empty() {
-                        let exit = exit_of(e.exit_status, e.exited_at.as_ref());
+                        let mut exit = exit_of(e.exit_status, e.exited_at.as_ref());
+                        exit.oom_killed = task.oom.load(std::sync::atomic::Ordering::Relaxed);
                         me.init_exited(&ns, &id, &task, exit).await;
                     }
                 }
@@ -215,6 +222,7 @@ impl Manager {
                 tracing::warn!(namespace = %ns, id = %id, "shim connection lost; cleaning up");
                 let status = me.shim_delete(&ns, &id).await;
                 let exit = Exit {
+                    oom_killed: task.oom.load(std::sync::atomic::Ordering::Relaxed),
                     status,
                     at_ms: berth_rules::time::now_ms(),
                 };
