@@ -15,7 +15,9 @@ cp /bin/busybox "$r/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
 printf 'root:x:0:\n' > "$r/etc/group"
-umoci config --image "$work/layout:latest" --config.cmd sh --config.env PATH=/bin
 umoci repack --image "$work/layout:latest" "$work/bundle"
+# After the repack: it builds on the config the bundle was unpacked from,
+# so a config set before it would be dropped.
+umoci config --image "$work/layout:latest" --config.cmd sh --config.env PATH=/bin
 umoci gc --layout "$work/layout"
 tar -C "$work/layout" -cf "$out" .

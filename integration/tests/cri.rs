@@ -666,3 +666,82 @@ fn pulls_go_through_registry_mirrors_and_a_host_network_pod_runs_the_image() {
     c.remove_pod(&pod);
     c.assert_nothing_left();
 }
+
+/// A gRPC client as Go's before 1.31 and Python's grpcio are: the socket's
+/// path as the HTTP/2 `:authority` (percent-encoded, as grpcio sends it).
+/// h2 alone resets such a stream; berthd's CRI socket answers it.
+#[test]
+fn an_old_client_sending_the_socket_path_as_authority_is_answered() {
+    use std::io::{Read, Write};
+    let c = CriStack::new("authority");
+    let sock = c.socket();
+    for authority in [
+        sock.display().to_string(),
+        sock.display()
+            .to_string()
+            .trim_start_matches('/')
+            .replace('/', "%2F"),
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+            let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
+            f.extend_from_slice(&[kind, flags]);
+            f.extend_from_slice(&stream.to_be_bytes());
+            f.extend_from_slice(payload);
+            f
+        };
+        let block = loona_hpack::Encoder::new().encode([
+            (&b":method"[..], &b"POST"[..]),
+            (b":scheme", b"http"),
+            (b":path", b"/runtime.v1.RuntimeService/Version"),
+            (b":authority", authority.as_bytes()),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+        ]);
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(0x4, 0, 0, &[]));
+        out.extend(frame(0x1, 0x4, 1, &block));
+        // An empty VersionRequest: uncompressed, length 0.
+        out.extend(frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]));
+        s.write_all(&out).unwrap();
+        // Read frames until the stream ends or is reset.
+        let mut dec = loona_hpack::Decoder::new();
+        let (mut headers, mut data, mut reset) = (Vec::new(), Vec::new(), false);
+        loop {
+            let mut h = [0u8; 9];
+            if s.read_exact(&mut h).is_err() {
+                break;
+            }
+            let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+            let mut p = vec![0u8; len];
+            s.read_exact(&mut p).unwrap();
+            match h[3] {
+                0x1 => headers.extend(dec.decode(&p).unwrap()),
+                0x0 if h[8] == 1 => data.extend_from_slice(&p),
+                0x3 => {
+                    reset = true;
+                    break;
+                }
+                _ => {}
+            }
+            if h[3] == 0x1 && h[4] & 0x1 != 0 {
+                break;
+            }
+        }
+        assert!(!reset, "{authority}: the stream was reset");
+        let has = |n: &str, v: &str| {
+            headers
+                .iter()
+                .any(|(a, b)| a == n.as_bytes() && b == v.as_bytes())
+        };
+        assert!(
+            has(":status", "200") && has("grpc-status", "0"),
+            "{authority}: {headers:?}"
+        );
+        assert!(
+            String::from_utf8_lossy(&data).contains("berth"),
+            "{authority}: {data:?}"
+        );
+    }
+}

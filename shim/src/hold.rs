@@ -39,13 +39,14 @@ pub struct HoldOptions {
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {source}")]
 pub struct HoldError {
-    /// The step.
-    what: &'static str,
+    /// The step, with its object.
+    what: String,
     /// Why.
     source: nix::errno::Errno,
 }
 
-fn step(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> HoldError {
+fn step(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> HoldError {
+    let what = what.into();
     move |source| HoldError { what, source }
 }
 
@@ -70,7 +71,7 @@ pub fn clone_flags(o: &HoldOptions) -> CloneFlags {
 pub fn start(o: &HoldOptions) -> Result<(), HoldError> {
     unshare(clone_flags(o)).map_err(step("unshare the pod's namespaces"))?;
     if let Some(h) = &o.hostname {
-        nix::unistd::sethostname(h).map_err(step("set the pod's hostname"))?;
+        nix::unistd::sethostname(h).map_err(step(format!("set the pod's hostname {h:?}")))?;
     }
     // Quiet and detached before the fork, so the holder inherits it: the
     // caller reads our stdout to its end, which must come when we exit.

@@ -276,6 +276,17 @@ const DENIED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The names of the capabilities whose bits are set in `mask` (as
+/// /proc/PID/status shows them), in bit order.
+pub fn cap_names(mask: u64) -> Vec<String> {
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// The capability name for a user's spelling (`net_admin`, `CAP_NET_ADMIN`).
 pub fn cap_name(s: &str) -> Result<String, SpecError> {
     let up = s.to_ascii_uppercase();
@@ -669,6 +680,16 @@ mod tests {
 
     const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:web:/var/www:/bin/false\n";
     const GROUP: &[u8] = b"root:x:0:\nwww:x:33:\naudio:x:29:www\nvideo:x:44:www,root\n";
+
+    #[test]
+    fn capability_bits_are_named_in_order() {
+        assert_eq!(cap_names(0b1), ["CAP_CHOWN"]);
+        assert_eq!(
+            cap_names(1 << 21 | 1 << 24),
+            ["CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"]
+        );
+        assert_eq!(cap_names(u64::MAX).len(), ALL_CAPS.len());
+    }
 
     #[test]
     fn users_by_name_and_number() {

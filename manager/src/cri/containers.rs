@@ -46,13 +46,6 @@ pub struct CriContainer {
     pub created_ns: i64,
 }
 
-fn not_found(id: &str) -> CriError {
-    CriError::NotFound {
-        kind: "container",
-        id: id.into(),
-    }
-}
-
 /// A device kubelet asked for, looked up on the node.
 fn device_node(d: &cri::Device) -> Result<DeviceNode, CriError> {
     let m = std::fs::metadata(&d.host_path).map_err(io("device", d.host_path.as_ref()))?;
@@ -81,12 +74,22 @@ fn device_node(d: &cri::Device) -> Result<DeviceNode, CriError> {
     })
 }
 
-/// berthd's own oom_score_adj: the lowest it can give a container.
-fn own_oom_score_adj() -> i64 {
-    std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+/// What berthd can give a container: its own capabilities (CapEff) and
+/// oom_score_adj (the lowest it can set).
+fn host_limits() -> spec::HostLimits {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    spec::HostLimits {
+        caps: crate::containers::spec::cap_names(eff),
+        min_oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+    }
 }
 
 impl Cri {
@@ -97,24 +100,36 @@ impl Cri {
 
     /// A container by id or unique id prefix, or NotFound.
     pub fn find_container(&self, id: &str) -> Result<CriContainer, CriError> {
-        if id.is_empty() {
-            return Err(not_found(id));
-        }
-        if let Some(c) = self.cri_container(id)? {
-            return Ok(c);
-        }
-        let mut hits: Vec<CriContainer> = self
+        super::by_id_or_prefix(
+            "container",
+            id,
+            |id| self.cri_container(id),
+            || {
+                Ok(self
+                    .cri_containers()?
+                    .into_iter()
+                    .map(|c| (c.id.clone(), c))
+                    .collect())
+            },
+        )
+    }
+
+    /// The containers that pass a filter's id (prefix), pod and labels.
+    pub fn filtered_containers(
+        &self,
+        id: &str,
+        pod: &str,
+        labels: &std::collections::HashMap<String, String>,
+    ) -> Result<Vec<CriContainer>, CriError> {
+        Ok(self
             .cri_containers()?
             .into_iter()
-            .filter(|c| c.id.starts_with(id))
-            .collect();
-        match hits.len() {
-            1 => Ok(hits.remove(0)),
-            0 => Err(not_found(id)),
-            _ => Err(CriError::Invalid(format!(
-                "container id prefix {id:?} is ambiguous"
-            ))),
-        }
+            .filter(|c| {
+                super::matches_id(&c.id, id)
+                    && super::matches_id(&c.sandbox_id, pod)
+                    && super::matches_labels(&c.config.labels, labels)
+            })
+            .collect())
     }
 
     /// Every CRI container.
@@ -282,18 +297,10 @@ impl Cri {
             _ => None,
         };
         let ctx = self.pod_context(&pod, &cfg).await?;
-        let min_oom = own_oom_score_adj();
+        let host = host_limits();
         let (cid, c2) = (id.clone(), cfg.clone());
         let make = SpecFn(Arc::new(move |image: &ImageContext<'_>| {
-            spec::container_spec(
-                &cid,
-                &c2,
-                &ctx,
-                image,
-                &devices,
-                profile.as_deref(),
-                min_oom,
-            )
+            spec::container_spec(&cid, &c2, &ctx, image, &devices, profile.as_deref(), &host)
         }));
         let network = if pods::host_network(&pod.config) {
             "host".to_string()
@@ -395,17 +402,16 @@ impl Cri {
                 return Ok(());
             }
         }
-        match self
+        if let Err(e) = self
             .manager
             .kill(NAMESPACE, &c.id, "", libc::SIGKILL as u32, true)
             .await
         {
-            Ok(()) => {}
-            // Gone meanwhile.
-            Err(TaskError::State(_)) | Err(TaskError::Record(RecordError::NotFound { .. })) => {
-                return Ok(())
+            // It may have ended meanwhile (the runtime says "not running").
+            if self.manager.status(NAMESPACE, &c.id).await.0 == Status::Running {
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
+            return Ok(());
         }
         let waited = tokio::time::timeout(
             Duration::from_secs(10),
@@ -439,6 +445,7 @@ impl Cri {
             .meta
             .update(|t| t.delete(Table::CriContainers, &c.id))?;
         self.forget(&c.id);
+        self.cpu_samples.forget(&c.id);
         Ok(())
     }
 
@@ -533,15 +540,11 @@ impl Cri {
         f: Option<&cri::ContainerFilter>,
     ) -> Result<Vec<cri::Container>, CriError> {
         let mut out = Vec::new();
-        for c in self.cri_containers()? {
-            if let Some(f) = f {
-                if !super::matches_id(&c.id, &f.id)
-                    || !super::matches_id(&c.sandbox_id, &f.pod_sandbox_id)
-                    || !super::matches_labels(&c.config.labels, &f.label_selector)
-                {
-                    continue;
-                }
-            }
+        let none = Default::default();
+        let (id, pod, labels) = f.map_or(("", "", &none), |f| {
+            (f.id.as_str(), f.pod_sandbox_id.as_str(), &f.label_selector)
+        });
+        for c in self.filtered_containers(id, pod, labels)? {
             let st = self.container_status(&c).await?;
             if f.and_then(|f| f.state.as_ref())
                 .is_some_and(|s| s.state != st.state)

@@ -9,10 +9,13 @@
 //! - `spec` (a CRI container config over a pod to an OCI spec, pure),
 //!   `containers` (create, start, stop, remove, status, list, exec_sync,
 //!   update, log reopening);
+//! - `stats` (container CPU, memory, swap and writable-layer usage);
 //! - `images` (the image service over the store: ids, tags, digests, pulls);
 //! - `runtime_service` and `image_service`: the gRPC services, which only
-//!   adapt; `socket`: where they listen.
+//!   adapt; `socket`: where they listen; `authority`: the relay that lets
+//!   old gRPC clients in.
 
+pub mod authority;
 pub mod containers;
 pub mod holder;
 pub mod image_service;
@@ -22,6 +25,7 @@ pub mod pods;
 pub mod runtime_service;
 pub mod socket;
 pub mod spec;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,6 +148,8 @@ pub struct Cri {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The pod CIDR kubelet last gave (UpdateRuntimeConfig).
     pub pod_cidr: Mutex<String>,
+    /// Each container's previous CPU sample (for nano-cores).
+    pub cpu_samples: stats::CpuSamples,
 }
 
 impl Cri {
@@ -161,6 +167,7 @@ impl Cri {
             config,
             locks: Mutex::new(HashMap::new()),
             pod_cidr: Mutex::new(String::new()),
+            cpu_samples: Default::default(),
         }
     }
 
@@ -205,6 +212,38 @@ pub fn matches_labels(
     selector: &HashMap<String, String>,
 ) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The one record whose id is `id`, or begins with it (crictl passes
+/// short ids): `exact` looks the id up, `all` lists every record.
+pub(crate) fn by_id_or_prefix<T>(
+    kind: &'static str,
+    id: &str,
+    exact: impl FnOnce(&str) -> Result<Option<T>, CriError>,
+    all: impl FnOnce() -> Result<Vec<(String, T)>, CriError>,
+) -> Result<T, CriError> {
+    let not_found = || CriError::NotFound {
+        kind,
+        id: id.into(),
+    };
+    if id.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(t) = exact(id)? {
+        return Ok(t);
+    }
+    let mut hits: Vec<T> = all()?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(id))
+        .map(|(_, t)| t)
+        .collect();
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => Err(not_found()),
+        _ => Err(CriError::Invalid(format!(
+            "{kind} id prefix {id:?} is ambiguous"
+        ))),
+    }
 }
 
 /// Whether `id` is `want` or begins with it (crictl passes short ids).

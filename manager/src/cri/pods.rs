@@ -59,14 +59,14 @@ pub fn host_network(c: &cri::PodSandboxConfig) -> bool {
     namespace_options(c).network == cri::NamespaceMode::Node as i32
 }
 
-/// The pod's hostname: kubelet's, else the pod's name.
+/// The pod's hostname: kubelet's, else the node's (as containerd does: a
+/// pod's name may be longer than a hostname can be).
 pub fn hostname(c: &cri::PodSandboxConfig) -> String {
     if !c.hostname.is_empty() {
         return c.hostname.clone();
     }
-    c.metadata
-        .as_ref()
-        .map(|m| m.name.clone())
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_string())
         .unwrap_or_default()
 }
 
@@ -127,28 +127,18 @@ impl Cri {
 
     /// A pod by id or unique id prefix, or NotFound.
     pub fn find_pod(&self, id: &str) -> Result<Pod, CriError> {
-        let not_found = || CriError::NotFound {
-            kind: "pod sandbox",
-            id: id.into(),
-        };
-        if id.is_empty() {
-            return Err(not_found());
-        }
-        if let Some(p) = self.pod(id)? {
-            return Ok(p);
-        }
-        let mut hits: Vec<Pod> = self
-            .pods()?
-            .into_iter()
-            .filter(|p| p.id.starts_with(id))
-            .collect();
-        match hits.len() {
-            1 => Ok(hits.remove(0)),
-            0 => Err(not_found()),
-            _ => Err(CriError::Invalid(format!(
-                "pod sandbox id prefix {id:?} is ambiguous"
-            ))),
-        }
+        super::by_id_or_prefix(
+            "pod sandbox",
+            id,
+            |id| self.pod(id),
+            || {
+                Ok(self
+                    .pods()?
+                    .into_iter()
+                    .map(|p| (p.id.clone(), p))
+                    .collect())
+            },
+        )
     }
 
     /// Every pod.
@@ -512,7 +502,7 @@ mod tests {
             shared(&c),
             Shared {
                 ipc: true,
-                hostname: Some("web".into()),
+                hostname: Some(hostname(&c)),
                 pid: true
             }
         );
@@ -565,9 +555,10 @@ mod tests {
     }
 
     #[test]
-    fn the_hostname_is_kubelets_else_the_pods_name() {
+    fn the_hostname_is_kubelets_else_the_nodes() {
         let mut c = config(cri::NamespaceMode::Pod, cri::NamespaceMode::Container);
-        assert_eq!(hostname(&c), "web");
+        let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname(&c), node.trim());
         c.hostname = "web-0.svc".into();
         assert_eq!(hostname(&c), "web-0.svc");
     }

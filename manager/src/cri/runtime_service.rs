@@ -1,5 +1,5 @@
 //! The CRI RuntimeService: request checks and conversions around [`Cri`].
-//! Streaming (Exec, Attach, PortForward), stats, metrics and the event
+//! Streaming (Exec, Attach, PortForward), pod stats, metrics and the event
 //! stream answer Unimplemented, naming what is missing, until they exist.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ fn ok<T>(t: T) -> Out<T> {
 
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!(
-        "{what} is not implemented by berthd's CRI yet (streaming, stats and events come with the CRI streaming work)"
+        "{what} is not implemented by berthd's CRI yet (streaming, pod stats, metrics and events come with the CRI streaming work)"
     ))
 }
 
@@ -295,16 +295,26 @@ impl Api for RuntimeService {
 
     async fn container_stats(
         &self,
-        _: Request<cri::ContainerStatsRequest>,
+        r: Request<cri::ContainerStatsRequest>,
     ) -> Out<cri::ContainerStatsResponse> {
-        Err(not_yet("ContainerStats"))
+        let c = self
+            .cri
+            .find_container(&r.into_inner().container_id)
+            .map_err(status_of)?;
+        let stats = self.cri.container_stats(&c).await.map_err(status_of)?;
+        ok(cri::ContainerStatsResponse { stats: Some(stats) })
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<cri::ListContainerStatsRequest>,
+        r: Request<cri::ListContainerStatsRequest>,
     ) -> Out<cri::ListContainerStatsResponse> {
-        Err(not_yet("ListContainerStats"))
+        let stats = self
+            .cri
+            .list_container_stats(r.into_inner().filter.as_ref())
+            .await
+            .map_err(status_of)?;
+        ok(cri::ListContainerStatsResponse { stats })
     }
 
     async fn pod_sandbox_stats(

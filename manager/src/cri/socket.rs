@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 
 use super::image_service::ImageService;
 use super::runtime_service::RuntimeService;
@@ -36,17 +37,28 @@ pub fn listen(address: &Path) -> Result<tokio::net::UnixListener, CriError> {
     Ok(l)
 }
 
-/// Serves the CRI on `listener` until `stop` resolves.
+/// Serves the CRI on `listener` until `stop` resolves. Each connection
+/// goes through the relay of `authority` (old clients' `:authority`).
 pub async fn serve(
     cri: Arc<Cri>,
     listener: tokio::net::UnixListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let incoming = UnixListenerStream::new(listener).map(|conn| {
+        conn.map(|client| {
+            let (near, far) = tokio::io::duplex(RELAY_BUFFER);
+            tokio::spawn(super::authority::relay(client, far));
+            near
+        })
+    });
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(RuntimeService {
             cri: cri.clone(),
         }))
         .add_service(ImageServiceServer::new(ImageService { cri }))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(incoming, stop)
         .await
 }
+
+/// The relay's buffer each way: a whole default-size HTTP/2 frame and more.
+const RELAY_BUFFER: usize = 64 << 10;

@@ -181,10 +181,19 @@ fn strings(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap_or_default()
 }
 
+/// What berthd itself has and can give a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Its capabilities: a container gets none beyond them (privileged
+    /// and `ALL` mean all of these, as containerd's do).
+    pub caps: Vec<String>,
+    /// Its oom_score_adj: a lower one cannot be set without
+    /// CAP_SYS_RESOURCE, so it is clamped, as containerd does.
+    pub min_oom_score_adj: i64,
+}
+
 /// The OCI spec of container `id` from `cfg` in `pod`, over `image`.
-/// `seccomp_profile` is the Localhost profile's text when one is asked for;
-/// `min_oom_score_adj` is berthd's own (a lower one cannot be set without
-/// CAP_SYS_RESOURCE, so it is clamped, as containerd does).
+/// `seccomp_profile` is the Localhost profile's text when one is asked for.
 pub fn container_spec(
     id: &str,
     cfg: &cri::ContainerConfig,
@@ -192,13 +201,20 @@ pub fn container_spec(
     image: &ImageContext<'_>,
     devices: &[DeviceNode],
     seccomp_profile: Option<&str>,
-    min_oom_score_adj: i64,
+    host: &HostLimits,
 ) -> Result<Value, SpecError> {
     let linux = cfg.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
     let image_user = image.config["User"].as_str().unwrap_or("");
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(SpecError::Invalid(
+            "run_as_group is set without run_as_user or run_as_username".into(),
+        ));
+    }
     let seccomp = match seccomp_choice(&sc)? {
+        // A privileged container is never filtered, as containerd's is not.
+        _ if sc.privileged => "unconfined".into(),
         Seccomp::Default => String::new(),
         Seccomp::Unconfined => "unconfined".into(),
         Seccomp::Localhost(path) => seccomp_profile
@@ -294,9 +310,20 @@ pub fn container_spec(
         p["capabilities"]["inheritable"] = json!(ambient);
         p["capabilities"]["ambient"] = json!(ambient);
     }
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        if let Some(list) = p["capabilities"][set].as_array_mut() {
+            list.retain(|c| c.as_str().is_some_and(|c| host.caps.iter().any(|h| h == c)));
+        }
+    }
     let resources = linux.resources.clone().unwrap_or_default();
-    if resources.oom_score_adj != 0 || min_oom_score_adj > 0 {
-        p["oomScoreAdj"] = json!(resources.oom_score_adj.max(min_oom_score_adj));
+    if resources.oom_score_adj != 0 || host.min_oom_score_adj > 0 {
+        p["oomScoreAdj"] = json!(resources.oom_score_adj.max(host.min_oom_score_adj));
     }
     // Masked and read-only paths: kubelet's lists when it sends them.
     if !sc.privileged {
@@ -321,6 +348,14 @@ pub fn container_spec(
     );
     for m in &cfg.mounts {
         mounts.push(mount_of(m)?);
+    }
+    // A mount that propagates needs a root that lets it, as containerd
+    // sets: shared for a bidirectional one, else slave for host-to-container.
+    let has = |p: cri::MountPropagation| cfg.mounts.iter().any(|m| m.propagation == p as i32);
+    if has(cri::MountPropagation::PropagationBidirectional) {
+        s["linux"]["rootfsPropagation"] = json!("rshared");
+    } else if has(cri::MountPropagation::PropagationHostToContainer) {
+        s["linux"]["rootfsPropagation"] = json!("rslave");
     }
     let dest = |m: &Value| {
         m["destination"]
@@ -472,7 +507,14 @@ mod tests {
             passwd: Some(PASSWD),
             group: Some(GROUP),
         };
-        container_spec("c1", cfg, pod, &img, &[], None, 0)
+        container_spec("c1", cfg, pod, &img, &[], None, &all_caps(0))
+    }
+
+    fn all_caps(min_oom_score_adj: i64) -> HostLimits {
+        HostLimits {
+            caps: spec::cap_names(u64::MAX),
+            min_oom_score_adj,
+        }
     }
 
     fn ns_of(s: &Value) -> Vec<(String, String)> {
@@ -595,6 +637,7 @@ mod tests {
             "/run/berth/pods/p1/resolv.conf"
         );
         assert_eq!(at("/data")[0]["options"], json!(["rbind", "rslave", "ro"]));
+        assert_eq!(s["linux"]["rootfsPropagation"], "rslave");
         assert_eq!(at("/dev/shm").len(), 1);
         assert_eq!(at("/dev/shm")[0]["source"], "/run/berth/pods/p1/shm");
         assert_eq!(at("/proc").len(), 1);
@@ -661,7 +704,7 @@ mod tests {
             },
             &[],
             None,
-            -500,
+            &all_caps(-500),
         )
         .unwrap();
         let p = &s["process"];
@@ -718,6 +761,16 @@ mod tests {
         sc.run_as_username.clear();
         sc.run_as_group = Some(cri::Int64Value { value: 7 });
         assert_eq!(user_spec(&sc, "www-data:33"), "www-data:7");
+        // A group alone is refused, as kubelet's runtimes refuse it.
+        let cfg = cri::ContainerConfig {
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(sc),
+                resources: None,
+            }),
+            ..Default::default()
+        };
+        let e = make(&cfg, &pod()).unwrap_err();
+        assert!(e.to_string().contains("run_as_group"), "{e}");
     }
 
     #[test]
@@ -743,7 +796,7 @@ mod tests {
             &img,
             &[dev],
             None,
-            0,
+            &all_caps(0),
         );
         // The image's user is a name this image has no passwd for.
         assert!(s.is_err());
@@ -768,7 +821,7 @@ mod tests {
             &img,
             &[dev],
             None,
-            0,
+            &all_caps(0),
         )
         .unwrap();
         assert_eq!(s["linux"]["devices"][0]["path"], "/dev/fuse");
