@@ -520,3 +520,31 @@ fn net_container_joins_another_containers_network() {
     s.ctl_ok(&["rm", "-f", "srv"]);
     s.assert_nothing_left();
 }
+
+/// `--privileged` gives every capability berthd has, as docker's gives the
+/// daemon's: on a host where berthd lacks one (CAP_SYS_RESOURCE here) the
+/// container still starts, instead of failing in capset.
+#[test]
+fn privileged_gets_every_capability_berthd_has() {
+    let s = Stack::new("priv");
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--privileged",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let want = fs::read_to_string(format!("/proc/{}/status", s.d().pid()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap()
+        .to_string();
+    assert_eq!(stdout(&out).trim(), want);
+    s.assert_nothing_left();
+}

@@ -129,6 +129,22 @@ pub struct Options {
     pub seccomp: String,
     /// Every capability, every device, no seccomp, writable /sys.
     pub privileged: bool,
+    /// The capabilities berthd itself has (see [`own_capabilities`]): a
+    /// container gets none beyond them, so `--privileged` and `ALL` mean
+    /// all of these, as docker's mean the daemon's. None: no limit.
+    pub available_caps: Option<Vec<String>>,
+}
+
+/// The capabilities this process has (its CapEff), by name; every one when
+/// /proc cannot say.
+pub fn own_capabilities() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    cap_names(eff)
 }
 
 /// Docker's default capabilities.
@@ -513,11 +529,14 @@ pub fn process(
             "working directory {cwd:?} is not absolute"
         )));
     }
-    let caps = if o.privileged {
+    let mut caps: Vec<String> = if o.privileged {
         ALL_CAPS.iter().map(|c| c.to_string()).collect()
     } else {
         capabilities(&o.cap_add, &o.cap_drop)?
     };
+    if let Some(have) = &o.available_caps {
+        caps.retain(|c| have.contains(c));
+    }
     let mut user_v = json!({"uid": user.uid, "gid": user.gid});
     if !user.additional_gids.is_empty() {
         user_v["additionalGids"] = json!(user.additional_gids);
@@ -680,6 +699,30 @@ mod tests {
 
     const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:web:/var/www:/bin/false\n";
     const GROUP: &[u8] = b"root:x:0:\nwww:x:33:\naudio:x:29:www\nvideo:x:44:www,root\n";
+
+    #[test]
+    fn privileged_means_every_capability_berthd_has() {
+        let mut o = Options {
+            args: vec!["true".into()],
+            privileged: true,
+            available_caps: Some(vec!["CAP_CHOWN".into(), "CAP_SYS_ADMIN".into()]),
+            ..Default::default()
+        };
+        let p = process(&serde_json::json!({}), &o, None, None).unwrap();
+        assert_eq!(
+            p["capabilities"]["bounding"],
+            serde_json::json!(["CAP_CHOWN", "CAP_SYS_ADMIN"])
+        );
+        o.available_caps = None;
+        let p = process(&serde_json::json!({}), &o, None, None).unwrap();
+        assert_eq!(
+            p["capabilities"]["bounding"].as_array().unwrap().len(),
+            ALL_CAPS.len()
+        );
+        assert!(own_capabilities()
+            .iter()
+            .all(|c| ALL_CAPS.contains(&c.as_str())));
+    }
 
     #[test]
     fn capability_bits_are_named_in_order() {

@@ -74,17 +74,11 @@ fn device_node(d: &cri::Device) -> Result<DeviceNode, CriError> {
     })
 }
 
-/// What berthd can give a container: its own capabilities (CapEff) and
+/// What berthd can give a container: its own capabilities and
 /// oom_score_adj (the lowest it can set).
 fn host_limits() -> spec::HostLimits {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(u64::MAX);
     spec::HostLimits {
-        caps: crate::containers::spec::cap_names(eff),
+        caps: crate::containers::spec::own_capabilities(),
         min_oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -239,6 +239,8 @@ impl ContainersApi for Service {
                 seccomp: r.seccomp,
                 privileged: r.privileged,
                 etc_files: None,
+                // Set by the manager, which knows its own.
+                available_caps: None,
             },
             raw_spec: (!r.spec.is_empty()).then_some(r.spec),
             mounts: r

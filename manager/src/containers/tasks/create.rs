@@ -100,6 +100,7 @@ impl Manager {
                 )));
             }
             so.network = Some(network.clone());
+            so.available_caps = Some(spec::own_capabilities());
             if network != spec::Network::Host {
                 so.etc_files = Some(self.data_dir(ns, &id));
             }
