@@ -313,3 +313,57 @@ fn hostname_is_set_in_a_joined_uts_namespace() {
     }
     assert_alike(seen);
 }
+
+/// A bidirectional bind mount (`rshared`, with the root `rshared`, as a
+/// kubelet Bidirectional volume is given): a mount made in the container
+/// reaches the host through it, as under runc. Before, berth made the new
+/// root's whole tree a slave after pivot_root (meant for the old root
+/// only), so nothing went back.
+#[test]
+fn a_shared_bind_mount_propagates_mounts_back_to_the_host() {
+    let mut seen = Vec::new();
+    for rt in runtimes("a_shared_bind_mount_propagates_mounts_back_to_the_host") {
+        let mut c = Ctx::new(
+            "par-rshared",
+            &sh("mkdir -p /mnt/x/inner && mount --bind /etc /mnt/x/inner && echo mounted"),
+        );
+        let src = c.dir.join("shared-src");
+        fs::create_dir_all(&src).unwrap();
+        let src_s = src.to_str().unwrap().to_string();
+        // A shared mount on the host, as kubelet makes a bidirectional volume's.
+        ok(&std::process::Command::new("mount")
+            .args(["--bind", &src_s, &src_s])
+            .output()
+            .unwrap());
+        ok(&std::process::Command::new("mount")
+            .args(["--make-rshared", &src_s])
+            .output()
+            .unwrap());
+        c.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/x", "type": "bind", "source": src_s, "options": ["rbind", "rshared"]
+        }));
+        c.config["linux"]["rootfsPropagation"] = json!("rshared");
+        for set in ["bounding", "effective", "permitted"] {
+            c.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+        let out = c.run_with(&rt);
+        let reached = fs::read_dir(src.join("inner"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0;
+        // Unmounted before any assertion, so a failure leaves nothing.
+        for p in [src.join("inner"), src.clone()] {
+            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+        }
+        assert_eq!(ok(&out).trim(), "mounted", "{rt}");
+        assert!(
+            reached,
+            "{rt}: the container's mount did not reach the host"
+        );
+        seen.push(format!("{} {reached}", ok(&out).trim()));
+    }
+    assert_alike(seen);
+}

@@ -15,16 +15,29 @@ pub(super) const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 /// Changes the root: pivot_root, then detaches the old root; or with
 /// `no_pivot`, moves the rootfs over / and chroots.
 pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
-    nix::unistd::chdir(rootfs).map_err(nsys(format!("chdir {}", rootfs.display())))?;
-    if no_pivot {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(nsys("move rootfs to /"))?;
-        nix::unistd::chroot(".").map_err(nsys("chroot"))?;
+    // The old root, to come back to after pivot_root: the working
+    // directory then is the new root's, not the old root stacked on it.
+    let old_root = if no_pivot {
+        None
     } else {
+        Some(
+            nix::fcntl::open(
+                "/",
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(nsys("open the old root"))?,
+        )
+    };
+    nix::unistd::chdir(rootfs).map_err(nsys(format!("chdir {}", rootfs.display())))?;
+    if let Some(old_root) = old_root {
         syscall::pivot_root(Path::new("."), Path::new("."))
             .map_err(sys(format!("pivot_root {}", rootfs.display())))?;
-        // The old root is now stacked under the new one: keep unmount events
-        // from reaching the host, then detach it.
+        // The old root is now stacked on the new one. Only it becomes a
+        // slave (its unmounts must not reach the host): made on ".", the
+        // new root's tree would lose its shared mounts (a bidirectional
+        // bind mount would stop propagating to the host; runc fchdirs too).
+        nix::unistd::fchdir(&old_root).map_err(nsys("fchdir to the old root"))?;
         mount(
             None::<&str>,
             ".",
@@ -34,6 +47,10 @@ pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
         )
         .map_err(nsys("make old root slave"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(nsys("detach old root"))?;
+    } else {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(nsys("move rootfs to /"))?;
+        nix::unistd::chroot(".").map_err(nsys("chroot"))?;
     }
     nix::unistd::chdir("/").map_err(nsys("chdir /"))?;
     Ok(())
