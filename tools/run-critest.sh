@@ -60,6 +60,23 @@ TOML
     --cri-address "$work/cri.sock" --cri-cni-conf-dir "$work/net.d" --cni-conf-dir "$work/berth-net.d" \
     --cgroup-parent /berth-critest --config "$work/berthd.toml" >"$work/berthd.log" 2>&1 &
 bpid=$!
-trap 'kill $bpid $regpid 2>/dev/null; wait $bpid 2>/dev/null' EXIT
+# At the end: berthd and the registry stopped, then whatever pods critest
+# left: their namespace holders (found by the namespaces pinned under
+# $work) killed and every mount under $work detached.
+cleanup() {
+    kill $bpid $regpid 2>/dev/null
+    wait $bpid 2>/dev/null
+    for pin in "$work"/state/pods/*/ns/ipc "$work"/state/pods/*/ns/pid; do
+        [ -e "$pin" ] || continue
+        ino=$(stat -L -c %i "$pin" 2>/dev/null) || continue
+        for p in /proc/[0-9]*; do
+            [ "$(stat -L -c %i "$p/ns/${pin##*/}" 2>/dev/null)" = "$ino" ] && kill -9 "${p#/proc/}" 2>/dev/null
+        done
+    done
+    awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null
+    done
+}
+trap cleanup EXIT
 for _ in $(seq 200); do [ -S "$work/cri.sock" ] && break; sleep 0.05; done
 "$critest" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" "$@"
