@@ -1,4 +1,4 @@
-//! Who may reach berthd's directories. A container's filesystem can hold a
+//! Who may reach berthd's directories and sockets. A container's filesystem can hold a
 //! setuid-root binary or a 0666 device node from an image (or one that the
 //! container wrote): if any host user can reach it, that user is root
 //! (the CVE-2021-41103 class). So every directory above a container
@@ -55,6 +55,31 @@ pub fn write_secret(path: &Path, data: &[u8]) -> io::Result<()> {
         .open(path)?;
     f.set_permissions(std::fs::Permissions::from_mode(SECRET_FILE))?;
     f.write_all(data)
+}
+
+/// Listens on the unix socket `address`, root's alone (0600): a stale
+/// socket is replaced, one that answers is refused (`who` serves there).
+/// The error names the step that failed.
+pub fn listen(
+    address: &Path,
+    who: &str,
+) -> Result<tokio::net::UnixListener, (&'static str, io::Error)> {
+    if let Some(dir) = address.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ("create", e))?;
+    }
+    if address.exists() {
+        if std::os::unix::net::UnixStream::connect(address).is_ok() {
+            return Err((
+                "listen on",
+                io::Error::new(io::ErrorKind::AddrInUse, format!("{who} serves there")),
+            ));
+        }
+        std::fs::remove_file(address).map_err(|e| ("remove stale socket", e))?;
+    }
+    let l = tokio::net::UnixListener::bind(address).map_err(|e| ("listen on", e))?;
+    std::fs::set_permissions(address, std::fs::Permissions::from_mode(SECRET_FILE))
+        .map_err(|e| ("chmod", e))?;
+    Ok(l)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
 /// fork(2), for a process that has no other thread (the `hold` mode runs
 /// before any runtime starts), so the child may run ordinary code.
 pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
-    // SAFETY: the caller is single-threaded, so no lock or allocator state
-    // can be held by a thread that does not exist in the child.
+    // No other thread exists, so none can hold a lock the child would need.
+    // SAFETY: the caller is single-threaded (see above); the child is safe.
     unsafe { nix::unistd::fork() }
 }

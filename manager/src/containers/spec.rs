@@ -136,15 +136,18 @@ pub struct Options {
 }
 
 /// The capabilities this process has (its CapEff), by name; every one when
-/// /proc cannot say.
-pub fn own_capabilities() -> Vec<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(u64::MAX);
-    cap_names(eff)
+/// /proc cannot say. Read once: berthd's own do not change.
+pub fn own_capabilities() -> &'static [String] {
+    static OWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(u64::MAX);
+        cap_names(eff)
+    })
 }
 
 /// Docker's default capabilities.

@@ -78,7 +78,7 @@ fn device_node(d: &cri::Device) -> Result<DeviceNode, CriError> {
 /// oom_score_adj (the lowest it can set).
 fn host_limits() -> spec::HostLimits {
     spec::HostLimits {
-        caps: crate::containers::spec::own_capabilities(),
+        caps: crate::containers::spec::own_capabilities().to_vec(),
         min_oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -369,10 +369,8 @@ impl Cri {
     /// StopContainer: its stop signal, then SIGKILL after `timeout` seconds.
     /// An unknown or stopped container is fine.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
-        let c = match self.find_container(id) {
-            Ok(c) => c,
-            Err(CriError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(c) = super::found(self.find_container(id))? else {
+            return Ok(());
         };
         if !self.manager.has_task(NAMESPACE, &c.id) {
             return Ok(());
@@ -424,10 +422,8 @@ impl Cri {
     /// RemoveContainer: killed if it runs, then gone. An unknown container
     /// is fine.
     pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
-        let c = match self.find_container(id) {
-            Ok(c) => c,
-            Err(CriError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(c) = super::found(self.find_container(id))? else {
+            return Ok(());
         };
         let _g = self.lock(&c.id).await;
         match self.manager.delete(NAMESPACE, &c.id, true, false).await {

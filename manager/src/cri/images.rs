@@ -57,7 +57,7 @@ pub fn all(store: &Images) -> Result<Vec<CriImage>, ImageError> {
     let platform = Platform::host();
     let mut by_id: BTreeMap<String, CriImage> = BTreeMap::new();
     for img in store.list(NAMESPACE)? {
-        let (_, m) = match store.manifest(&img, &platform) {
+        let (mdesc, m) = match store.manifest(&img, &platform) {
             Ok(x) => x,
             // An image without this platform cannot run here: not listed.
             Err(ImageError::NoPlatform { .. }) => continue,
@@ -69,7 +69,6 @@ pub fn all(store: &Images) -> Result<Vec<CriImage>, ImageError> {
             Some(e) => e,
             None => {
                 let cfg = store.config(&img, &platform)?;
-                let size = store.size(&img, &platform)?;
                 by_id.entry(id.clone()).or_insert(CriImage {
                     id: id.clone(),
                     name: img.name.clone(),
@@ -77,7 +76,7 @@ pub fn all(store: &Images) -> Result<Vec<CriImage>, ImageError> {
                     stop_signal: stop_signal(&cfg),
                     repo_tags: Vec::new(),
                     repo_digests: Vec::new(),
-                    size,
+                    size: crate::store::images::blob_bytes(&mdesc, &m),
                     user: cfg["config"]["User"].as_str().unwrap_or("").to_string(),
                 })
             }

@@ -246,6 +246,16 @@ pub(crate) fn by_id_or_prefix<T>(
     }
 }
 
+/// `Ok(None)` for a NotFound: the calls kubelet expects to be idempotent
+/// (stopping or removing what is gone) take it as done.
+pub(crate) fn found<T>(r: Result<T, CriError>) -> Result<Option<T>, CriError> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(CriError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `id` is `want` or begins with it (crictl passes short ids).
 pub fn matches_id(id: &str, want: &str) -> bool {
     want.is_empty() || id.starts_with(want)

@@ -344,10 +344,8 @@ impl Cri {
     /// StopPodSandbox: its containers killed, its holder and network gone.
     /// An unknown or stopped pod is fine.
     pub async fn stop_pod(&self, id: &str) -> Result<(), CriError> {
-        let pod = match self.find_pod(id) {
-            Ok(p) => p,
-            Err(CriError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = super::found(self.find_pod(id))? else {
+            return Ok(());
         };
         for c in self.pod_containers(&pod.id)? {
             self.stop_container(&c.id, 0).await?;
@@ -365,10 +363,8 @@ impl Cri {
     /// RemovePodSandbox: stopped, its containers removed, everything gone.
     /// An unknown pod is fine.
     pub async fn remove_pod(&self, id: &str) -> Result<(), CriError> {
-        let pod = match self.find_pod(id) {
-            Ok(p) => p,
-            Err(CriError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(pod) = super::found(self.find_pod(id))? else {
+            return Ok(());
         };
         self.stop_pod(&pod.id).await?;
         for c in self.pod_containers(&pod.id)? {

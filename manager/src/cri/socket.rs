@@ -1,6 +1,5 @@
 //! The CRI socket: both services on their own unix socket (0600, root's).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,30 +10,15 @@ use tokio_stream::StreamExt;
 
 use super::image_service::ImageService;
 use super::runtime_service::RuntimeService;
-use super::{io, Cri, CriError};
+use super::{Cri, CriError};
 
 /// Listens on `address` (a stale socket replaced, a live one refused).
 pub fn listen(address: &Path) -> Result<tokio::net::UnixListener, CriError> {
-    if let Some(dir) = address.parent() {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    }
-    if address.exists() {
-        if std::os::unix::net::UnixStream::connect(address).is_ok() {
-            return Err(CriError::Io {
-                what: "listen on",
-                path: address.into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another CRI runtime serves there",
-                ),
-            });
-        }
-        std::fs::remove_file(address).map_err(io("remove stale socket", address))?;
-    }
-    let l = tokio::net::UnixListener::bind(address).map_err(io("listen on", address))?;
-    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o600))
-        .map_err(io("chmod", address))?;
-    Ok(l)
+    crate::perm::listen(address, "another CRI runtime").map_err(|(what, source)| CriError::Io {
+        what,
+        path: address.into(),
+        source,
+    })
 }
 
 /// Serves the CRI on `listener` until `stop` resolves. Each connection

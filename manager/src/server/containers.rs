@@ -51,7 +51,7 @@ impl Service {
                 .filter(|a| !a.result.is_null())
         };
         pb::Container {
-            log_path: self.manager.log_path(ns, &c.id).display().to_string(),
+            log_path: self.manager.log_file(ns, &c).display().to_string(),
             id: c.id,
             image: c.image,
             spec: c.spec.to_string(),
@@ -532,8 +532,8 @@ impl TasksApi for Service {
     async fn logs(&self, r: Request<pb::LogsRequest>) -> Out<Self::LogsStream> {
         let ns = namespace(&r)?;
         let r = r.into_inner();
-        self.manager.get(&ns, &r.container_id).map_err(status_of)?;
-        let path = self.manager.log_path(&ns, &r.container_id);
+        let c = self.manager.get(&ns, &r.container_id).map_err(status_of)?;
+        let path = self.manager.log_file(&ns, &c);
         let p2 = path.clone();
         let (lines, mut offset) = tokio::task::spawn_blocking(move || logs::read_all(&p2))
             .await

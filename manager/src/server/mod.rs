@@ -8,7 +8,6 @@ mod images;
 mod leases;
 mod snapshots;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -224,26 +223,14 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let store = Arc::new(Images::open(&cfg.root)?);
     let tmp = cfg.root.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
-    if let Some(dir) = cfg.address.parent() {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    }
-    if cfg.address.exists() {
-        if std::os::unix::net::UnixStream::connect(&cfg.address).is_ok() {
-            return Err(ServeError::Io {
-                what: "listen on",
-                path: cfg.address.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another berthd serves there",
-                ),
-            });
-        }
-        std::fs::remove_file(&cfg.address).map_err(io("remove stale socket", &cfg.address))?;
-    }
     let listener =
-        tokio::net::UnixListener::bind(&cfg.address).map_err(io("listen on", &cfg.address))?;
-    std::fs::set_permissions(&cfg.address, std::fs::Permissions::from_mode(0o600))
-        .map_err(io("chmod", &cfg.address))?;
+        crate::perm::listen(&cfg.address, "another berthd").map_err(|(what, source)| {
+            ServeError::Io {
+                what,
+                path: cfg.address.clone(),
+                source,
+            }
+        })?;
     let manager = Arc::new(Manager::new(
         store.clone(),
         Paths {

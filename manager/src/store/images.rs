@@ -602,8 +602,13 @@ impl Images {
     /// The bytes of an image's blobs for `platform` (manifest, config, layers).
     pub fn size(&self, image: &Image, platform: &Platform) -> Result<u64, ImageError> {
         let (d, m) = self.manifest(image, platform)?;
-        Ok(d.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+        Ok(blob_bytes(&d, &m))
     }
+}
+
+/// The bytes of a manifest `d` and the blobs it names (config, layers).
+pub fn blob_bytes(d: &Descriptor, m: &oci::Manifest) -> u64 {
+    d.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
 /// Hashes what passes through to the inner writer.

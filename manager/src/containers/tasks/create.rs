@@ -100,7 +100,7 @@ impl Manager {
                 )));
             }
             so.network = Some(network.clone());
-            so.available_caps = Some(spec::own_capabilities());
+            so.available_caps = Some(spec::own_capabilities().to_vec());
             if network != spec::Network::Host {
                 so.etc_files = Some(self.data_dir(ns, &id));
             }
@@ -143,23 +143,22 @@ impl Manager {
                     v["root"]["path"] = Value::String("rootfs".into());
                     v
                 }
-                None if o.spec_fn.is_some() => {
-                    let f = o.spec_fn.as_ref().expect("checked");
-                    (f.0)(&ImageContext {
+                None => match &o.spec_fn {
+                    Some(f) => (f.0)(&ImageContext {
                         config: &config["config"],
                         passwd: layer_file(&layers, "etc/passwd").as_deref(),
                         group: layer_file(&layers, "etc/group").as_deref(),
-                    })?
-                }
-                None => spec::generate(
-                    &id,
-                    ns,
-                    &self.paths.cgroup_parent,
-                    &config["config"],
-                    &so,
-                    layer_file(&layers, "etc/passwd").as_deref(),
-                    layer_file(&layers, "etc/group").as_deref(),
-                )?,
+                    })?,
+                    None => spec::generate(
+                        &id,
+                        ns,
+                        &self.paths.cgroup_parent,
+                        &config["config"],
+                        &so,
+                        layer_file(&layers, "etc/passwd").as_deref(),
+                        layer_file(&layers, "etc/group").as_deref(),
+                    )?,
+                },
             };
             let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
             let c = Container {

@@ -18,9 +18,9 @@ impl Manager {
         // as it happens, never comes before its start.
         let before = if exec_id.is_empty() {
             let now = berth_rules::time::now_ms();
-            let old = self.records().get(ns, id)?.started_ms;
+            let mut old = None;
             self.records()
-                .modify(ns, id, |c| c.started_ms = Some(now))?;
+                .modify(ns, id, |c| old = c.started_ms.replace(now))?;
             Some(old)
         } else {
             None

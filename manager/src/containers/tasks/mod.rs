@@ -327,11 +327,13 @@ impl Manager {
         self.paths.root.join("containers").join(ns).join(id)
     }
 
-    /// The container's log file.
-    pub fn log_path(&self, ns: &str, id: &str) -> PathBuf {
-        match self.records().get(ns, id) {
-            Ok(c) if !c.log_path.is_empty() => PathBuf::from(c.log_path),
-            _ => self.data_dir(ns, id).join("container.log"),
+    /// The log file of container `c`: where its creator said, else in its
+    /// data directory.
+    pub fn log_file(&self, ns: &str, c: &Container) -> PathBuf {
+        if c.log_path.is_empty() {
+            self.data_dir(ns, &c.id).join("container.log")
+        } else {
+            PathBuf::from(&c.log_path)
         }
     }
 

@@ -120,7 +120,7 @@ impl Manager {
                 .await
                 .map_err(shim_err(id))?
                 .into_inner();
-            let log = self.log_path(ns, id);
+            let log = self.log_file(ns, c);
             let r = client
                 .create(shimpb::CreateRequest {
                     id: id.into(),
