@@ -45,6 +45,9 @@ struct Subscriber {
 struct Outputs {
     subs: Vec<Subscriber>,
     open: usize,
+    /// A terminal process's pty has not come yet: clients attached before
+    /// its start (to miss none of its output) wait for it.
+    awaiting_pty: bool,
 }
 
 /// Where stdin writes go.
@@ -121,6 +124,7 @@ impl Proc {
             log: Arc::new(Mutex::new(log)),
             pending: Mutex::new(None),
         });
+        p.outputs.lock().expect("outputs").awaiting_pty = terminal;
         if !terminal {
             let mut child = ChildStdio::default();
             if stdin {
@@ -154,6 +158,7 @@ impl Proc {
         let m = Arc::new(AsyncFdIo::new(master)?);
         *self.master.lock().expect("master") = Some(m.clone());
         self.pump(m.clone(), Stream::Stdout);
+        self.outputs.lock().expect("outputs").awaiting_pty = false;
         if self.stdin {
             *self
                 .stdin_sink
@@ -207,7 +212,7 @@ impl Proc {
         stderr: bool,
     ) -> Option<mpsc::Receiver<Result<AttachResponse, tonic::Status>>> {
         let mut o = self.outputs.lock().expect("outputs");
-        if o.open == 0 {
+        if o.open == 0 && !o.awaiting_pty {
             return None;
         }
         let (tx, rx) = mpsc::channel(8);

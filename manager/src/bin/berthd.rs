@@ -47,9 +47,14 @@ struct Args {
     /// Where the CNI configuration lists for CRI pods are (default /etc/cni/net.d).
     #[arg(long)]
     cri_cni_conf_dir: Option<PathBuf>,
+    /// The CRI streaming server's HOST:PORT for exec, attach and port-forward
+    /// URLs (default 127.0.0.1:0, any free loopback port; "" disables it).
+    #[arg(long)]
+    stream_address: Option<String>,
     /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
     /// cni_conf_dir, cni_bin_dirs, insecure_registries, registry_mirrors,
-    /// [registries."HOST"] mirrors, cri_address, cri_cni_conf_dir.
+    /// [registries."HOST"] mirrors, cri_address, cri_cni_conf_dir,
+    /// stream_address.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -95,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = a.cri_cni_conf_dir {
         cfg.cri_cni_conf_dir = d;
+    }
+    if let Some(s) = a.stream_address {
+        cfg.stream_address = s;
     }
     cfg.insecure_registries.extend(a.insecure_registries);
     cfg.registry_mirrors.extend(a.registry_mirrors);

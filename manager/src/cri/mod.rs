@@ -11,6 +11,7 @@
 //!   update, log reopening);
 //! - `stats` (container CPU, memory, swap and writable-layer usage);
 //! - `images` (the image service over the store: ids, tags, digests, pulls);
+//! - `streaming/`: the server behind Exec, Attach and PortForward URLs;
 //! - `runtime_service` and `image_service`: the gRPC services, which only
 //!   adapt; `socket`: where they listen; `authority`: the relay that lets
 //!   old gRPC clients in.
@@ -26,6 +27,7 @@ pub mod runtime_service;
 pub mod socket;
 pub mod spec;
 pub mod stats;
+pub mod streaming;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,8 @@ pub struct CriConfig {
     pub cgroup_parent: String,
     /// Registries' mirrors and which are spoken to in plain HTTP.
     pub registries: Arc<crate::store::mirrors::RegistrySettings>,
+    /// The streaming server's URL base (`http://127.0.0.1:port`; "": none).
+    pub stream_url: String,
 }
 
 /// The CRI runtime: pods and their containers over berthd's manager.
@@ -150,6 +154,8 @@ pub struct Cri {
     pub pod_cidr: Mutex<String>,
     /// Each container's previous CPU sample (for nano-cores).
     pub cpu_samples: stats::CpuSamples,
+    /// Streaming URLs handed out and the requests behind them.
+    pub streams: streaming::Urls,
 }
 
 impl Cri {
@@ -164,6 +170,7 @@ impl Cri {
                 config.cni_bin_dirs.clone(),
                 &config.root.join("cri"),
             ),
+            streams: streaming::Urls::new(config.stream_url.clone()),
             config,
             locks: Mutex::new(HashMap::new()),
             pod_cidr: Mutex::new(String::new()),

@@ -1,6 +1,7 @@
 //! The CRI RuntimeService: request checks and conversions around [`Cri`].
-//! Streaming (Exec, Attach, PortForward), pod stats, metrics and the event
-//! stream answer Unimplemented, naming what is missing, until they exist.
+//! Exec, Attach and PortForward hand out URLs of the streaming server.
+//! Pod stats, metrics and the event stream answer Unimplemented, naming
+//! what is missing, until they exist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,10 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService as Api;
 use tonic::{Request, Response, Status};
 
+use super::streaming::tokens::Pending;
+use super::streaming::UrlError;
 use super::{status_of, Cri, HANDLER};
+use crate::containers::tasks::Status as TaskStatus;
 
 /// The service over one CRI runtime.
 #[derive(Clone)]
@@ -24,6 +28,22 @@ fn ok<T>(t: T) -> Out<T> {
     Ok(Response::new(t))
 }
 
+/// kubelet's checks of a streaming request: something to stream, and a
+/// tty (one output stream) without stderr.
+fn streams_asked(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be true",
+        ));
+    }
+    if !stdin && !stdout && !stderr {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout, or stderr must be set",
+        ));
+    }
+    Ok(())
+}
+
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!(
         "{what} is not implemented by berthd's CRI yet (streaming, pod stats, metrics and events come with the CRI streaming work)"
@@ -34,6 +54,26 @@ fn not_yet(what: &str) -> Status {
 pub const API_VERSION: &str = "v1";
 
 impl RuntimeService {
+    /// The container of `id`, running.
+    async fn running(&self, id: &str) -> Result<(), Status> {
+        let c = self.cri.find_container(id).map_err(status_of)?;
+        if self.cri.manager.status(super::NAMESPACE, &c.id).await.0 != TaskStatus::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                c.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// A streaming URL for `p`.
+    fn url(&self, p: Pending) -> Result<String, Status> {
+        self.cri.streams.url(p).map_err(|e| match e {
+            UrlError::Disabled => Status::unavailable(e.to_string()),
+            UrlError::Full(_) => Status::resource_exhausted(e.to_string()),
+        })
+    }
+
     fn conditions(&self) -> Vec<cri::RuntimeCondition> {
         let nets = self.cri.networks.list();
         let net_ready = !nets.is_empty();
@@ -278,19 +318,48 @@ impl Api for RuntimeService {
             .map_err(status_of)?)
     }
 
-    async fn exec(&self, _: Request<cri::ExecRequest>) -> Out<cri::ExecResponse> {
-        Err(not_yet("Exec (streaming)"))
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Out<cri::ExecResponse> {
+        let r = r.into_inner();
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("Exec without a command"));
+        }
+        streams_asked(r.stdin, r.stdout, r.stderr, r.tty)?;
+        self.running(&r.container_id).await?;
+        let url = self.url(Pending::Exec(r))?;
+        ok(cri::ExecResponse { url })
     }
 
-    async fn attach(&self, _: Request<cri::AttachRequest>) -> Out<cri::AttachResponse> {
-        Err(not_yet("Attach (streaming)"))
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Out<cri::AttachResponse> {
+        let r = r.into_inner();
+        streams_asked(r.stdin, r.stdout, r.stderr, r.tty)?;
+        self.running(&r.container_id).await?;
+        let url = self.url(Pending::Attach(r))?;
+        ok(cri::AttachResponse { url })
     }
 
     async fn port_forward(
         &self,
-        _: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> Out<cri::PortForwardResponse> {
-        Err(not_yet("PortForward (streaming)"))
+        let r = r.into_inner();
+        let pod = self.cri.find_pod(&r.pod_sandbox_id).map_err(status_of)?;
+        if !pod.ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        if let Some(p) = r
+            .port
+            .iter()
+            .find(|p| u16::try_from(**p).map_or(true, |p| p == 0))
+        {
+            return Err(Status::invalid_argument(format!(
+                "port-forward: invalid port {p}"
+            )));
+        }
+        let url = self.url(Pending::PortForward(r))?;
+        ok(cri::PortForwardResponse { url })
     }
 
     async fn container_stats(

@@ -62,6 +62,9 @@ pub struct Config {
     /// The CNI configuration lists CRI pods are networked by (kubelet's
     /// node's, apart from berthctl's `cni_conf_dir`).
     pub cri_cni_conf_dir: PathBuf,
+    /// The CRI streaming server (exec, attach, port-forward URLs):
+    /// `host:port`, port 0 for any free one; empty: none.
+    pub stream_address: String,
 }
 
 impl Default for Config {
@@ -83,6 +86,8 @@ impl Default for Config {
             registries: Default::default(),
             cri_address: "/run/berth/cri.sock".into(),
             cri_cni_conf_dir: "/etc/cni/net.d".into(),
+            // Loopback only, as containerd's default: kubelet proxies.
+            stream_address: "127.0.0.1:0".into(),
         }
     }
 }
@@ -275,6 +280,19 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     } else {
         let listener = crate::cri::socket::listen(&cfg.cri_address)
             .map_err(|e| ServeError::Recover(format!("CRI: {e}")))?;
+        let streams = if cfg.stream_address.is_empty() {
+            None
+        } else {
+            Some(
+                crate::cri::streaming::bind(&cfg.stream_address)
+                    .await
+                    .map_err(|source| ServeError::Io {
+                        what: "bind the streaming server",
+                        path: cfg.stream_address.clone().into(),
+                        source,
+                    })?,
+            )
+        };
         let c = Arc::new(crate::cri::Cri::new(
             manager.clone(),
             crate::cri::CriConfig {
@@ -285,8 +303,16 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 shim: manager.shim_binary().to_path_buf(),
                 cgroup_parent: cfg.cgroup_parent.clone(),
                 registries: registries.clone(),
+                stream_url: streams.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
             },
         ));
+        if let Some((l, url)) = streams {
+            tracing::info!(url = %url, "CRI streaming serving");
+            let mut rx = stopped.clone();
+            tokio::spawn(crate::cri::streaming::serve(c.clone(), l, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }));
+        }
         let mut rx = stopped.clone();
         let address = cfg.cri_address.clone();
         tracing::info!(address = %address.display(), "CRI serving");
