@@ -17,6 +17,7 @@ pub mod manager;
 pub mod oci;
 pub mod shim;
 pub mod stack;
+pub mod streaming;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -8,7 +8,10 @@ use k8s_cri::v1 as cri;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use super::remotecommand::{Io, Outcome};
+use berth_proto::shim::shim_client::ShimClient;
+use tonic::transport::Channel;
+
+use super::remotecommand::{Io, Outcome, TermSize};
 use crate::containers::tasks::Status;
 use crate::cri::{Cri, NAMESPACE};
 
@@ -60,6 +63,7 @@ async fn run_exec(cri: &Cri, r: cri::ExecRequest, mut io: Io) -> Result<Outcome,
     }
     // Input ends the process's stdin when the client closes it.
     streams.pump_stdin(io.stdin.take(), true);
+    streams.pump_resize(io.resize.take());
     let output = streams.output;
     let mut gone = io.gone.clone();
     let exited = tokio::select! {
@@ -97,6 +101,7 @@ pub async fn attach(cri: &Cri, r: cri::AttachRequest, mut io: Io) -> Outcome {
         Err(e) => return Outcome::Failed(e),
     };
     streams.pump_stdin(io.stdin.take(), c.config.stdin_once);
+    streams.pump_resize(io.resize.take());
     let mut gone = io.gone.clone();
     tokio::select! {
         _ = streams.output => {}
@@ -110,6 +115,9 @@ struct Streams {
     requests: mpsc::Sender<shimpb::AttachRequest>,
     /// Ends when the process's output does.
     output: tokio::task::JoinHandle<()>,
+    shim: ShimClient<Channel>,
+    id: String,
+    exec_id: String,
 }
 
 impl Streams {
@@ -148,22 +156,32 @@ impl Streams {
                 }
             }
         });
-        if let Some(mut sizes) = io.resize.take() {
-            let (id, exec_id) = (id.to_string(), exec_id.to_string());
-            tokio::spawn(async move {
-                while let Some(s) = sizes.recv().await {
-                    let _ = shim
-                        .resize_pty(shimpb::ResizePtyRequest {
-                            id: id.clone(),
-                            exec_id: exec_id.clone(),
-                            width: u32::from(s.width),
-                            height: u32::from(s.height),
-                        })
-                        .await;
-                }
-            });
-        }
-        Ok(Streams { requests, output })
+        Ok(Streams {
+            requests,
+            output,
+            shim,
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        })
+    }
+
+    /// Applies the client's terminal sizes to the process's pty: only once
+    /// it runs (a pty exists from its start; an earlier size would be lost).
+    fn pump_resize(&self, sizes: Option<mpsc::Receiver<TermSize>>) {
+        let Some(mut sizes) = sizes else { return };
+        let (mut shim, id, exec_id) = (self.shim.clone(), self.id.clone(), self.exec_id.clone());
+        tokio::spawn(async move {
+            while let Some(s) = sizes.recv().await {
+                let _ = shim
+                    .resize_pty(shimpb::ResizePtyRequest {
+                        id: id.clone(),
+                        exec_id: exec_id.clone(),
+                        width: u32::from(s.width),
+                        height: u32::from(s.height),
+                    })
+                    .await;
+            }
+        });
     }
 
     /// Copies the client's input to the process; at its end, closes the
@@ -187,9 +205,8 @@ impl Streams {
                     })
                     .await;
             }
-            // The request stream stays open while the process's output
-            // flows; the shim ends the attachment with it.
-            tx.closed().await;
+            // Dropping the sender ends the request stream: the shim stops
+            // reading input, the output goes on.
         });
     }
 }

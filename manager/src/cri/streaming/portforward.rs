@@ -160,11 +160,22 @@ async fn forward(error: Stream, mut data: Stream, port: u16, t: Target) {
                 }
             }
         }
-        let _ = tx.close().await;
     };
-    tokio::join!(up, down);
+    // When one direction ends the other gets a moment to finish, then
+    // both streams close (containerd's behaviour: a client that keeps its
+    // side open does not hold the connection forever).
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut up => { let _ = tokio::time::timeout(LINGER, &mut down).await; }
+        _ = &mut down => { let _ = tokio::time::timeout(LINGER, &mut up).await; }
+    }
+    let _ = data.tx.close().await;
     let _ = error.tx.close().await;
 }
+
+/// How long the second direction of a forwarded connection may go on
+/// after the first ended.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// A WebSocket as a byte stream: binary messages both ways (the SPDY
 /// tunnel of client-go's `SPDY/3.1+portforward.k8s.io`).

@@ -56,6 +56,16 @@ pub struct Session {
     table: Arc<Mutex<Table>>,
     next_id: AtomicU32,
     gone: watch::Receiver<bool>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Session {
+    /// A dropped session hangs up: GOAWAY if there is room for it, and the
+    /// reader stops, so the connection closes once the writer is done.
+    fn drop(&mut self) {
+        let _ = self.out.try_send(Out::Close);
+        self.reader.abort();
+    }
 }
 
 /// A stream: its headers, what the peer sends on it, and its sending half.
@@ -132,20 +142,22 @@ impl Session {
         let (gone_tx, gone) = watch::channel(false);
         let table = Arc::new(Mutex::new(Table::default()));
         tokio::spawn(write_loop(w, out_rx));
-        tokio::spawn(read_loop(
+        let reader = tokio::spawn(read_loop(
             r,
             role,
             out_tx.clone(),
             in_tx,
             table.clone(),
             gone_tx,
-        ));
+        ))
+        .abort_handle();
         Session {
             out: out_tx,
             incoming,
             table,
             next_id: AtomicU32::new(if role == Role::Server { 2 } else { 1 }),
             gone,
+            reader,
         }
     }
 
