@@ -398,3 +398,178 @@ fn port_forward_reaches_the_pods_loopback_over_spdy_and_websocket() {
     c.remove_pod(&pod);
     c.assert_nothing_left();
 }
+
+#[test]
+fn stats_show_a_busy_loop_an_allocation_and_the_pods_network() {
+    let c = CriStack::new("stats");
+    let pc = c.pod_config("stats");
+    let pod = c.run_pod(&pc);
+    let busy = c.start(&pod, &pc, c.container_config("busy", "while :; do :; done"));
+    // 64 MiB held in a shell variable (a command after the sleep keeps the
+    // shell from exec'ing it and freeing the memory).
+    let hog = c.start(
+        &pod,
+        &pc,
+        c.container_config(
+            "hog",
+            "x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 1000; echo ${#x}",
+        ),
+    );
+    let mut rs = c.rs.clone();
+    let container = |id: &str| {
+        let mut rs = c.rs.clone();
+        c.call(rs.container_stats(cri::ContainerStatsRequest {
+            container_id: id.into(),
+        }))
+        .expect("ContainerStats")
+        .stats
+        .unwrap()
+    };
+    // Two samples make a rate.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = container(&busy);
+    std::thread::sleep(Duration::from_secs(1));
+    let s = container(&busy);
+    let cpu = s.cpu.unwrap();
+    assert!(
+        cpu.usage_nano_cores.unwrap().value > 300_000_000,
+        "a busy loop uses most of a core: {cpu:?}"
+    );
+    wait_until("the allocation to show", 20, || {
+        container(&hog)
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .is_some_and(|w| w.value > 60 << 20)
+    });
+    // The pod: the sums, its processes, its interface.
+    let ps = c
+        .call(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        }))
+        .expect("PodSandboxStats")
+        .stats
+        .unwrap();
+    let l = ps.linux.unwrap();
+    assert_eq!(l.containers.len(), 2);
+    assert!(l.memory.unwrap().working_set_bytes.unwrap().value > 60 << 20);
+    assert!(l.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert!(l.process.unwrap().process_count.unwrap().value >= 2);
+    let net = l.network.unwrap();
+    let eth0 = net.default_interface.unwrap();
+    assert_eq!(eth0.name, "eth0");
+    assert!(
+        eth0.tx_bytes.unwrap().value > 0,
+        "the pod's interface sent nothing (router solicitations, ARP)"
+    );
+    let all = c
+        .call(rs.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None }))
+        .expect("ListPodSandboxStats")
+        .stats;
+    assert_eq!(all.len(), 1);
+    // The same numbers as cAdvisor metrics, each described.
+    let d = c
+        .call(rs.list_metric_descriptors(cri::ListMetricDescriptorsRequest {}))
+        .expect("ListMetricDescriptors")
+        .descriptors;
+    let m = c
+        .call(rs.list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {}))
+        .expect("ListPodSandboxMetrics")
+        .pod_metrics;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].pod_sandbox_id, pod);
+    let hog_ws = m[0]
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == hog)
+        .and_then(|c| {
+            c.metrics
+                .iter()
+                .find(|x| x.name == "container_memory_working_set_bytes")
+        })
+        .expect("the hog's working set");
+    assert!(hog_ws.value.as_ref().unwrap().value > 60 << 20);
+    let rx = m[0]
+        .metrics
+        .iter()
+        .find(|x| x.name == "container_network_transmit_bytes_total")
+        .expect("the pod's network");
+    assert_eq!(rx.label_values, vec!["eth0".to_string()]);
+    for x in m[0]
+        .metrics
+        .iter()
+        .chain(m[0].container_metrics.iter().flat_map(|c| &c.metrics))
+    {
+        assert!(
+            d.iter().any(|d| d.name == x.name),
+            "{} is not described",
+            x.name
+        );
+    }
+    c.remove_pod(&pod);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn container_events_follow_a_pods_life_for_every_subscriber() {
+    use futures_util::StreamExt;
+    let c = CriStack::new("events");
+    let mut rs = c.rs.clone();
+    let mut first = c
+        .call(rs.get_container_events(cri::GetEventsRequest {}))
+        .expect("GetContainerEvents");
+    let mut second = c
+        .call(rs.get_container_events(cri::GetEventsRequest {}))
+        .expect("GetContainerEvents");
+    let pc = c.pod_config("events");
+    let pod = c.run_pod(&pc);
+    let id = c.start(&pod, &pc, c.container_config("short", "exit 7"));
+    c.wait_exited(&id, 10);
+    c.remove_pod(&pod);
+    let take = |s: &mut tonic::Streaming<cri::ContainerEventResponse>| {
+        c.rt.block_on(async {
+            let mut got = Vec::new();
+            while got.len() < 8 {
+                match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
+                    Ok(Some(Ok(e))) => got.push(e),
+                    _ => break,
+                }
+            }
+            got
+        })
+    };
+    use cri::ContainerEventType as T;
+    let want = vec![
+        (pod.clone(), T::ContainerCreatedEvent),
+        (pod.clone(), T::ContainerStartedEvent),
+        (id.clone(), T::ContainerCreatedEvent),
+        (id.clone(), T::ContainerStartedEvent),
+        (id.clone(), T::ContainerStoppedEvent),
+        (pod.clone(), T::ContainerStoppedEvent),
+        (id.clone(), T::ContainerDeletedEvent),
+        (pod.clone(), T::ContainerDeletedEvent),
+    ];
+    for stream in [&mut first, &mut second] {
+        let got = take(stream);
+        let kinds: Vec<(String, T)> = got
+            .iter()
+            .map(|e| {
+                (
+                    e.container_id.clone(),
+                    T::try_from(e.container_event_type).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(kinds, want);
+        // The stop carries the exit, with the pod's status.
+        let stopped = &got[4];
+        assert_eq!(stopped.pod_sandbox_status.as_ref().unwrap().id, pod);
+        let st = stopped
+            .containers_statuses
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap();
+        assert_eq!(st.exit_code, 7);
+        assert!(got.iter().all(|e| e.created_at > 0));
+    }
+    c.assert_nothing_left();
+}

@@ -335,6 +335,8 @@ impl Cri {
             let _ = self.manager.delete(NAMESPACE, &id, true, false).await;
             return Err(e);
         }
+        self.emit(&id, &pod.id, cri::ContainerEventType::ContainerCreatedEvent)
+            .await;
         Ok(id)
     }
 
@@ -363,6 +365,13 @@ impl Cri {
             let _ = self.manager.delete_task(NAMESPACE, &c.id, "").await;
             return Err(e.into());
         }
+        drop(_g);
+        self.emit(
+            &c.id,
+            &c.sandbox_id,
+            cri::ContainerEventType::ContainerStartedEvent,
+        )
+        .await;
         Ok(())
     }
 
@@ -436,6 +445,13 @@ impl Cri {
             .update(|t| t.delete(Table::CriContainers, &c.id))?;
         self.forget(&c.id);
         self.cpu_samples.forget(&c.id);
+        drop(_g);
+        self.emit(
+            &c.id,
+            &c.sandbox_id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         Ok(())
     }
 

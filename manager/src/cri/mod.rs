@@ -9,6 +9,9 @@
 //! - `spec` (a CRI container config over a pod to an OCI spec, pure),
 //!   `containers` (create, start, stop, remove, status, list, exec_sync,
 //!   update, log reopening);
+//! - `events` (GetContainerEvents' bus); `pod_stats` (a pod's sums,
+//!   processes and network counters); `metrics` (the same as cAdvisor
+//!   metrics);
 //! - `stats` (container CPU, memory, swap and writable-layer usage);
 //! - `images` (the image service over the store: ids, tags, digests, pulls);
 //! - `streaming/`: the server behind Exec, Attach and PortForward URLs;
@@ -18,10 +21,13 @@
 
 pub mod authority;
 pub mod containers;
+pub mod events;
 pub mod holder;
 pub mod image_service;
 pub mod images;
+pub mod metrics;
 pub mod pod_files;
+pub mod pod_stats;
 pub mod pods;
 pub mod runtime_service;
 pub mod socket;
@@ -156,6 +162,8 @@ pub struct Cri {
     pub cpu_samples: stats::CpuSamples,
     /// Streaming URLs handed out and the requests behind them.
     pub streams: streaming::Urls,
+    /// Container and pod events for GetContainerEvents.
+    pub events: events::Events,
 }
 
 impl Cri {
@@ -171,6 +179,7 @@ impl Cri {
                 &config.root.join("cri"),
             ),
             streams: streaming::Urls::new(config.stream_url.clone()),
+            events: Default::default(),
             config,
             locks: Mutex::new(HashMap::new()),
             pod_cidr: Mutex::new(String::new()),

@@ -226,6 +226,12 @@ impl Cri {
             return Err(e);
         }
         tracing::info!(pod = %id, name = %meta_name(&pod.config), ip = %pod.ips.first().map(String::as_str).unwrap_or(""), "pod sandbox running");
+        for kind in [
+            cri::ContainerEventType::ContainerCreatedEvent,
+            cri::ContainerEventType::ContainerStartedEvent,
+        ] {
+            self.emit(&id, &id, kind).await;
+        }
         Ok(id)
     }
 
@@ -356,6 +362,13 @@ impl Cri {
         if pod.ready {
             pod.ready = false;
             self.save_pod(&pod)?;
+            drop(_g);
+            self.emit(
+                &pod.id,
+                &pod.id,
+                cri::ContainerEventType::ContainerStoppedEvent,
+            )
+            .await;
         }
         Ok(())
     }
@@ -377,6 +390,13 @@ impl Cri {
             .meta
             .update(|t| t.delete(Table::Pods, &pod.id))?;
         self.forget(&pod.id);
+        drop(_g);
+        self.emit(
+            &pod.id,
+            &pod.id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         Ok(())
     }
 

@@ -1,13 +1,12 @@
 //! The CRI RuntimeService: request checks and conversions around [`Cri`].
 //! Exec, Attach and PortForward hand out URLs of the streaming server.
-//! Pod stats, metrics and the event stream answer Unimplemented, naming
-//! what is missing, until they exist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService as Api;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::streaming::tokens::Pending;
@@ -42,12 +41,6 @@ fn streams_asked(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(
         ));
     }
     Ok(())
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not implemented by berthd's CRI yet (streaming, pod stats, metrics and events come with the CRI streaming work)"
-    ))
 }
 
 /// The CRI API version Berth speaks.
@@ -388,16 +381,26 @@ impl Api for RuntimeService {
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<cri::PodSandboxStatsRequest>,
+        r: Request<cri::PodSandboxStatsRequest>,
     ) -> Out<cri::PodSandboxStatsResponse> {
-        Err(not_yet("PodSandboxStats"))
+        let p = self
+            .cri
+            .find_pod(&r.into_inner().pod_sandbox_id)
+            .map_err(status_of)?;
+        let stats = self.cri.pod_sandbox_stats(&p).await.map_err(status_of)?;
+        ok(cri::PodSandboxStatsResponse { stats: Some(stats) })
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<cri::ListPodSandboxStatsRequest>,
+        r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Out<cri::ListPodSandboxStatsResponse> {
-        Err(not_yet("ListPodSandboxStats"))
+        let stats = self
+            .cri
+            .list_pod_sandbox_stats(r.into_inner().filter.as_ref())
+            .await
+            .map_err(status_of)?;
+        ok(cri::ListPodSandboxStatsResponse { stats })
     }
 
     async fn update_runtime_config(
@@ -468,21 +471,32 @@ impl Api for RuntimeService {
         &self,
         _: Request<cri::GetEventsRequest>,
     ) -> Out<Self::GetContainerEventsStream> {
-        Err(not_yet("GetContainerEvents"))
+        let rx = self.cri.events.subscribe();
+        // A subscriber too slow for the bus is told (kubelet then relists),
+        // never silently skipped.
+        let s = tokio_stream::wrappers::BroadcastStream::new(rx).map(|e| {
+            e.map_err(|_| {
+                Status::data_loss("container events: this subscriber fell behind and missed events")
+            })
+        });
+        ok(Box::pin(s))
     }
 
     async fn list_metric_descriptors(
         &self,
         _: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Out<cri::ListMetricDescriptorsResponse> {
-        Err(not_yet("ListMetricDescriptors"))
+        ok(cri::ListMetricDescriptorsResponse {
+            descriptors: super::metrics::descriptors(),
+        })
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Out<cri::ListPodSandboxMetricsResponse> {
-        Err(not_yet("ListPodSandboxMetrics"))
+        let pod_metrics = self.cri.pod_sandbox_metrics().await.map_err(status_of)?;
+        ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
     }
 
     async fn runtime_config(

@@ -117,7 +117,10 @@ impl Cri {
         let Ok(s) = self.manager.stats(NAMESPACE, &c.id).await else {
             return Ok(out);
         };
-        let json: Value = serde_json::from_str(&s.json).unwrap_or_default();
+        // The runtime's `events --stats` envelope: the numbers are in "data".
+        let json: Value = serde_json::from_str::<Value>(&s.json)
+            .map(|v| v.get("data").cloned().unwrap_or(v))
+            .unwrap_or_default();
         let usage = s.cpu_usage_ns;
         out.cpu = Some(cri::CpuUsage {
             timestamp: now,

@@ -306,6 +306,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 stream_url: streams.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
             },
         ));
+        tokio::spawn(c.clone().watch_exits());
         if let Some((l, url)) = streams {
             tracing::info!(url = %url, "CRI streaming serving");
             let mut rx = stopped.clone();
