@@ -33,7 +33,13 @@ fn runtime_answers_version_status_config_and_unknown_ids() {
     let cond = |t: &str| conds.iter().find(|c| c.r#type == t).map(|c| c.status);
     assert_eq!(cond("RuntimeReady"), Some(true));
     assert_eq!(cond("NetworkReady"), Some(true));
-    assert_eq!(st.runtime_handlers[0].name, "berth");
+    // The default handler and its name; what is advertised works (the
+    // effects are tested below and in the security-context test).
+    let names: Vec<&str> = st.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["", "berth"]);
+    let f = st.runtime_handlers[0].features.unwrap();
+    assert!(f.recursive_read_only_mounts && !f.user_namespaces);
+    assert!(st.features.unwrap().supplemental_groups_policy);
     let rc = c
         .call(rs.runtime_config(cri::RuntimeConfigRequest {}))
         .unwrap();
@@ -74,15 +80,25 @@ fn runtime_answers_version_status_config_and_unknown_ids() {
         }))
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
-    // Streaming is not there yet, and says so.
+    // Exec in an unknown container: no URL.
     let e = c
         .call(rs.exec(cri::ExecRequest {
+            container_id: "x".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    // Checkpointing does not exist, and says so.
+    let e = c
+        .call(rs.checkpoint_container(cri::CheckpointContainerRequest {
             container_id: "x".into(),
             ..Default::default()
         }))
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("Exec"), "{e}");
+    assert!(e.message().contains("checkpoint"), "{e}");
     c.assert_nothing_left();
 }
 
@@ -517,6 +533,117 @@ fn security_context_effects_are_seen_inside() {
         0
     );
     c.remove_pod(&pod);
+    c.assert_nothing_left();
+}
+
+/// A tmpfs mounted at `path` for a test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn at(path: std::path::PathBuf) -> Tmpfs {
+        fs::create_dir_all(&path).unwrap();
+        berth_integration::ok(
+            &std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "tmpfs"])
+                .arg(&path)
+                .output()
+                .unwrap(),
+        );
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn recursive_read_only_mounts_and_the_groups_policy_take_effect() {
+    let c = CriStack::new("rro");
+    let pc = c.pod_config("rro");
+    let pod = c.run_pod(&pc);
+    // A host directory with a tmpfs under it: read-only reaches the
+    // submount only when recursive.
+    let host = c.s.dir.join("vol");
+    let sub = Tmpfs::at(host.join("sub"));
+    let mount = |path: &str, rro: bool| cri::Mount {
+        container_path: path.into(),
+        host_path: host.display().to_string(),
+        readonly: true,
+        recursive_read_only: rro,
+        ..Default::default()
+    };
+    let mut cfg = c.container_config("mounts", "exec sleep 1000");
+    cfg.mounts = vec![mount("/ro", false), mount("/rro", true)];
+    let id = c.start(&pod, &pc, cfg);
+    c.exec_ok(&id, "touch /ro/sub/written");
+    for path in ["/ro/top", "/rro/top", "/rro/sub/refused"] {
+        let r = c.exec(&id, &["touch", path], 5).unwrap();
+        assert!(
+            text(&r.stderr).contains("Read-only file system"),
+            "{path}: {}",
+            text(&r.stderr)
+        );
+    }
+    assert!(sub.0.join("written").exists());
+    // Recursive read-only with a propagation or without readonly: refused.
+    let mut bad = c.container_config("bad", "true");
+    bad.mounts = vec![cri::Mount {
+        propagation: cri::MountPropagation::PropagationHostToContainer as i32,
+        ..mount("/x", true)
+    }];
+    assert_eq!(c.create(&pod, &pc, bad).unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // An image whose /etc/group puts root in group 50000.
+    c.s.ctl_ok(&[
+        "-n",
+        "k8s.io",
+        "run",
+        "--name",
+        "grp",
+        "--net",
+        "none",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo wheel:x:50000:root >> /etc/group",
+    ]);
+    c.s.ctl_ok(&["-n", "k8s.io", "commit", "grp", "berth/groups:latest"]);
+    c.s.ctl_ok(&["-n", "k8s.io", "rm", "grp"]);
+    let groups = |name: &str, policy: cri::SupplementalGroupsPolicy| {
+        let mut cfg = c.container_config(name, "exec sleep 1000");
+        cfg.image = Some(cri::ImageSpec {
+            image: "berth/groups:latest".into(),
+            ..Default::default()
+        });
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            resources: None,
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                supplemental_groups: vec![1234],
+                supplemental_groups_policy: policy as i32,
+                ..Default::default()
+            }),
+        });
+        let id = c.start(&pod, &pc, cfg);
+        let mut reported = c.status(&id).user.unwrap().linux.unwrap().supplemental_groups;
+        reported.sort();
+        (c.exec_ok(&id, "id -G"), reported)
+    };
+    assert_eq!(
+        groups("merge", cri::SupplementalGroupsPolicy::Merge),
+        ("0 1234 50000\n".to_string(), vec![0, 1234, 50000])
+    );
+    assert_eq!(
+        groups("strict", cri::SupplementalGroupsPolicy::Strict),
+        ("0 1234\n".to_string(), vec![0, 1234])
+    );
+    c.remove_pod(&pod);
+    drop(sub);
     c.assert_nothing_left();
 }
 

@@ -439,17 +439,23 @@ impl Api for RuntimeService {
                 conditions: self.conditions(),
             }),
             info,
-            // Only what works is advertised: no recursive read-only
-            // mounts or user namespaces through the CRI yet.
-            runtime_handlers: vec![cri::RuntimeHandler {
-                name: HANDLER.into(),
-                features: Some(cri::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
-                    user_namespaces: false,
-                }),
-            }],
+            // Only what works is advertised: recursive read-only mounts
+            // (mount_setattr with AT_RECURSIVE in the runtime) and the
+            // supplemental groups policy; not user namespaces for pods yet.
+            // The default handler ("", what kubelet uses without a
+            // RuntimeClass) and its name, with the same features.
+            runtime_handlers: ["", HANDLER]
+                .into_iter()
+                .map(|name| cri::RuntimeHandler {
+                    name: name.into(),
+                    features: Some(cri::RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: true,
+                        user_namespaces: false,
+                    }),
+                })
+                .collect(),
             features: Some(cri::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
             }),
         })
     }

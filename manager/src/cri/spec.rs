@@ -177,6 +177,32 @@ fn mount_of(m: &cri::Mount) -> Result<Value, SpecError> {
     )
 }
 
+/// The process's supplementary groups, as kubelet's runtimes set them: its
+/// own gid, then (policy Merge, the default) the groups the image's
+/// /etc/group gives its user, then the pod's and container's supplemental
+/// groups; with policy Strict the image's are left out.
+pub fn groups(user: &Value, sc: &cri::LinuxContainerSecurityContext) -> Vec<i64> {
+    let mut gids = vec![user["gid"].as_i64().unwrap_or(0)];
+    let strict =
+        sc.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
+    let image: Vec<i64> = if strict {
+        Vec::new()
+    } else {
+        user["additionalGids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .collect()
+    };
+    for g in image.iter().chain(&sc.supplemental_groups) {
+        if !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
+    gids
+}
+
 fn strings(v: &Value) -> Vec<String> {
     serde_json::from_value(v.clone()).unwrap_or_default()
 }
@@ -278,20 +304,7 @@ pub fn container_spec(
     }
     // Process: groups, no_new_privs, ambient capabilities, oom score.
     let p = &mut s["process"];
-    let mut gids: Vec<i64> = p["user"]["additionalGids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_i64)
-        .collect();
-    for g in &sc.supplemental_groups {
-        if !gids.contains(g) {
-            gids.push(*g);
-        }
-    }
-    if !gids.is_empty() {
-        p["user"]["additionalGids"] = json!(gids);
-    }
+    p["user"]["additionalGids"] = json!(groups(&p["user"], &sc));
     p["noNewPrivileges"] = json!(sc.no_new_privs);
     if !caps.add_ambient_capabilities.is_empty() {
         let ambient: Vec<String> = caps

@@ -239,7 +239,7 @@ fn the_security_context_reaches_the_process() {
         (p["user"]["uid"].as_i64(), p["user"]["gid"].as_i64()),
         (Some(1000), Some(3000))
     );
-    assert_eq!(p["user"]["additionalGids"], json!([4000, 3000]));
+    assert_eq!(p["user"]["additionalGids"], json!([3000, 4000]));
     assert_eq!(p["noNewPrivileges"], true);
     assert_eq!(s["root"]["readonly"], true);
     let caps = strings(&p["capabilities"]["bounding"]);
@@ -356,4 +356,19 @@ fn devices_are_created_and_allowed() {
     let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
     assert_eq!(rules.last().unwrap()["access"], "rw");
     assert_eq!(rules[0]["allow"], false);
+}
+
+#[test]
+fn supplemental_groups_merge_the_images_unless_strict() {
+    let user = serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [50000]});
+    let mut sc = cri::LinuxContainerSecurityContext {
+        supplemental_groups: vec![1234, 1000],
+        ..Default::default()
+    };
+    assert_eq!(groups(&user, &sc), vec![1000, 50000, 1234]);
+    sc.supplemental_groups_policy = cri::SupplementalGroupsPolicy::Strict as i32;
+    assert_eq!(groups(&user, &sc), vec![1000, 1234]);
+    // No groups anywhere: the process's own gid alone.
+    let root = serde_json::json!({"uid": 0, "gid": 0});
+    assert_eq!(groups(&root, &cri::LinuxContainerSecurityContext::default()), vec![0]);
 }
