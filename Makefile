@@ -147,11 +147,12 @@ bench: bundle image
 	if [ -n "$$missing" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	$(CARGO) build --release -p berth-integration --bin berth-bench-shim
+	$(CARGO) build --release -p berth-integration --bin berth-bench-shim --bin berth-bench-cri
 	bench/run.sh $(BERTH) $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/shim.sh $(BERTH) $(RELDIR)/berth-shim $(TARGET)/release/berth-bench-shim $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/manager.sh $(MGR)/berthd $(MGR)/berthctl $(CACHE)/bench 10
 	bench/stack.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(IMAGE) $(CACHE)/bench 20
+	bench/cri.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(TARGET)/release/berth-bench-cri $(IMAGE) $(CACHE)/bench 20
 
 clean:
 	$(CARGO) clean
