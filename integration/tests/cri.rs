@@ -35,7 +35,11 @@ fn runtime_answers_version_status_config_and_unknown_ids() {
     assert_eq!(cond("NetworkReady"), Some(true));
     // The default handler and its name; what is advertised works (the
     // effects are tested below and in the security-context test).
-    let names: Vec<&str> = st.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+    let names: Vec<&str> = st
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     assert_eq!(names, ["", "berth"]);
     let f = st.runtime_handlers[0].features.unwrap();
     assert!(f.recursive_read_only_mounts && !f.user_namespaces);
@@ -597,7 +601,10 @@ fn recursive_read_only_mounts_and_the_groups_policy_take_effect() {
         propagation: cri::MountPropagation::PropagationHostToContainer as i32,
         ..mount("/x", true)
     }];
-    assert_eq!(c.create(&pod, &pc, bad).unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        c.create(&pod, &pc, bad).unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
 
     // An image whose /etc/group puts root in group 50000.
     c.s.ctl_ok(&[
@@ -630,7 +637,13 @@ fn recursive_read_only_mounts_and_the_groups_policy_take_effect() {
             }),
         });
         let id = c.start(&pod, &pc, cfg);
-        let mut reported = c.status(&id).user.unwrap().linux.unwrap().supplemental_groups;
+        let mut reported = c
+            .status(&id)
+            .user
+            .unwrap()
+            .linux
+            .unwrap()
+            .supplemental_groups;
         reported.sort();
         (c.exec_ok(&id, "id -G"), reported)
     };
@@ -644,6 +657,82 @@ fn recursive_read_only_mounts_and_the_groups_policy_take_effect() {
     );
     c.remove_pod(&pod);
     drop(sub);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn a_runtime_handler_from_the_config_runs_its_pods_containers() {
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("SKIP a_runtime_handler_from_the_config_runs_its_pods_containers: no runc");
+        return;
+    };
+    let mut c = CriStack::new("handler");
+    c.s.extra_args = vec!["--runtime-handler".into(), format!("runc={runc}")];
+    c.s.d.take().unwrap().kill();
+    c.s.start();
+    c.reconnect();
+    let mut rs = c.rs.clone();
+    let st = c
+        .call(rs.status(cri::StatusRequest { verbose: false }))
+        .unwrap();
+    let h = st
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name == "runc")
+        .expect("runc listed");
+    // runc's own `features` say whether it has rro; Berth passes that on.
+    let rro = String::from_utf8_lossy(
+        &std::process::Command::new(runc)
+            .arg("features")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .contains("\"rro\"");
+    assert_eq!(h.features.unwrap().recursive_read_only_mounts, rro);
+    let pc = c.pod_config("handler");
+    let pod = c
+        .call(rs.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: "runc".into(),
+        }))
+        .expect("RunPodSandbox with the runc handler")
+        .pod_sandbox_id;
+    let id = c.start(&pod, &pc, c.container_config("by-runc", "exec sleep 1000"));
+    assert_eq!(c.exec_ok(&id, "echo through runc"), "through runc\n");
+    let info = c
+        .call(rs.container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        }))
+        .unwrap()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert_eq!(info["runtime"], runc);
+    // runc keeps its own state for the container under the runtime root.
+    let listed = std::process::Command::new(runc)
+        .arg("--root")
+        .arg(c.s.dir.join("berthd/state/runtime/k8s.io"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&listed.stdout).contains(&id),
+        "{}",
+        text(&listed.stderr)
+    );
+    // An unknown handler is refused.
+    let e = c
+        .call(rs.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(c.pod_config("kata")),
+            runtime_handler: "kata".into(),
+        }))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    c.remove_pod(&pod);
     c.assert_nothing_left();
 }
 

@@ -51,10 +51,14 @@ struct Args {
     /// URLs (default 127.0.0.1:0, any free loopback port; "" disables it).
     #[arg(long)]
     stream_address: Option<String>,
+    /// A CRI runtime handler: NAME=PATH of an OCI runtime with runc's command
+    /// line (repeatable; kubelet's RuntimeClass handler NAME runs it).
+    #[arg(long = "runtime-handler", value_name = "NAME=PATH")]
+    runtime_handlers: Vec<String>,
     /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
     /// cni_conf_dir, cni_bin_dirs, insecure_registries, registry_mirrors,
     /// [registries."HOST"] mirrors, cri_address, cri_cni_conf_dir,
-    /// stream_address.
+    /// stream_address, [runtime_handlers] NAME = PATH.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -103,6 +107,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = a.stream_address {
         cfg.stream_address = s;
+    }
+    for h in a.runtime_handlers {
+        let (name, path) = h
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--runtime-handler {h:?}: not NAME=PATH"))?;
+        cfg.runtime_handlers.insert(name.into(), path.into());
     }
     cfg.insecure_registries.extend(a.insecure_registries);
     cfg.registry_mirrors.extend(a.registry_mirrors);

@@ -315,6 +315,12 @@ impl Cri {
                     stdin: cfg.stdin,
                     network,
                     labels,
+                    runtime: self
+                        .config
+                        .handlers
+                        .resolve(&pod.runtime_handler)?
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     ..Default::default()
                 },
             )

@@ -9,6 +9,7 @@
 //! - `spec` (a CRI container config over a pod to an OCI spec, pure),
 //!   `containers` (create, start, stop, remove, status, list, exec_sync,
 //!   update, log reopening);
+//! - `handlers` (runtime handlers: berthd's runtime and configured ones);
 //! - `events` (GetContainerEvents' bus); `pod_stats` (a pod's sums,
 //!   processes and network counters); `metrics` (the same as cAdvisor
 //!   metrics);
@@ -22,6 +23,7 @@
 pub mod authority;
 pub mod containers;
 pub mod events;
+pub mod handlers;
 pub mod holder;
 pub mod image_service;
 pub mod images;
@@ -145,6 +147,8 @@ pub struct CriConfig {
     pub registries: Arc<crate::store::mirrors::RegistrySettings>,
     /// The streaming server's URL base (`http://127.0.0.1:port`; "": none).
     pub stream_url: String,
+    /// Runtime handlers beside berthd's own runtime.
+    pub handlers: handlers::Handlers,
 }
 
 /// The CRI runtime: pods and their containers over berthd's manager.

@@ -181,11 +181,7 @@ impl Cri {
         if meta.name.is_empty() {
             return Err(CriError::Invalid("pod sandbox metadata has no name".into()));
         }
-        if !runtime_handler.is_empty() && runtime_handler != HANDLER {
-            return Err(CriError::Invalid(format!(
-                "runtime handler {runtime_handler:?} is not configured (berthd has {HANDLER:?})"
-            )));
-        }
+        self.config.handlers.resolve(&runtime_handler)?;
         if let Some(other) = self
             .pods()?
             .into_iter()

@@ -263,7 +263,8 @@ impl Api for RuntimeService {
             let pid = self.cri.manager.status(super::NAMESPACE, &c.id).await.1;
             info.insert(
                 "info".to_string(),
-                serde_json::json!({"sandboxID": c.sandbox_id, "pid": pid, "runtimeSpec": spec})
+                serde_json::json!({"sandboxID": c.sandbox_id, "pid": pid, "runtimeSpec": spec,
+                    "runtime": self.cri.manager.get(super::NAMESPACE, &c.id).map(|r| r.runtime).ok().filter(|r| !r.is_empty()).unwrap_or_else(|| HANDLER.to_string())})
                     .to_string(),
             );
         }
@@ -439,21 +440,10 @@ impl Api for RuntimeService {
                 conditions: self.conditions(),
             }),
             info,
-            // Only what works is advertised: recursive read-only mounts
-            // (mount_setattr with AT_RECURSIVE in the runtime) and the
-            // supplemental groups policy; not user namespaces for pods yet.
-            // The default handler ("", what kubelet uses without a
-            // RuntimeClass) and its name, with the same features.
-            runtime_handlers: ["", HANDLER]
-                .into_iter()
-                .map(|name| cri::RuntimeHandler {
-                    name: name.into(),
-                    features: Some(cri::RuntimeHandlerFeatures {
-                        recursive_read_only_mounts: true,
-                        user_namespaces: false,
-                    }),
-                })
-                .collect(),
+            // Only what works is advertised (cri/handlers.rs): recursive
+            // read-only mounts where the runtime has them, the supplemental
+            // groups policy (berthd's own); not user namespaces for pods.
+            runtime_handlers: self.cri.config.handlers.list(),
             features: Some(cri::RuntimeFeatures {
                 supplemental_groups_policy: true,
             }),

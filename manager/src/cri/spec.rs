@@ -183,8 +183,7 @@ fn mount_of(m: &cri::Mount) -> Result<Value, SpecError> {
 /// groups; with policy Strict the image's are left out.
 pub fn groups(user: &Value, sc: &cri::LinuxContainerSecurityContext) -> Vec<i64> {
     let mut gids = vec![user["gid"].as_i64().unwrap_or(0)];
-    let strict =
-        sc.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
+    let strict = sc.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
     let image: Vec<i64> = if strict {
         Vec::new()
     } else {

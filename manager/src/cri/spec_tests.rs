@@ -370,5 +370,8 @@ fn supplemental_groups_merge_the_images_unless_strict() {
     assert_eq!(groups(&user, &sc), vec![1000, 1234]);
     // No groups anywhere: the process's own gid alone.
     let root = serde_json::json!({"uid": 0, "gid": 0});
-    assert_eq!(groups(&root, &cri::LinuxContainerSecurityContext::default()), vec![0]);
+    assert_eq!(
+        groups(&root, &cri::LinuxContainerSecurityContext::default()),
+        vec![0]
+    );
 }

@@ -62,6 +62,9 @@ pub struct Config {
     /// The CNI configuration lists CRI pods are networked by (kubelet's
     /// node's, apart from berthctl's `cni_conf_dir`).
     pub cri_cni_conf_dir: PathBuf,
+    /// CRI runtime handlers beside berthd's own runtime: name → OCI runtime
+    /// binary (runc's command line), `[runtime_handlers] runc = "/usr/sbin/runc"`.
+    pub runtime_handlers: std::collections::BTreeMap<String, PathBuf>,
     /// The CRI streaming server (exec, attach, port-forward URLs):
     /// `host:port`, port 0 for any free one; empty: none.
     pub stream_address: String,
@@ -86,6 +89,7 @@ impl Default for Config {
             registries: Default::default(),
             cri_address: "/run/berth/cri.sock".into(),
             cri_cni_conf_dir: "/etc/cni/net.d".into(),
+            runtime_handlers: Default::default(),
             // Loopback only, as containerd's default: kubelet proxies.
             stream_address: "127.0.0.1:0".into(),
         }
@@ -304,6 +308,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 cgroup_parent: cfg.cgroup_parent.clone(),
                 registries: registries.clone(),
                 stream_url: streams.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
+                handlers: crate::cri::handlers::Handlers::probe(&cfg.runtime_handlers)
+                    .map_err(|e| ServeError::Recover(format!("CRI: {e}")))?,
             },
         ));
         tokio::spawn(c.clone().watch_exits());
