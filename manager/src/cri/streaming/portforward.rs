@@ -10,12 +10,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::remotecommand::{ws_message, ws_parse};
+use super::remotecommand::{normal_close, ws_message, ws_parse};
 use super::spdy::frame::header;
 use super::spdy::session::{Session, Stream};
 
@@ -198,12 +196,7 @@ where
                 }
             }
         }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
+        let _ = sink.send(normal_close()).await;
     });
     tokio::spawn(async move {
         while let Some(Ok(m)) = source.next().await {
@@ -240,12 +233,7 @@ pub async fn serve_ws_channels<S>(
                 return;
             }
         }
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
+        let _ = sink.send(normal_close()).await;
     });
     let mut inputs = Vec::new();
     let mut forwards = Vec::new();

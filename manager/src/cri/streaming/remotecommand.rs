@@ -292,6 +292,14 @@ enum WsOut {
     Close,
 }
 
+/// A WebSocket close with the normal code: what clients read as the end.
+pub fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 /// A channel message: binary `[channel, data...]`, or for the base64
 /// protocols text `'0'+channel` then the data in base64.
 pub fn ws_message(base64: bool, ch: u8, data: &[u8]) -> Message {
@@ -347,12 +355,7 @@ where
                     }
                 }
                 WsOut::Close => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::Normal,
-                            reason: "".into(),
-                        })))
-                        .await;
+                    let _ = sink.send(normal_close()).await;
                     let _ = sink.flush().await;
                     return;
                 }
