@@ -371,13 +371,16 @@ impl Cri {
             let _ = self.manager.delete_task(NAMESPACE, &c.id, "").await;
             return Err(e.into());
         }
-        drop(_g);
+        // Under the container's lock: its exit's STOPPED (cri/events.rs)
+        // waits for it, so a container that exits at once is still seen
+        // to start first.
         self.emit(
             &c.id,
             &c.sandbox_id,
             cri::ContainerEventType::ContainerStartedEvent,
         )
         .await;
+        drop(_g);
         Ok(())
     }
 

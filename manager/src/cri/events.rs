@@ -68,13 +68,27 @@ impl Cri {
             if e.namespace != NAMESPACE || e.topic != "/tasks/exit" || !e.exec_id.is_empty() {
                 continue;
             }
-            if let Ok(Some(c)) = self.cri_container(&e.id) {
-                self.emit(
-                    &c.id,
-                    &c.sandbox_id,
-                    cri::ContainerEventType::ContainerStoppedEvent,
-                )
-                .await;
+            if self.events.0.receiver_count() == 0
+                || !matches!(self.cri_container(&e.id), Ok(Some(_)))
+            {
+                continue;
+            }
+            // After its start's event (emitted under this lock); a container
+            // removed meanwhile has its DELETED instead (and its lock goes).
+            let g = self.lock(&e.id).await;
+            match self.cri_container(&e.id) {
+                Ok(Some(c)) => {
+                    self.emit(
+                        &c.id,
+                        &c.sandbox_id,
+                        cri::ContainerEventType::ContainerStoppedEvent,
+                    )
+                    .await
+                }
+                _ => {
+                    drop(g);
+                    self.forget(&e.id);
+                }
             }
         }
     }
