@@ -367,3 +367,68 @@ fn a_shared_bind_mount_propagates_mounts_back_to_the_host() {
     }
     assert_alike(seen);
 }
+
+#[test]
+fn a_new_user_namespace_still_joins_other_namespaces_by_path() {
+    let mut seen = Vec::new();
+    for rt in runtimes("a_new_user_namespace_still_joins_other_namespaces_by_path") {
+        let mut c = Ctx::new(
+            "par-userns-join",
+            &sh("cat /proc/self/uid_map; stat -L -c %i /proc/self/ns/net /proc/self/ns/ipc"),
+        );
+        // Namespaces the host's user namespace owns, pinned, as a pod's are.
+        let pins: Vec<_> = ["net", "ipc", "uts"]
+            .iter()
+            .map(|n| c.dir.join(format!("{n}.pin")))
+            .collect();
+        for p in &pins {
+            fs::write(p, "").unwrap();
+        }
+        ok(&std::process::Command::new("unshare")
+            .arg(format!("--net={}", pins[0].display()))
+            .arg(format!("--ipc={}", pins[1].display()))
+            .arg(format!("--uts={}", pins[2].display()))
+            .arg("true")
+            .output()
+            .unwrap());
+        let inode = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(p).unwrap().ino()
+        };
+        let want = format!("{}\n{}", inode(&pins[0]), inode(&pins[1]));
+        let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| !matches!(n["type"].as_str(), Some("network" | "ipc" | "uts")));
+        ns.push(json!({"type": "user"}));
+        for (t, p) in ["network", "ipc", "uts"].iter().zip(&pins) {
+            ns.push(json!({"type": t, "path": p}));
+        }
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c.config["linux"]["uidMappings"] = map.clone();
+        c.config["linux"]["gidMappings"] = map;
+        // A joined UTS namespace keeps its name; a joined IPC namespace of
+        // another user namespace cannot get a new mqueue mount, nor a joined
+        // network namespace a sysfs (runc does not fall back): /sys is bound.
+        c.config.as_object_mut().unwrap().remove("hostname");
+        let mounts = c.config["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["type"] != "mqueue");
+        for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+            *m = json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+        let out = c.run_with(&rt);
+        for p in &pins {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let text = ok(&out);
+        let mut lines = text.lines();
+        let map_line: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+        assert_eq!(map_line, ["0", "100000", "65536"], "{rt}: {text}");
+        assert_eq!(
+            lines.collect::<Vec<_>>().join("\n"),
+            want,
+            "{rt}: not in the pinned namespaces"
+        );
+        seen.push("joined".to_string());
+    }
+    assert_alike(seen);
+}

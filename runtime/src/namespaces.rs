@@ -113,6 +113,11 @@ pub struct Plan {
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
     /// Joined in the parent before the clone (pid and time apply to children).
     pub join_before_clone: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// With a new user namespace: joined by the parent just before the clone
+    /// and left right after, so the child inherits them. The child, already
+    /// in its new user namespace, may not enter namespaces the host's user
+    /// namespace owns (runc joins them before it unshares the user one).
+    pub join_around_clone: Vec<(LinuxNamespaceType, PathBuf)>,
 }
 
 impl Default for Plan {
@@ -123,6 +128,7 @@ impl Default for Plan {
             new_time: false,
             join: Vec::new(),
             join_before_clone: Vec::new(),
+            join_around_clone: Vec::new(),
         }
     }
 }
@@ -133,11 +139,7 @@ impl Plan {
         self.clone.contains(flag(t))
             || (t == LinuxNamespaceType::Cgroup && self.new_cgroup)
             || (t == LinuxNamespaceType::Time && self.new_time)
-            || self
-                .join
-                .iter()
-                .chain(&self.join_before_clone)
-                .any(|(j, _)| *j == t)
+            || self.joins(t)
     }
 
     /// True when the container gets a new namespace of this type.
@@ -152,6 +154,7 @@ impl Plan {
         self.join
             .iter()
             .chain(&self.join_before_clone)
+            .chain(&self.join_around_clone)
             .any(|(j, _)| *j == t)
     }
 }
@@ -204,6 +207,21 @@ pub fn plan(spec: &Spec) -> Result<Plan, Error> {
         return Err(Error::Invalid(
             "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
         ));
+    }
+    if p.creates(LinuxNamespaceType::User) {
+        // ipc, uts, net and cgroup namespaces are entered from outside the
+        // new user namespace; a mount namespace by path stays the child's.
+        let (around, rest): (Vec<_>, Vec<_>) = p.join.drain(..).partition(|(t, _)| {
+            matches!(
+                t,
+                LinuxNamespaceType::Ipc
+                    | LinuxNamespaceType::Uts
+                    | LinuxNamespaceType::Network
+                    | LinuxNamespaceType::Cgroup
+            )
+        });
+        p.join = rest;
+        p.join_around_clone = around;
     }
     if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) && !p.new_time {
         return Err(Error::Invalid(
@@ -415,6 +433,30 @@ mod tests {
         assert_eq!(p.join[0].0, LinuxNamespaceType::User);
         assert_eq!(p.join[1].0, LinuxNamespaceType::Network);
         assert!(p.joins(LinuxNamespaceType::User) && !p.creates(LinuxNamespaceType::User));
+    }
+
+    #[test]
+    fn with_a_new_user_namespace_others_are_joined_around_the_clone() {
+        let p = plan_of(serde_json::json!({
+            "namespaces": [{"type": "user"}, {"type": "mount"},
+                {"type": "ipc", "path": "/p/ipc"}, {"type": "network", "path": "/p/net"},
+                {"type": "uts", "path": "/p/uts"}],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}]
+        }))
+        .unwrap();
+        let around: Vec<_> = p
+            .join_around_clone
+            .iter()
+            .map(|(t, _)| proc_name(*t))
+            .collect();
+        assert_eq!(around, ["ipc", "net", "uts"]);
+        assert!(p.join.is_empty());
+        assert!(p.joins(LinuxNamespaceType::Ipc) && p.creates(LinuxNamespaceType::User));
+        // Without a new user namespace the child joins them, as before.
+        let q = plan_of(serde_json::json!({"namespaces": [{"type": "ipc", "path": "/p/ipc"}]}))
+            .unwrap();
+        assert!(q.join_around_clone.is_empty() && q.join.len() == 1);
     }
 
     #[test]

@@ -315,21 +315,35 @@ pub(super) fn create_in(
         Some(_) => None,
         None => cgroups::SelfJoin::open(&layout, &cgroup_dirs),
     };
-    let pid = match (&user_path, &v2_dir) {
-        (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
-        (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd()) {
-            Ok(pid) => {
-                born_in_cgroup = true;
-                pid
-            }
-            // Kernels before 5.7: clone, then move it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+    // Entered here and left after the clone (see `Plan::join_around_clone`).
+    let around = JoinedAround::enter(&b.plan.join_around_clone)?;
+    let cloned = (|| -> Result<i32, Error> {
+        Ok(match (&user_path, &v2_dir) {
+            (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
+            (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd())
+            {
+                Ok(pid) => {
+                    born_in_cgroup = true;
+                    pid
+                }
+                // Kernels before 5.7: clone, then move it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    syscall::clone_fork(flags).map_err(io_err("clone container process"))?
+                }
+                Err(e) => return Err(io_err("clone3 container process into its cgroup")(e)),
+            },
+            (None, None) => {
                 syscall::clone_fork(flags).map_err(io_err("clone container process"))?
             }
-            Err(e) => return Err(io_err("clone3 container process into its cgroup")(e)),
-        },
-        (None, None) => syscall::clone_fork(flags).map_err(io_err("clone container process"))?,
-    };
+        })
+    })();
+    // The parent goes back even when the clone failed; the child is born
+    // in the joined namespaces and stays (the saved fds are close-on-exec).
+    match cloned {
+        Ok(0) => drop(around),
+        _ => around.leave()?,
+    }
+    let pid = cloned?;
     if pid == 0 {
         drop(parent_sock);
         init::run(init::Args {
@@ -579,4 +593,37 @@ pub(super) fn owner_name(path: &Path) -> String {
             (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
         })
         .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Namespaces the runtime entered for its clone to inherit, and its own to
+/// go back to.
+struct JoinedAround(Vec<(LinuxNamespaceType, fs::File)>);
+
+impl JoinedAround {
+    /// Saves the runtime's own namespace of each type, then joins `joins`.
+    fn enter(joins: &[(LinuxNamespaceType, PathBuf)]) -> Result<JoinedAround, Error> {
+        let mut own = Vec::new();
+        for (t, path) in joins {
+            let mine = format!("/proc/thread-self/ns/{}", namespaces::proc_name(*t));
+            own.push((
+                *t,
+                fs::File::open(&mine).map_err(io_err(format!("open {mine}")))?,
+            ));
+            namespaces::join(*t, path)?;
+        }
+        Ok(JoinedAround(own))
+    }
+
+    /// Back in the runtime's own namespaces.
+    fn leave(self) -> Result<(), Error> {
+        for (t, f) in self.0 {
+            nix::sched::setns(&f, namespaces::flag(t)).map_err(|e| {
+                io_err(format!(
+                    "return to the runtime's {} namespace",
+                    namespaces::proc_name(t)
+                ))(e.into())
+            })?;
+        }
+        Ok(())
+    }
 }
