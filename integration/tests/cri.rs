@@ -743,6 +743,16 @@ fn berthd_killed_and_restarted_finds_pods_and_containers() {
     let pod = c.run_pod(&pc);
     let id = c.start(&pod, &pc, c.container_config("app", "exec sleep 1000"));
     let gone = c.start(&pod, &pc, c.container_config("gone", "sleep 1; exit 5"));
+    // OOM-killed while berthd is away: the reason survives the restart.
+    let mut oc = c.container_config("oom", "sleep 0.5; tail /dev/zero");
+    oc.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let oom = c.start(&pod, &pc, oc);
     c.s.d.take().unwrap().kill();
     std::thread::sleep(Duration::from_millis(1500));
     c.s.start();
@@ -757,6 +767,8 @@ fn berthd_killed_and_restarted_finds_pods_and_containers() {
     );
     let st = c.wait_exited(&gone, 10);
     assert_eq!((st.exit_code, st.reason.as_str()), (5, "Error"));
+    let st = c.wait_exited(&oom, 30);
+    assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
     assert_eq!(c.exec_ok(&id, "hostname"), "keep\n");
     c.remove_pod(&pod);
     c.assert_nothing_left();

@@ -82,7 +82,12 @@ impl Shim for Service {
     ) -> Result<Response<pb::StateResponse>, Status> {
         let r = r.into_inner();
         let p = self.0.process(&r.id, &r.exec_id)?;
-        let paused = self.0.with(&r.id, |c| Ok(c.paused))?;
+        let (paused, oom_killed) = self.0.with(&r.id, |c| {
+            Ok((
+                c.paused,
+                r.exec_id.is_empty() && c.oom_killed.load(std::sync::atomic::Ordering::Relaxed),
+            ))
+        })?;
         let f = p.facts();
         Ok(Response::new(pb::StateResponse {
             id: r.id,
@@ -95,6 +100,7 @@ impl Shim for Service {
             exit_status: f.exit.map_or(0, |e| e.status),
             exited_at: f.exit.and_then(|e| ts(e.at)),
             log_path: p.log_path.display().to_string(),
+            oom_killed,
         }))
     }
 

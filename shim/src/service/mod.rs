@@ -38,6 +38,8 @@ struct Container {
     paused: bool,
     mounted: bool,
     oom: Option<tokio::task::AbortHandle>,
+    /// Set at the container's first OOM kill.
+    oom_killed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 enum Slot {

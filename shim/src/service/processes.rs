@@ -223,6 +223,7 @@ impl Inner {
         let cg = crate::oom::memory_cgroup(pid);
         let published = Arc::new(AtomicBool::new(false));
         self.watch_exit(init.clone(), w, cg.clone().map(|c| (c, published.clone())));
+        let oom_killed = published.clone();
         let oom = cg.map(|cg| {
             let inner = self.clone();
             tokio::spawn(async move {
@@ -242,6 +243,7 @@ impl Inner {
             paused: false,
             mounted,
             oom,
+            oom_killed,
         });
         self.events.publish(
             &self.id,

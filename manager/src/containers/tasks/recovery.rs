@@ -129,12 +129,16 @@ impl Manager {
             client,
             pid: st.pid,
             exit: watch::channel(None).0,
-            oom: Default::default(),
+            // An OOM kill while berthd was away is the shim's to tell.
+            oom: std::sync::atomic::AtomicBool::new(st.oom_killed),
         });
         self.tasks.lock().unwrap().insert(key(ns, id), task.clone());
         self.watch(ns, id, task.clone(), events);
         if st.status() == shimpb::Status::Stopped {
-            let exit = exit_of(st.exit_status, st.exited_at.as_ref());
+            let exit = Exit {
+                oom_killed: st.oom_killed,
+                ..exit_of(st.exit_status, st.exited_at.as_ref())
+            };
             self.publish(ns, "/tasks/exit", id, "", st.pid, st.exit_status);
             // Recorded now; the task's deletion and the shim's exit follow in
             // the background (under the container's lock), so berthd serves at once.
