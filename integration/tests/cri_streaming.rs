@@ -435,12 +435,22 @@ fn stats_show_a_busy_loop_an_allocation_and_the_pods_network() {
         cpu.usage_nano_cores.unwrap().value > 300_000_000,
         "a busy loop uses most of a core: {cpu:?}"
     );
-    wait_until("the allocation to show", 20, || {
-        container(&hog)
-            .memory
-            .and_then(|m| m.working_set_bytes)
+    // A minute: making 64 MiB in a shell is slow in an emulated guest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = container(&hog).memory;
+        if m.as_ref()
+            .and_then(|m| m.working_set_bytes.as_ref())
             .is_some_and(|w| w.value > 60 << 20)
-    });
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the allocation does not show: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The pod: the sums, its processes, its interface.
     let ps = c
         .call(rs.pod_sandbox_stats(cri::PodSandboxStatsRequest {

@@ -41,7 +41,28 @@ pub(super) fn create_dir(d: &Path, created: &mut Vec<PathBuf>) -> Result<(), Err
     if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
         v1::inherit_cpuset(d)?;
     }
+    if let Some(parent) = d.parent() {
+        enable_controllers(parent);
+    }
     Ok(())
+}
+
+/// On v2, gives the children of `parent` every controller `parent` has, as
+/// runc does for each level it makes: without it a cgroup two levels below
+/// the delegation point has no memory, pids or io files (its limits cannot
+/// be set, its stats read as nothing). One write per controller, errors
+/// ignored: a parent with processes of its own refuses all (the kernel's
+/// no-internal-process rule), and that is its owner's setup to keep.
+fn enable_controllers(parent: &Path) {
+    let Ok(available) = fs::read_to_string(parent.join("cgroup.controllers")) else {
+        return; // v1
+    };
+    let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+    for c in available.split_whitespace() {
+        if !enabled.split_whitespace().any(|e| e == c) {
+            let _ = fs::write(parent.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+    }
 }
 
 /// The v1 `tasks` files of a new process's cgroup directories, opened by the
@@ -212,4 +233,30 @@ pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v2_parent_gives_its_children_its_controllers() {
+        let d = std::env::temp_dir().join(format!("berth-enable-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        fs::write(d.join("cgroup.subtree_control"), "cpu\n").unwrap();
+        enable_controllers(&d);
+        // A plain file keeps the last write (the kernel's adds each); "cpu"
+        // was on already and is not written again.
+        assert_eq!(
+            fs::read_to_string(d.join("cgroup.subtree_control")).unwrap(),
+            "+pids"
+        );
+        // v1 (no cgroup.controllers): nothing written.
+        let v1 = d.join("v1");
+        fs::create_dir_all(&v1).unwrap();
+        enable_controllers(&v1);
+        assert!(!v1.join("cgroup.subtree_control").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
 }
