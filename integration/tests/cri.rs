@@ -17,6 +17,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
+/// `cfg` under a 16 MiB memory limit (`tail /dev/zero` is OOM-killed).
+fn in_16_mib(mut cfg: cri::ContainerConfig) -> cri::ContainerConfig {
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    cfg
+}
+
 #[test]
 fn runtime_answers_version_status_config_and_unknown_ids() {
     let c = CriStack::new("runtime");
@@ -364,15 +376,11 @@ fn container_lifecycle_exit_codes_reasons_and_logs() {
     let st = c.wait_exited(&bad, 10);
     assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
     // OOMKilled under a memory limit.
-    let mut oc = c.container_config("oom", "tail /dev/zero");
-    oc.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 16 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let oom = c.start(&pod, &pc, oc);
+    let oom = c.start(
+        &pod,
+        &pc,
+        in_16_mib(c.container_config("oom", "tail /dev/zero")),
+    );
     let st = c.wait_exited(&oom, 30);
     assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
     // StopContainer: the TERM trap runs within the timeout.
@@ -744,15 +752,11 @@ fn berthd_killed_and_restarted_finds_pods_and_containers() {
     let id = c.start(&pod, &pc, c.container_config("app", "exec sleep 1000"));
     let gone = c.start(&pod, &pc, c.container_config("gone", "sleep 1; exit 5"));
     // OOM-killed while berthd is away: the reason survives the restart.
-    let mut oc = c.container_config("oom", "sleep 0.5; tail /dev/zero");
-    oc.linux = Some(cri::LinuxContainerConfig {
-        resources: Some(cri::LinuxContainerResources {
-            memory_limit_in_bytes: 16 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
-    let oom = c.start(&pod, &pc, oc);
+    let oom = c.start(
+        &pod,
+        &pc,
+        in_16_mib(c.container_config("oom", "sleep 0.5; tail /dev/zero")),
+    );
     c.s.d.take().unwrap().kill();
     std::thread::sleep(Duration::from_millis(1500));
     c.s.start();
