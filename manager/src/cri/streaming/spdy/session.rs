@@ -35,6 +35,9 @@ const STREAM_BUFFER: usize = 128;
 /// The largest data frame sent: big enough to be cheap, small enough to
 /// interleave streams.
 const CHUNK: usize = 32 << 10;
+/// A session with no frame from the peer for this long is closed (kubelet's
+/// streaming default; clients' pings keep a quiet session alive).
+pub const IDLE: Duration = Duration::from_secs(4 * 3600);
 
 enum Out {
     Frame(Frame),
@@ -131,8 +134,16 @@ impl StreamWriter {
 }
 
 impl Session {
-    /// Starts a session over `io`.
+    /// Starts a session over `io`, closed after [`IDLE`] without a frame.
     pub fn new<T>(io: T, role: Role) -> Session
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Session::with_idle(io, role, IDLE)
+    }
+
+    /// Starts a session over `io`, closed after `idle` without a frame.
+    pub fn with_idle<T>(io: T, role: Role, idle: Duration) -> Session
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -145,6 +156,7 @@ impl Session {
         let reader = tokio::spawn(read_loop(
             r,
             role,
+            idle,
             out_tx.clone(),
             in_tx,
             table.clone(),
@@ -272,6 +284,7 @@ async fn write_loop<W: AsyncWrite>(w: W, mut rx: mpsc::Receiver<Out>) {
 async fn read_loop<R: AsyncRead>(
     r: R,
     role: Role,
+    idle: Duration,
     out: mpsc::Sender<Out>,
     incoming: mpsc::Sender<Stream>,
     table: Arc<Mutex<Table>>,
@@ -374,9 +387,14 @@ async fn read_loop<R: AsyncRead>(
                 Frame::GoAway { .. } | Frame::Settings { .. } | Frame::WindowUpdate { .. } => {}
             }
         }
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match tokio::time::timeout(idle, r.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {
+                tracing::info!(idle_s = idle.as_secs(), "spdy: session idle, closing");
+                let _ = out.send(Out::Close).await;
+                break;
+            }
         }
     }
     {
@@ -424,5 +442,23 @@ mod tests {
         let mut gone = client.gone();
         server.close().await;
         gone.wait_for(|g| *g).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_is_closed() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = Session::with_idle(a, Role::Server, Duration::from_millis(100));
+        let client = Session::new(b, Role::Client);
+        let mut gone = server.gone();
+        let mut client_gone = client.gone();
+        tokio::time::timeout(Duration::from_secs(5), gone.wait_for(|g| *g))
+            .await
+            .expect("the server gave up on the idle peer")
+            .unwrap();
+        // The peer sees the connection end.
+        tokio::time::timeout(Duration::from_secs(5), client_gone.wait_for(|g| *g))
+            .await
+            .expect("the client saw the close")
+            .unwrap();
     }
 }
