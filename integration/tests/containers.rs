@@ -548,3 +548,67 @@ fn privileged_gets_every_capability_berthd_has() {
     assert_eq!(stdout(&out).trim(), want);
     s.assert_nothing_left();
 }
+
+#[test]
+fn save_and_load_as_docker_does() {
+    let s = Stack::new("save");
+    let tar = s.dir.join("saved.tar");
+    ok(&s.ctl(&["save", "-o", tar.to_str().unwrap(), "berth/busybox"]));
+    // One archive, two readings: an OCI layout and a `docker save` tar.
+    let names = ok(&Command::new("tar").arg("-tf").arg(&tar).output().unwrap());
+    assert!(names.lines().any(|l| l == "index.json"), "{names}");
+    assert!(names.lines().any(|l| l == "manifest.json"), "{names}");
+    let env = |src: String| {
+        let out = ok(&Command::new("skopeo")
+            .args(["inspect", "--config", &src])
+            .output()
+            .unwrap());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["config"]["Env"].clone()
+    };
+    let as_docker = env(format!("docker-archive:{}", tar.display()));
+    let as_oci = env(format!("oci-archive:{}", tar.display()));
+    assert_eq!(as_docker, as_oci);
+    assert!(as_docker.as_array().is_some_and(|e| !e.is_empty()));
+    // Saved to stdout when redirected, as docker does.
+    let out = s.ctl(&["save", "berth/busybox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout.len() as u64, fs::metadata(&tar).unwrap().len());
+    // Removed, loaded back from the file, and run.
+    ok(&s.ctl(&["rmi", "berth/busybox"]));
+    assert_eq!(
+        ok(&s.ctl(&["load", "-i", tar.to_str().unwrap()])),
+        "Loaded image: docker.io/berth/busybox:latest\n"
+    );
+    assert_eq!(
+        ok(&s.ctl(&[
+            "run",
+            "--rm",
+            "--net",
+            "none",
+            "berth/busybox",
+            "echo",
+            "loaded"
+        ])),
+        "loaded\n"
+    );
+    // A `docker save` archive made by skopeo, loaded from stdin, quietly.
+    let skopeo_tar = s.dir.join("skopeo.tar");
+    ok(&Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci-archive:{}", tar.display()))
+        .arg(format!(
+            "docker-archive:{}:other/box:2",
+            skopeo_tar.display()
+        ))
+        .output()
+        .unwrap());
+    let out = s
+        .d()
+        .ctl_cmd(&["load", "-q"])
+        .stdin(fs::File::open(&skopeo_tar).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "");
+    assert!(ok(&s.ctl(&["images", "-q"])).contains("docker.io/other/box:2"));
+}

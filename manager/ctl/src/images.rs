@@ -98,42 +98,17 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             Ok(())
         }
         Cmd::Import { file, base_name } => {
-            let mut input: Box<dyn Read + Send> = if file == "-" {
-                Box::new(std::io::stdin())
-            } else {
-                Box::new(
-                    std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("open {file}: {e}"))?,
-                )
-            };
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut first = true;
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = input.read(&mut buf)?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    let chunk = pb::ImportChunk {
-                        data: buf[..n].to_vec(),
-                        base_name: if first {
-                            base_name.clone()
-                        } else {
-                            String::new()
-                        },
-                    };
-                    first = false;
-                    if tx.blocking_send(chunk).is_err() {
-                        return Ok(());
-                    }
+            for name in import(c, ns, file, base_name).await? {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Cmd::Load { input, quiet } => {
+            let names = import(c, ns, input.unwrap_or_else(|| "-".into()), String::new()).await?;
+            if !quiet {
+                for name in names {
+                    println!("Loaded image: {name}");
                 }
-            });
-            let resp = c
-                .import(request(ns, tokio_stream::wrappers::ReceiverStream::new(rx)))
-                .await;
-            reader.await??;
-            for i in resp?.into_inner().images {
-                println!("{}", i.name);
             }
             Ok(())
         }
@@ -198,26 +173,90 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             file,
             names,
             platform,
-        } => {
-            let mut s = c
-                .export(request(ns, pb::ExportRequest { names, platform }))
-                .await?
-                .into_inner();
-            let mut out: Box<dyn Write> = if file == "-" {
-                Box::new(std::io::stdout())
-            } else {
-                Box::new(
-                    std::fs::File::create(&file)
-                        .map_err(|e| anyhow::anyhow!("create {file}: {e}"))?,
-                )
+        } => export(c, ns, &file, names, platform).await,
+        Cmd::Save { output, names } => {
+            let file = match output {
+                Some(f) => f,
+                // docker's words: an archive is no terminal's business.
+                None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => anyhow::bail!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                ),
+                None => "-".into(),
             };
-            while let Some(chunk) = s.message().await? {
-                out.write_all(&chunk.data)?;
-            }
-            out.flush()?;
-            Ok(())
+            export(c, ns, &file, names, String::new()).await
         }
     }
+}
+
+/// Streams `file` ("-": stdin) to berthd's import; the images it made.
+async fn import(
+    c: &mut ImagesClient<Channel>,
+    ns: &str,
+    file: String,
+    base_name: String,
+) -> anyhow::Result<Vec<String>> {
+    let mut input: Box<dyn Read + Send> = if file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("open {file}: {e}"))?)
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut first = true;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let chunk = pb::ImportChunk {
+                data: buf[..n].to_vec(),
+                base_name: if first {
+                    base_name.clone()
+                } else {
+                    String::new()
+                },
+            };
+            first = false;
+            if tx.blocking_send(chunk).is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let resp = c
+        .import(request(ns, tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .await;
+    reader.await??;
+    Ok(resp?
+        .into_inner()
+        .images
+        .into_iter()
+        .map(|i| i.name)
+        .collect())
+}
+
+/// Writes the archive of `names` from berthd to `file` ("-": stdout).
+async fn export(
+    c: &mut ImagesClient<Channel>,
+    ns: &str,
+    file: &str,
+    names: Vec<String>,
+    platform: String,
+) -> anyhow::Result<()> {
+    let mut s = c
+        .export(request(ns, pb::ExportRequest { names, platform }))
+        .await?
+        .into_inner();
+    let mut out: Box<dyn Write> = if file == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(file).map_err(|e| anyhow::anyhow!("create {file}: {e}"))?)
+    };
+    while let Some(chunk) = s.message().await? {
+        out.write_all(&chunk.data)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 pub(crate) fn print_table(head: &[&str], rows: &[[String; 5]]) {

@@ -110,6 +110,26 @@ enum Cmd {
     },
     #[command(flatten)]
     Container(containers::ContainerCmd),
+    /// Save images to a tar archive, as docker's `save` (both an OCI image
+    /// layout and a `docker save` archive; stdout by default).
+    Save {
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<String>,
+        /// The images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Load images from a tar archive (OCI layout or `docker save`), as
+    /// docker's `load` (stdin by default).
+    Load {
+        /// Read from this file instead of stdin.
+        #[arg(short, long)]
+        input: Option<String>,
+        /// Suppress the load output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Export images as an OCI image layout archive ("-": stdout).
     Export {
         /// The archive to write.

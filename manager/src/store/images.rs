@@ -531,7 +531,10 @@ impl Images {
     /// Writes an OCI image layout archive of `names` to `w`: per image its
     /// manifest for `platform`, config and layers, named in `index.json`
     /// (containerd's `io.containerd.image.name` and the tag as
-    /// `org.opencontainers.image.ref.name`).
+    /// `org.opencontainers.image.ref.name`). The same archive is a `docker
+    /// save` one too, as Docker's since 25: `manifest.json` names each
+    /// image's config, tags and layers among the same blobs, so `docker
+    /// load` and skopeo's `docker-archive:` read it as well.
     pub fn export(
         &self,
         ns: &str,
@@ -542,6 +545,7 @@ impl Images {
         let mut b = tar::Builder::new(w);
         let mut written = std::collections::HashSet::new();
         let mut entries = Vec::new();
+        let mut docker = Vec::new();
         let add = |b: &mut tar::Builder<_>,
                    path: &str,
                    data: &mut dyn Read,
@@ -569,6 +573,14 @@ impl Images {
                     add(&mut b, &path, &mut f, size)?;
                 }
             }
+            let blob = |d: &Descriptor| {
+                format!("blobs/{}/{}", d.digest.algorithm().name(), d.digest.hex())
+            };
+            docker.push(serde_json::json!({
+                "Config": blob(&m.config),
+                "RepoTags": [img.name.clone()],
+                "Layers": m.layers.iter().map(blob).collect::<Vec<_>>(),
+            }));
             let mut e = desc.clone();
             e.annotations
                 .insert("io.containerd.image.name".into(), img.name.clone());
@@ -590,6 +602,13 @@ impl Images {
         add(
             &mut b,
             "index.json",
+            &mut data.as_slice(),
+            data.len() as u64,
+        )?;
+        let data = serde_json::to_vec(&docker).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        add(
+            &mut b,
+            "manifest.json",
             &mut data.as_slice(),
             data.len() as u64,
         )?;
