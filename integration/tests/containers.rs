@@ -612,3 +612,49 @@ fn save_and_load_as_docker_does() {
     assert_eq!(ok(&out), "");
     assert!(ok(&s.ctl(&["images", "-q"])).contains("docker.io/other/box:2"));
 }
+
+#[test]
+fn history_shows_a_commit_over_its_base_as_docker_does() {
+    let s = Stack::new("history");
+    ok(&s.ctl(&[
+        "run",
+        "--name",
+        "h",
+        "--net",
+        "none",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/urandom > /data",
+    ]));
+    ok(&s.ctl(&["commit", "-m", "added data", "h", "berth/hist"]));
+    let out = ok(&s.ctl(&["history", "berth/hist"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY"),
+        "{out}"
+    );
+    // Newest first: the commit, with the image's id, its size and comment.
+    let id = ok(&s.ctl(&["history", "-q", "--no-trunc", "berth/hist"]));
+    assert!(id.lines().next().unwrap().starts_with("sha256:"), "{id}");
+    assert!(
+        lines[1].contains("berthctl commit") && lines[1].contains("added data"),
+        "{out}"
+    );
+    assert!(lines[1].contains("seconds ago"), "{out}");
+    assert!(
+        lines[1].contains("100kB") || lines[1].contains("kB"),
+        "{out}"
+    );
+    // The base's layers follow, as `<missing>` steps.
+    assert!(
+        lines.len() >= 3 && lines[2..].iter().all(|l| l.starts_with("<missing>")),
+        "{out}"
+    );
+    let out = s.ctl(&["history", "no/such:image"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -174,6 +174,35 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             names,
             platform,
         } => export(c, ns, &file, names, platform).await,
+        Cmd::History {
+            no_trunc,
+            quiet,
+            image,
+        } => {
+            let h = c
+                .history(request(
+                    ns,
+                    pb::GetImageRequest {
+                        name: image.clone(),
+                    },
+                ))
+                .await
+                .map_err(|e| anyhow::anyhow!("history of {image}: {}", e.message()))?
+                .into_inner();
+            let now = berth_rules::time::now_secs();
+            let rows = history_rows(&h, no_trunc, now);
+            if quiet {
+                for r in rows {
+                    println!("{}", r[0]);
+                }
+            } else {
+                print_table(
+                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                    &rows,
+                );
+            }
+            Ok(())
+        }
         Cmd::Save { output, names } => {
             let file = match output {
                 Some(f) => f,
@@ -186,6 +215,45 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             export(c, ns, &file, names, String::new()).await
         }
     }
+}
+
+/// `docker history`'s rows: the image id on the newest step and
+/// `<missing>` on the others, commands cut at 45 characters unless
+/// `no_trunc`.
+fn history_rows(h: &pb::HistoryResponse, no_trunc: bool, now: u64) -> Vec<[String; 5]> {
+    let id = if no_trunc {
+        h.id.clone()
+    } else {
+        let hex = h.id.split(':').nth(1).unwrap_or(&h.id);
+        hex[..12.min(hex.len())].to_string()
+    };
+    h.entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let by = e.created_by.replace(['\n', '\t'], " ");
+            let by = if no_trunc || by.chars().count() <= 45 {
+                by
+            } else {
+                format!("{}…", by.chars().take(44).collect::<String>())
+            };
+            [
+                if i == 0 {
+                    id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                if e.created > 0 {
+                    ago(u64::try_from(e.created).unwrap_or(0), now)
+                } else {
+                    "N/A".into()
+                },
+                by,
+                human_size(e.size),
+                e.comment.clone(),
+            ]
+        })
+        .collect()
 }
 
 /// Streams `file` ("-": stdin) to berthd's import; the images it made.
@@ -363,6 +431,41 @@ pub(crate) async fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_rows_as_docker_shows_them() {
+        let h = pb::HistoryResponse {
+            id: "sha256:0123456789abcdef0123".into(),
+            entries: vec![
+                pb::HistoryEntry {
+                    created: 1000,
+                    created_by: "/bin/sh -c #(nop)  CMD [\"sh\"] with a long tail of words".into(),
+                    comment: String::new(),
+                    size: 0,
+                    empty_layer: true,
+                },
+                pb::HistoryEntry {
+                    created: 0,
+                    created_by: "ADD file:abc in /".into(),
+                    comment: "imported".into(),
+                    size: 1_240_000,
+                    empty_layer: false,
+                },
+            ],
+        };
+        let r = history_rows(&h, false, 1000 + 2 * 86400);
+        assert_eq!(r[0][0], "0123456789ab");
+        assert_eq!(r[1][0], "<missing>");
+        assert_eq!(r[0][1], "2 days ago");
+        assert_eq!(r[1][1], "N/A");
+        assert_eq!(r[0][2].chars().count(), 45);
+        assert!(r[0][2].ends_with('…'));
+        assert_eq!((r[0][3].as_str(), r[1][3].as_str()), ("0B", "1.24MB"));
+        assert_eq!(r[1][4], "imported");
+        let full = history_rows(&h, true, 0);
+        assert_eq!(full[0][0], "sha256:0123456789abcdef0123");
+        assert!(full[0][2].ends_with("words"));
+    }
 
     #[test]
     fn names_split_as_docker_shows_them() {

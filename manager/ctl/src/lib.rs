@@ -110,6 +110,17 @@ enum Cmd {
     },
     #[command(flatten)]
     Container(containers::ContainerCmd),
+    /// Show an image's history, newest step first, as docker's `history`.
+    History {
+        /// Show full ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only the ids (`<missing>` for steps that are no image).
+        #[arg(short, long)]
+        quiet: bool,
+        /// The image.
+        image: String,
+    },
     /// Save images to a tar archive, as docker's `save` (both an OCI image
     /// layout and a `docker save` archive; stdout by default).
     Save {

@@ -295,6 +295,34 @@ impl ImagesApi for Service {
         Ok(Response::new(img))
     }
 
+    async fn history(
+        &self,
+        r: Request<pb::GetImageRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let ns = namespace(&r)?;
+        let name = r.into_inner().name;
+        let store = self.store.clone();
+        let (id, steps) = blocking(move || {
+            let img = store.get(&ns, &name)?;
+            store.history(&img, &Platform::host())
+        })
+        .await?;
+        Ok(Response::new(pb::HistoryResponse {
+            id,
+            entries: steps
+                .into_iter()
+                .rev()
+                .map(|h| pb::HistoryEntry {
+                    created: h.created / 1_000_000_000,
+                    created_by: h.created_by,
+                    comment: h.comment,
+                    size: h.size,
+                    empty_layer: h.empty_layer,
+                })
+                .collect(),
+        }))
+    }
+
     async fn unpack(
         &self,
         r: Request<pb::UnpackRequest>,

@@ -206,6 +206,22 @@ impl Images {
         self.read_json(&m.config)
     }
 
+    /// The history of `image` for `platform`, oldest first: each config
+    /// history entry with the size of the layer it made (layers go to the
+    /// entries without `empty_layer`, in order), and the config's digest.
+    pub fn history(
+        &self,
+        image: &Image,
+        platform: &Platform,
+    ) -> Result<(String, Vec<HistoryStep>), ImageError> {
+        let (_, m) = self.manifest(image, platform)?;
+        let config: serde_json::Value = self.read_json(&m.config)?;
+        Ok((
+            m.config.digest.to_string(),
+            history_steps(&config, &m.layers),
+        ))
+    }
+
     fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, ImageError> {
         let data = self.content.read_all(&d.digest, MAX_JSON)?;
         json(&format!("{} {}", d.media_type, d.digest), &data)
@@ -625,6 +641,57 @@ impl Images {
     }
 }
 
+/// One step of an image's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryStep {
+    /// Seconds since the epoch (0: unknown).
+    pub created: i64,
+    /// The instruction.
+    pub created_by: String,
+    /// Its comment.
+    pub comment: String,
+    /// The layer it made (0: none).
+    pub size: u64,
+    /// A config-only step.
+    pub empty_layer: bool,
+}
+
+/// The config's history with layer sizes matched in order. Layers the
+/// history does not account for (a config without history, as umoci
+/// writes, or a commit over such a base) come first, one unnamed step each.
+pub fn history_steps(config: &serde_json::Value, layers: &[Descriptor]) -> Vec<HistoryStep> {
+    let listed = config["history"].as_array().cloned().unwrap_or_default();
+    let with_layer = listed
+        .iter()
+        .filter(|e| !e["empty_layer"].as_bool().unwrap_or(false))
+        .count();
+    let unlisted = layers.len().saturating_sub(with_layer);
+    let mut sizes = layers.iter().map(|l| l.size);
+    let mut out: Vec<HistoryStep> = (0..unlisted)
+        .map(|_| HistoryStep {
+            created: 0,
+            created_by: String::new(),
+            comment: String::new(),
+            size: sizes.next().unwrap_or(0),
+            empty_layer: false,
+        })
+        .collect();
+    out.extend(listed.iter().map(|e| {
+        let empty = e["empty_layer"].as_bool().unwrap_or(false);
+        HistoryStep {
+            created: e["created"]
+                .as_str()
+                .and_then(berth_rules::time::parse_rfc3339)
+                .unwrap_or(0),
+            created_by: e["created_by"].as_str().unwrap_or("").to_string(),
+            comment: e["comment"].as_str().unwrap_or("").to_string(),
+            size: if empty { 0 } else { sizes.next().unwrap_or(0) },
+            empty_layer: empty,
+        }
+    }));
+    out
+}
+
 /// The bytes of a manifest `d` and the blobs it names (config, layers).
 pub fn blob_bytes(d: &Descriptor, m: &oci::Manifest) -> u64 {
     d.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>()
@@ -706,7 +773,8 @@ impl Images {
                 ImageError::Invalid(format!("image {base}: config has no rootfs.diff_ids"))
             })?
             .push(serde_json::Value::String(diff_id.to_string()));
-        let entry = serde_json::json!({"created_by": "berthctl commit", "comment": comment});
+        let entry = serde_json::json!({"created": berth_rules::time::now_rfc3339(),
+            "created_by": "berthctl commit", "comment": comment});
         match config.get_mut("history").and_then(|h| h.as_array_mut()) {
             Some(h) => h.push(entry),
             None => config["history"] = serde_json::json!([entry]),
@@ -750,4 +818,38 @@ pub fn normalize(name: &str) -> Result<String, ImageError> {
     Reference::parse(name)
         .map(|r| r.to_string())
         .map_err(|e| ImageError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(size: u64) -> Descriptor {
+        Descriptor {
+            media_type: oci::MT_OCI_LAYER_GZIP.into(),
+            digest: crate::store::digest::sha256_of(&size.to_be_bytes()),
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn history_steps_get_their_layers_sizes() {
+        let config = serde_json::json!({"history": [
+            {"created": "2024-01-02T03:04:05Z", "created_by": "ADD rootfs"},
+            {"created_by": "CMD sh", "empty_layer": true},
+            {"created_by": "RUN x", "comment": "c"}
+        ]});
+        let h = history_steps(&config, &[layer(10), layer(20)]);
+        let sizes: Vec<u64> = h.iter().map(|s| s.size).collect();
+        assert_eq!(sizes, [10, 0, 20]);
+        assert_eq!(h[0].created, 1_704_164_645_000_000_000);
+        assert!(h[1].empty_layer && h[2].comment == "c");
+        // A commit over a base without history: the base's layers first.
+        let commit = serde_json::json!({"history": [{"created_by": "berthctl commit"}]});
+        let h = history_steps(&commit, &[layer(10), layer(20), layer(30)]);
+        let got: Vec<(&str, u64)> = h.iter().map(|s| (s.created_by.as_str(), s.size)).collect();
+        assert_eq!(got, [("", 10), ("", 20), ("berthctl commit", 30)]);
+    }
 }
