@@ -172,10 +172,61 @@ fn pull_needs_credentials(dir: &Dir, layout: &Path, reg: &Registry) {
             stderr(&out)
         );
     }
-    let cfg = docker_config(dir, &reg.host);
+    // `login` checks the credentials with the registry, then keeps them
+    // where berthd's pulls read them; `logout` takes them away.
+    let cfg = dir.0.join("docker");
     let d = Berthd::start(&dir.0.join("authed"), &[("DOCKER_CONFIG", &cfg)]);
+    let login = |password: &str| {
+        let mut child = d
+            .ctl_cmd(&["login", "-u", "tester", "--password-stdin", &reg.host])
+            .env("DOCKER_CONFIG", &cfg)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            format!("{password}\n").as_bytes(),
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = login("wrong");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("incorrect username or password"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !cfg.join("config.json").exists(),
+        "bad credentials were kept"
+    );
+    assert_eq!(ok(&login("s3cret")), "Login Succeeded\n");
+    let meta = fs::metadata(cfg.join("config.json")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(cfg.join("config.json")).unwrap()).unwrap();
+    // base64("tester:s3cret"), under the host, as docker writes it.
+    assert_eq!(v["auths"][&reg.host]["auth"], "dGVzdGVyOnMzY3JldA==");
     let out = d.ctl(&["pull", &name]);
     assert_eq!(ok(&out).trim(), name, "{}", stderr(&out));
+    ok(&d.ctl(&["rmi", &name]));
+    let out = d
+        .ctl_cmd(&["logout", &reg.host])
+        .env("DOCKER_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out),
+        format!("Removing login credentials for {}\n", reg.host)
+    );
+    let out = d.ctl(&["pull", &name]);
+    assert!(!out.status.success(), "pulled after logout");
 }
 
 /// A docker config directory with tester:s3cret for `host`.

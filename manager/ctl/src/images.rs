@@ -22,7 +22,11 @@ pub(crate) fn repo_tag(name: &str) -> (&str, &str) {
 pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> anyhow::Result<()> {
     let c = &mut c;
     match cmd {
-        Cmd::Container(_) | Cmd::Lease { .. } | Cmd::Commit { base: None, .. } => {
+        Cmd::Container(_)
+        | Cmd::Lease { .. }
+        | Cmd::Login { .. }
+        | Cmd::Logout { .. }
+        | Cmd::Commit { base: None, .. } => {
             unreachable!("handled by run")
         }
         Cmd::Pull {

@@ -8,6 +8,7 @@ mod failure;
 mod format;
 mod images;
 mod leases;
+mod login;
 mod tty;
 
 use std::path::PathBuf;
@@ -110,6 +111,26 @@ enum Cmd {
     },
     #[command(flatten)]
     Container(containers::ContainerCmd),
+    /// Log in to a registry: the credentials are checked, then kept in
+    /// docker's config.json for berthd's pulls.
+    Login {
+        /// The user.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// The password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The registry (default: Docker Hub).
+        server: Option<String>,
+    },
+    /// Log out from a registry: its credentials are removed.
+    Logout {
+        /// The registry (default: Docker Hub).
+        server: Option<String>,
+    },
     /// Show an image's history, newest step first, as docker's `history`.
     History {
         /// Show full ids and commands.
@@ -210,6 +231,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Container(cmd) => containers::run(ch, ns, cmd).await,
         Cmd::Lease { cmd } => leases::run(ch, ns, cmd).await.map(|()| 0),
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            server,
+        } => login::login(
+            ImagesClient::new(ch),
+            ns,
+            server,
+            username,
+            password,
+            password_stdin,
+        )
+        .await
+        .map(|()| 0),
+        Cmd::Logout { server } => login::logout(server).map(|()| 0),
         Cmd::Commit {
             base: None,
             snapshot,

@@ -295,6 +295,27 @@ impl ImagesApi for Service {
         Ok(Response::new(img))
     }
 
+    async fn login(&self, r: Request<pb::LoginRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = r.into_inner();
+        if r.server.is_empty() || r.username.is_empty() {
+            return Err(Status::invalid_argument(
+                "login needs a registry and a username",
+            ));
+        }
+        let plain = crate::store::pull::insecure(&r.server, &self.registries.insecure);
+        crate::store::login::verify(&r.server, &r.username, &r.password, plain)
+            .await
+            .map_err(|e| match e {
+                crate::store::login::LoginError::Unauthorized { .. } => {
+                    Status::unauthenticated(e.to_string())
+                }
+                crate::store::login::LoginError::Unreachable { .. } => {
+                    Status::unavailable(e.to_string())
+                }
+            })?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn history(
         &self,
         r: Request<pb::GetImageRequest>,

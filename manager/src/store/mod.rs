@@ -10,6 +10,7 @@ pub mod digest;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod login;
 pub mod meta;
 pub mod mirrors;
 pub mod oci;
