@@ -820,3 +820,44 @@ fn lease_commands() {
     ok(&d.ctl(&["lease", "rm", "keep", &generated]));
     assert_eq!(ok(&d.ctl(&["lease", "ls", "-q"])).trim(), "");
 }
+
+#[test]
+fn search_finds_repositories_in_a_registry_catalog() {
+    let dir = Dir::new("search");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    for repo in ["bb", "tools/busybox-extra", "nginx"] {
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v2", layout.display()))
+            .arg(format!("docker://{}/{repo}:v2", reg.host)));
+    }
+    let d = Berthd::start(&dir.0.join("d"), &[]);
+    let out = ok(&d.ctl(&["search", &format!("{}/b", reg.host)]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("OFFICIAL"),
+        "{out}"
+    );
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("{}/bb", reg.host),
+            format!("{}/tools/busybox-extra", reg.host)
+        ]
+    );
+    let out = ok(&d.ctl(&["search", "--limit", "1", &format!("{}/b", reg.host)]));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // Docker Hub is out of reach here: a clear error, not an empty table.
+    let out = d.ctl(&["search", "busybox"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("search docker.io"),
+        "{}",
+        stderr(&out)
+    );
+}

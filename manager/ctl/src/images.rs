@@ -207,6 +207,40 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             }
             Ok(())
         }
+        Cmd::Search {
+            limit,
+            no_trunc,
+            term,
+        } => {
+            let found = c
+                .search(request(ns, pb::SearchRequest { term, limit }))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?
+                .into_inner()
+                .results;
+            let rows: Vec<[String; 4]> = found
+                .into_iter()
+                .map(|f| {
+                    let d = if no_trunc || f.description.chars().count() <= 45 {
+                        f.description
+                    } else {
+                        format!("{}…", f.description.chars().take(44).collect::<String>())
+                    };
+                    [
+                        f.name,
+                        d,
+                        f.stars.to_string(),
+                        if f.official {
+                            "[OK]".into()
+                        } else {
+                            String::new()
+                        },
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "DESCRIPTION", "STARS", "OFFICIAL"], &rows);
+            Ok(())
+        }
         Cmd::Save { output, names } => {
             let file = match output {
                 Some(f) => f,
@@ -331,7 +365,7 @@ async fn export(
     Ok(())
 }
 
-pub(crate) fn print_table(head: &[&str], rows: &[[String; 5]]) {
+pub(crate) fn print_table<const N: usize>(head: &[&str], rows: &[[String; N]]) {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

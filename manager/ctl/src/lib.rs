@@ -131,6 +131,18 @@ enum Cmd {
         /// The registry (default: Docker Hub).
         server: Option<String>,
     },
+    /// Search a registry for repositories, as docker's `search`
+    /// (`[REGISTRY/]TERM`; Docker Hub without a registry).
+    Search {
+        /// At most this many results (default 25).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Do not cut descriptions.
+        #[arg(long)]
+        no_trunc: bool,
+        /// The term.
+        term: String,
+    },
     /// Show an image's history, newest step first, as docker's `history`.
     History {
         /// Show full ids and commands.

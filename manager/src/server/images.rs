@@ -316,6 +316,38 @@ impl ImagesApi for Service {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn search(
+        &self,
+        r: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let r = r.into_inner();
+        let (registry, term) = crate::store::search::split_term(&r.term);
+        if term.is_empty() {
+            return Err(Status::invalid_argument("search needs a term"));
+        }
+        let limit = if r.limit == 0 { 25 } else { r.limit.min(100) } as usize;
+        let plain = registry
+            .is_some_and(|reg| crate::store::pull::insecure(reg, &self.registries.insecure));
+        let auth = match crate::store::pull::credentials(registry.unwrap_or("docker.io")) {
+            oci_client::secrets::RegistryAuth::Basic(u, p) => Some((u, p)),
+            _ => None,
+        };
+        let found = crate::store::search::search(registry, term, limit, auth, plain)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::SearchResponse {
+            results: found
+                .into_iter()
+                .map(|f| pb::SearchResult {
+                    name: f.name,
+                    description: f.description,
+                    stars: f.stars,
+                    official: f.official,
+                })
+                .collect(),
+        }))
+    }
+
     async fn history(
         &self,
         r: Request<pb::GetImageRequest>,

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod mirrors;
 pub mod oci;
 pub mod pull;
+pub mod search;
 pub use berth_rules::reference;
 pub mod snapshot;
 pub mod unpack;
