@@ -86,15 +86,23 @@ pub async fn search(
     let scheme = if plain_http { "http" } else { "https" };
     // The search API first (Docker Hub has it; a plain registry answers 404).
     let url = format!("{scheme}://{host}/v1/search");
-    let n = limit.to_string();
-    let mut req = client.get(&url).query(&[("q", term), ("n", n.as_str())]);
-    if let Some((u, p)) = &auth {
-        req = req.basic_auth(u, Some(p));
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| fail(format!("GET {url}: {e}")))?;
+    let get = |url: String, query: Vec<(&'static str, String)>| {
+        let mut req = client.get(&url).query(&query);
+        if let Some((u, p)) = &auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let fail = &fail;
+        async move {
+            req.send()
+                .await
+                .map_err(|e| fail(format!("GET {url}: {e}")))
+        }
+    };
+    let resp = get(
+        url.clone(),
+        vec![("q", term.to_string()), ("n", limit.to_string())],
+    )
+    .await?;
     if resp.status().is_success() {
         let v: serde_json::Value = resp.json().await.map_err(|e| fail(format!("{url}: {e}")))?;
         return Ok(v["results"]
@@ -118,14 +126,7 @@ pub async fn search(
     };
     let url = format!("{scheme}://{host}/v2/_catalog");
     // distribution caps a catalog page at 1000 entries.
-    let mut req = client.get(&url).query(&[("n", "1000")]);
-    if let Some((u, p)) = &auth {
-        req = req.basic_auth(u, Some(p));
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| fail(format!("GET {url}: {e}")))?;
+    let resp = get(url.clone(), vec![("n", "1000".to_string())]).await?;
     if !resp.status().is_success() {
         return Err(fail(format!(
             "the registry offers neither a search API nor a catalog ({})",
