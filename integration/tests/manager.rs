@@ -852,6 +852,9 @@ fn search_finds_repositories_in_a_registry_catalog() {
     );
     let out = ok(&d.ctl(&["search", "--limit", "1", &format!("{}/b", reg.host)]));
     assert_eq!(out.lines().count(), 2, "{out}");
+    // A catalog knows no stars: `--filter stars=1` leaves the header alone.
+    let out = ok(&d.ctl(&["search", "-f", "stars=1", &format!("{}/b", reg.host)]));
+    assert_eq!(out.lines().count(), 1, "{out}");
     // Docker Hub is out of reach here: a clear error, not an empty table.
     let out = d.ctl(&["search", "busybox"]);
     assert!(!out.status.success());

@@ -210,8 +210,10 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
         Cmd::Search {
             limit,
             no_trunc,
+            filters,
             term,
         } => {
+            let keep = search_filter(&filters)?;
             let found = c
                 .search(request(ns, pb::SearchRequest { term, limit }))
                 .await
@@ -220,6 +222,7 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
                 .results;
             let rows: Vec<[String; 4]> = found
                 .into_iter()
+                .filter(|f| keep(f))
                 .map(|f| {
                     let d = if no_trunc || f.description.chars().count() <= 45 {
                         f.description
@@ -292,6 +295,29 @@ fn history_rows(h: &pb::HistoryResponse, no_trunc: bool, now: u64) -> Vec<[Strin
             ]
         })
         .collect()
+}
+
+/// docker search's `--filter`s as one predicate: `stars=N` (at least N),
+/// `is-official=BOOL`; anything else is refused, naming it.
+fn search_filter(filters: &[String]) -> anyhow::Result<impl Fn(&pb::SearchResult) -> bool> {
+    let (mut stars, mut official) = (0u32, None);
+    for f in filters {
+        match f.split_once('=') {
+            Some(("stars", n)) => {
+                stars = n
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid filter 'stars={n}': not a number"))?
+            }
+            Some(("is-official", b)) => {
+                official = Some(
+                    b.parse::<bool>()
+                        .map_err(|_| anyhow::anyhow!("invalid filter 'is-official={b}'"))?,
+                )
+            }
+            _ => anyhow::bail!("invalid filter '{f}' (stars=N or is-official=true|false)"),
+        }
+    }
+    Ok(move |r: &pb::SearchResult| r.stars >= stars && official.is_none_or(|o| r.official == o))
 }
 
 /// Streams `file` ("-": stdin) to berthd's import; the images it made.
@@ -469,6 +495,22 @@ pub(crate) async fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_filters_as_docker_reads_them() {
+        let r = |stars, official| pb::SearchResult {
+            name: "x".into(),
+            description: String::new(),
+            stars,
+            official,
+        };
+        let keep = search_filter(&["stars=3".into(), "is-official=true".into()]).unwrap();
+        assert!(keep(&r(5, true)));
+        assert!(!keep(&r(2, true)) && !keep(&r(5, false)));
+        assert!(search_filter(&[]).unwrap()(&r(0, false)));
+        assert!(search_filter(&["is-automated=true".into()]).is_err());
+        assert!(search_filter(&["stars=many".into()]).is_err());
+    }
 
     #[test]
     fn history_rows_as_docker_shows_them() {

@@ -140,6 +140,10 @@ enum Cmd {
         /// Do not cut descriptions.
         #[arg(long)]
         no_trunc: bool,
+        /// Keep only results matching: `stars=N` (at least N),
+        /// `is-official=true|false` (repeatable).
+        #[arg(short, long = "filter")]
+        filters: Vec<String>,
         /// The term.
         term: String,
     },
