@@ -72,6 +72,15 @@ pub(super) fn start_loaded(
             _ => return Err(Error::StartRunning),
         }
     }
+    // The pidfd first: opening the fifo releases the container process,
+    // which may run its command, exit and be reaped before a later
+    // pidfd_open (a `sh -c 'exit 7'` did, under load).
+    let pidfd = syscall::pidfd_open(saved.pid).map_err(|e| {
+        Error::StartStopped(format!(
+            "pidfd_open of container process {}: {e}",
+            saved.pid
+        ))
+    })?;
     let fifo_path = dir.fifo();
     let fifo = match released {
         Some(fd) => fd,
@@ -82,12 +91,6 @@ pub(super) fn start_loaded(
         )
         .map_err(|e| io_err(format!("open {}", fifo_path.display()))(e.into()))?,
     };
-    let pidfd = syscall::pidfd_open(saved.pid).map_err(|e| {
-        Error::StartStopped(format!(
-            "pidfd_open of container process {}: {e}",
-            saved.pid
-        ))
-    })?;
     // Wait for the container process's byte; if it dies first, say so.
     loop {
         let mut fds = [
