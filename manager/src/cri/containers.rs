@@ -590,47 +590,12 @@ impl Cri {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<cri::ExecSyncResponse, CriError> {
-        let c = self.find_container(id)?;
-        if self.manager.status(NAMESPACE, &c.id).await.0 != Status::Running {
-            return Err(CriError::State(format!(
-                "container {} is not running",
-                c.id
-            )));
-        }
+        let c = self.running_container(id).await?;
         let exec_id = format!("sync-{}", berth_rules::id::random());
-        self.manager
-            .exec(
-                NAMESPACE,
-                &c.id,
-                &exec_id,
-                cmd,
-                Vec::new(),
-                String::new(),
-                String::new(),
-                false,
-                false,
-                false,
-            )
+        self.add_exec(&c.id, &exec_id, cmd, false, false).await?;
+        let (_, mut output) = self
+            .attach_process(&c.id, &exec_id, true, true, tokio_stream::empty())
             .await?;
-        let mut shim = self.manager.shim(NAMESPACE, &c.id)?;
-        let start = berth_proto::shim::AttachRequest {
-            msg: Some(berth_proto::shim::attach_request::Msg::Start(
-                berth_proto::shim::AttachStart {
-                    id: c.id.clone(),
-                    exec_id: exec_id.clone(),
-                    stdout: true,
-                    stderr: true,
-                },
-            )),
-        };
-        let mut output = shim
-            .attach(tokio_stream::iter(vec![start]))
-            .await
-            .map_err(|status| TaskError::Shim {
-                id: c.id.clone(),
-                status,
-            })?
-            .into_inner();
         let run = async {
             self.manager.start(NAMESPACE, &c.id, &exec_id).await?;
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -695,9 +660,74 @@ impl Cri {
         self.save_container(&c)
     }
 
-    /// ReopenContainerLog: the shim reopens the log at its path (kubelet
-    /// has moved the old one away).
-    pub async fn reopen_log(&self, id: &str) -> Result<(), CriError> {
+    /// Adds `cmd` as process `exec_id` of container `id`, as kubelet's exec
+    /// asks: the container's own env, user and directory.
+    pub(crate) async fn add_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    ) -> Result<(), CriError> {
+        self.manager
+            .exec(
+                NAMESPACE,
+                id,
+                exec_id,
+                cmd,
+                Vec::new(),
+                String::new(),
+                String::new(),
+                tty,
+                stdin,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Attaches to a process's output in the container's shim; `input`
+    /// carries its stdin (and its close) after the start message. The shim
+    /// client comes back too, for resizes.
+    pub(crate) async fn attach_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+        stdout: bool,
+        stderr: bool,
+        input: impl tokio_stream::Stream<Item = berth_proto::shim::AttachRequest> + Send + 'static,
+    ) -> Result<
+        (
+            berth_proto::shim::shim_client::ShimClient<tonic::transport::Channel>,
+            tonic::Streaming<berth_proto::shim::AttachResponse>,
+        ),
+        CriError,
+    > {
+        let mut shim = self.manager.shim(NAMESPACE, id)?;
+        let start = berth_proto::shim::AttachRequest {
+            msg: Some(berth_proto::shim::attach_request::Msg::Start(
+                berth_proto::shim::AttachStart {
+                    id: id.to_string(),
+                    exec_id: exec_id.to_string(),
+                    stdout,
+                    stderr,
+                },
+            )),
+        };
+        let output = shim
+            .attach(tokio_stream::once(start).chain(input))
+            .await
+            .map_err(|status| TaskError::Shim {
+                id: id.to_string(),
+                status,
+            })?
+            .into_inner();
+        Ok((shim, output))
+    }
+
+    /// The container of `id` (or a prefix), which must be running.
+    pub async fn running_container(&self, id: &str) -> Result<CriContainer, CriError> {
         let c = self.find_container(id)?;
         if self.manager.status(NAMESPACE, &c.id).await.0 != Status::Running {
             return Err(CriError::State(format!(
@@ -705,6 +735,13 @@ impl Cri {
                 c.id
             )));
         }
+        Ok(c)
+    }
+
+    /// ReopenContainerLog: the shim reopens the log at its path (kubelet
+    /// has moved the old one away).
+    pub async fn reopen_log(&self, id: &str) -> Result<(), CriError> {
+        let c = self.running_container(id).await?;
         self.manager.reopen_log(NAMESPACE, &c.id).await?;
         Ok(())
     }

@@ -12,7 +12,6 @@ use tonic::{Request, Response, Status};
 use super::streaming::tokens::Pending;
 use super::streaming::UrlError;
 use super::{status_of, Cri, HANDLER};
-use crate::containers::tasks::Status as TaskStatus;
 
 /// The service over one CRI runtime.
 #[derive(Clone)]
@@ -47,18 +46,6 @@ fn streams_asked(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(
 pub const API_VERSION: &str = "v1";
 
 impl RuntimeService {
-    /// The container of `id`, running.
-    async fn running(&self, id: &str) -> Result<(), Status> {
-        let c = self.cri.find_container(id).map_err(status_of)?;
-        if self.cri.manager.status(super::NAMESPACE, &c.id).await.0 != TaskStatus::Running {
-            return Err(Status::failed_precondition(format!(
-                "container {} is not running",
-                c.id
-            )));
-        }
-        Ok(())
-    }
-
     /// A streaming URL for `p`.
     fn url(&self, p: Pending) -> Result<String, Status> {
         self.cri.streams.url(p).map_err(|e| match e {
@@ -318,7 +305,10 @@ impl Api for RuntimeService {
             return Err(Status::invalid_argument("Exec without a command"));
         }
         streams_asked(r.stdin, r.stdout, r.stderr, r.tty)?;
-        self.running(&r.container_id).await?;
+        self.cri
+            .running_container(&r.container_id)
+            .await
+            .map_err(status_of)?;
         let url = self.url(Pending::Exec(r))?;
         ok(cri::ExecResponse { url })
     }
@@ -326,7 +316,10 @@ impl Api for RuntimeService {
     async fn attach(&self, r: Request<cri::AttachRequest>) -> Out<cri::AttachResponse> {
         let r = r.into_inner();
         streams_asked(r.stdin, r.stdout, r.stderr, r.tty)?;
-        self.running(&r.container_id).await?;
+        self.cri
+            .running_container(&r.container_id)
+            .await
+            .map_err(status_of)?;
         let url = self.url(Pending::Attach(r))?;
         ok(cri::AttachResponse { url })
     }

@@ -34,21 +34,9 @@ async fn run_exec(cri: &Cri, r: cri::ExecRequest, mut io: Io) -> Result<Outcome,
         .map_err(|e| e.to_string())?;
     let m = &cri.manager;
     let exec_id = format!("exec-{}", &berth_rules::id::random()[..16]);
-    let stdin = io.stdin.is_some();
-    m.exec(
-        NAMESPACE,
-        &c.id,
-        &exec_id,
-        r.cmd.clone(),
-        Vec::new(),
-        String::new(),
-        String::new(),
-        r.tty,
-        stdin,
-        false,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    cri.add_exec(&c.id, &exec_id, r.cmd.clone(), r.tty, io.stdin.is_some())
+        .await
+        .map_err(|e| e.to_string())?;
     let streams = Streams::attach(cri, &c.id, &exec_id, &mut io).await;
     let streams = match streams {
         Ok(s) => s,
@@ -125,22 +113,17 @@ impl Streams {
         if exec_id.is_empty() && cri.manager.status(NAMESPACE, id).await.0 != Status::Running {
             return Err(format!("container {id} is not running"));
         }
-        let mut shim = cri.manager.shim(NAMESPACE, id).map_err(|e| e.to_string())?;
         let (requests, rx) = mpsc::channel(16);
-        let start = shimpb::AttachRequest {
-            msg: Some(Msg::Start(shimpb::AttachStart {
-                id: id.to_string(),
-                exec_id: exec_id.to_string(),
-                stdout: io.stdout.is_some(),
-                stderr: io.stderr.is_some(),
-            })),
-        };
-        let _ = requests.send(start).await;
-        let mut output = shim
-            .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        let (shim, mut output) = cri
+            .attach_process(
+                id,
+                exec_id,
+                io.stdout.is_some(),
+                io.stderr.is_some(),
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            )
             .await
-            .map_err(|s| format!("attach to {id}: {}", s.message()))?
-            .into_inner();
+            .map_err(|e| format!("attach to {id}: {e}"))?;
         let (stdout, stderr) = (io.stdout.take(), io.stderr.take());
         let output = tokio::spawn(async move {
             while let Some(Ok(o)) = output.next().await {

@@ -136,29 +136,10 @@ async fn forward(error: Stream, mut data: Stream, port: u16, t: Target) {
             return;
         }
     };
-    let (mut r, mut w) = conn.into_split();
-    let up = async {
-        while let Some(d) = data.rx.recv().await {
-            if w.write_all(&d).await.is_err() {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
-    };
-    let tx = data.tx.clone();
-    let down = async {
-        let mut buf = vec![0u8; 32 << 10];
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.write(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    };
+    let (r, w) = conn.into_split();
+    let up = into_conn(&mut data.rx, w);
+    let tx = &data.tx;
+    let down = from_conn(r, |d| async move { tx.write(&d).await.is_ok() });
     // When one direction ends the other gets a moment to finish, then
     // both streams close (containerd's behaviour: a client that keeps its
     // side open does not hold the connection forever).
@@ -169,6 +150,36 @@ async fn forward(error: Stream, mut data: Stream, port: u16, t: Target) {
     }
     let _ = data.tx.close().await;
     let _ = error.tx.close().await;
+}
+
+/// The client's bytes into the connection; its write side shut at their end.
+async fn into_conn(rx: &mut mpsc::Receiver<Vec<u8>>, mut w: impl AsyncWrite + Unpin) {
+    while let Some(d) = rx.recv().await {
+        if w.write_all(&d).await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// The connection's bytes to `send` until its end, or until `send` says
+/// the client is gone (false).
+async fn from_conn<F, Fut>(mut r: impl AsyncRead + Unpin, mut send: F)
+where
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if !send(buf[..n].to_vec()).await {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// How long the second direction of a forwarded connection may go on
@@ -255,28 +266,12 @@ pub async fn serve_ws_channels<S>(
                     return;
                 }
             };
-            let (mut r, mut w) = conn.into_split();
-            let up = async {
-                while let Some(d) = in_rx.recv().await {
-                    if w.write_all(&d).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = w.shutdown().await;
-            };
-            let down = async {
-                let mut buf = vec![0u8; 32 << 10];
-                loop {
-                    match r.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if out.send(Some((ch, buf[..n].to_vec()))).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            };
+            let (r, w) = conn.into_split();
+            let up = into_conn(&mut in_rx, w);
+            let down = from_conn(r, |d| {
+                let out = &out;
+                async move { out.send(Some((ch, d))).await.is_ok() }
+            });
             tokio::join!(up, down);
         }));
     }
