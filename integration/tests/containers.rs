@@ -641,7 +641,8 @@ fn history_shows_a_commit_over_its_base_as_docker_does() {
         lines[1].contains("berthctl commit") && lines[1].contains("added data"),
         "{out}"
     );
-    assert!(lines[1].contains("seconds ago"), "{out}");
+    // go-units: "1 second ago", "5 seconds ago".
+    assert!(lines[1].contains(" second"), "{out}");
     assert!(
         lines[1].contains("100kB") || lines[1].contains("kB"),
         "{out}"
