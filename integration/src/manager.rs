@@ -396,3 +396,47 @@ impl Drop for Redirector {
         let _ = self.child.wait();
     }
 }
+
+/// `integration/tools/cutting-proxy.py` in front of a registry: the first
+/// blob-upload chunk of 64 KiB or more reaches the registry only in half,
+/// and its connection is closed unanswered (`<dir>/cuts.log` says where).
+pub struct CuttingProxy {
+    /// host:port of the front.
+    pub host: String,
+    /// The directory holding `cuts.log`.
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl CuttingProxy {
+    /// Starts it in `dir` in front of `reg`.
+    pub fn start(dir: &Path, reg: &Registry) -> CuttingProxy {
+        fs::create_dir_all(dir).unwrap();
+        let (child, line) = start_tool(
+            "cutting-proxy.py",
+            dir,
+            &[&dir.to_string_lossy(), &reg.host],
+        );
+        let port = line
+            .strip_prefix("ready ")
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("cutting proxy: {line:?}"));
+        CuttingProxy {
+            host: format!("127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            child,
+        }
+    }
+
+    /// What it cut, a line per cut.
+    pub fn cuts(&self) -> String {
+        fs::read_to_string(self.dir.join("cuts.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

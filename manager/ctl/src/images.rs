@@ -26,6 +26,7 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
         | Cmd::Lease { .. }
         | Cmd::Login { .. }
         | Cmd::Logout { .. }
+        | Cmd::Push { .. }
         | Cmd::Commit { base: None, .. } => {
             unreachable!("handled by run")
         }

@@ -9,6 +9,7 @@ mod format;
 mod images;
 mod leases;
 mod login;
+mod push;
 mod tty;
 
 use std::path::PathBuf;
@@ -49,6 +50,19 @@ enum Cmd {
         /// Do not unpack the layers into snapshots.
         #[arg(long)]
         no_unpack: bool,
+    },
+    /// Push an image to its registry, as docker's `push` (credentials from
+    /// `login`).
+    Push {
+        /// The image (`127.0.0.1:5000/app:v1`; `latest` without a tag).
+        reference: String,
+        /// os/arch[/variant] pushed when only part of a multi-platform
+        /// image is here (default: this host's).
+        #[arg(long, default_value = "")]
+        platform: String,
+        /// Print only the pushed name.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// List images.
     Images {
@@ -263,6 +277,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .await
         .map(|()| 0),
         Cmd::Logout { server } => login::logout(server).map(|()| 0),
+        Cmd::Push {
+            reference,
+            platform,
+            quiet,
+        } => push::push(&mut ImagesClient::new(ch), ns, reference, platform, quiet)
+            .await
+            .map(|()| 0),
         Cmd::Commit {
             base: None,
             snapshot,

@@ -27,6 +27,7 @@ pub struct Service {
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::PullProgress, Status>> + Send>>;
+type PushStream = Pin<Box<dyn Stream<Item = Result<pb::PushProgress, Status>> + Send>>;
 
 /// The API form of an image, with its size for `platform` where known.
 pub fn to_pb(store: &Images, i: &Image, platform: &Platform) -> pb::Image {
@@ -71,6 +72,50 @@ fn spool(tmp: &std::path::Path, what: &str) -> Spool {
 #[tonic::async_trait]
 impl ImagesApi for Service {
     type PullStream = ProgressStream;
+    type PushStream = PushStream;
+
+    async fn push(
+        &self,
+        r: Request<pb::PushRequest>,
+    ) -> Result<Response<Self::PushStream>, Status> {
+        use crate::store::push::PushEvent;
+        let ns = namespace(&r)?;
+        let r = r.into_inner();
+        let req = crate::store::push::PushRequest {
+            reference: r.reference,
+            platform: platform(&r.platform)?,
+        };
+        let (store, registries) = (self.store.clone(), self.registries.clone());
+        // Planning reads the store: off the async threads.
+        let rx = blocking(move || crate::store::push::start(store, ns, req, registries)).await?;
+        let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(|ev| match ev {
+            Ok(PushEvent::Progress {
+                digest,
+                status,
+                offset,
+                total,
+                layer,
+                from,
+            }) => Ok(pb::PushProgress {
+                digest: digest.to_string(),
+                offset,
+                total,
+                status,
+                layer,
+                from,
+                tag: String::new(),
+            }),
+            Ok(PushEvent::Done { tag, digest, size }) => Ok(pb::PushProgress {
+                digest: digest.to_string(),
+                total: size,
+                status: "complete".into(),
+                tag,
+                ..Default::default()
+            }),
+            Err(e) => Err(super::status_of(e)),
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
 
     async fn pull(
         &self,
