@@ -21,9 +21,9 @@ RUNTIME_TARGET = $(if $(shell rustup target list --installed 2>/dev/null | grep 
 BERTH    = $(TARGET)/$(RUNTIME_TARGET)/release/berth
 CACHE   := $(CURDIR)/.cache
 BUNDLE  := $(CACHE)/bundle
-APT_PKGS := busybox-static ca-certificates protobuf-compiler libprotobuf-dev containernetworking-plugins iptables uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io
+APT_PKGS := busybox-static ca-certificates protobuf-compiler libprotobuf-dev containernetworking-plugins iptables uidmap umoci skopeo docker-registry apache2-utils python3-cryptography containerd podman conmon golang-github-containers-common docker.io buildah
 
-BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci
+BENCH_PKGS := hyperfine time runc crun python3 golang-github-containers-common conmon containerd docker-registry skopeo umoci buildah
 BENCH_RUNS ?= 60
 
 # Pure cgroup v2 runs in a throw-away qemu guest (Debian's kernel booted with

@@ -5,6 +5,7 @@
 
 use tonic::Status;
 
+use crate::build::BuildError;
 use crate::containers::records::RecordError;
 use crate::containers::tasks::TaskError;
 use crate::network::networks::NetworkError;
@@ -60,6 +61,20 @@ pub fn task_status(e: TaskError) -> Status {
             format!("container {id}: {}", status.message()),
         ),
         _ => Status::internal(msg),
+    }
+}
+
+/// The gRPC status of a build error.
+pub fn build_status(e: BuildError) -> Status {
+    let msg = e.to_string();
+    match e {
+        BuildError::Parse(_) | BuildError::Step { .. } | BuildError::Invalid(_) => {
+            Status::invalid_argument(msg)
+        }
+        BuildError::RunFailed { .. } => Status::aborted(msg),
+        BuildError::Image(e) => image_status(e),
+        BuildError::Task(e) => task_status(e),
+        BuildError::Io { .. } => Status::internal(msg),
     }
 }
 

@@ -2,6 +2,7 @@
 //! - `store`: content, metadata, leases, snapshots, images, pulls, gc;
 //! - `network`: network namespaces, CNI, named networks and ports;
 //! - `containers`: records, specs, logs, and tasks through shims;
+//! - `build`: images from Dockerfiles, RUN steps as containers;
 //! - `cri`: the Kubernetes CRI v1 server (pods, their containers, images);
 //! - `server`: the gRPC services, which only adapt the layers to berthd's
 //!   API, and start the CRI's beside them.
@@ -10,6 +11,7 @@
 //! `perm` (who may reach berthd's directories) and `sys` (raw system calls)
 //! serve every layer.
 
+pub mod build;
 pub mod codes;
 pub mod containers;
 pub mod cri;

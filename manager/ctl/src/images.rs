@@ -27,6 +27,7 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
         | Cmd::Login { .. }
         | Cmd::Logout { .. }
         | Cmd::Push { .. }
+        | Cmd::Build { .. }
         | Cmd::Commit { base: None, .. } => {
             unreachable!("handled by run")
         }

@@ -220,6 +220,7 @@ impl ContainersApi for Service {
         let o = CreateOptions {
             id: r.id,
             image,
+            image_record: None,
             spec: spec::Options {
                 args: r.args,
                 entrypoint: r.entrypoint_set.then_some(r.entrypoint),

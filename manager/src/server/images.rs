@@ -23,6 +23,8 @@ pub struct Service {
     pub(super) manager: Arc<crate::containers::tasks::Manager>,
     /// Registries pulled from over plain HTTP besides loopback ones.
     pub(super) registries: Arc<crate::store::mirrors::RegistrySettings>,
+    /// Builds images from Dockerfiles.
+    pub(super) builder: Arc<crate::build::Builder>,
 }
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
@@ -73,6 +75,14 @@ fn spool(tmp: &std::path::Path, what: &str) -> Spool {
 impl ImagesApi for Service {
     type PullStream = ProgressStream;
     type PushStream = PushStream;
+    type BuildStream = super::build::BuildStream;
+
+    async fn build(
+        &self,
+        r: Request<Streaming<pb::BuildChunk>>,
+    ) -> Result<Response<Self::BuildStream>, Status> {
+        super::build::build(&self.builder, &self.tmp, r).await
+    }
 
     async fn push(
         &self,

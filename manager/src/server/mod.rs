@@ -2,6 +2,7 @@
 //! tasks, events, volumes and networks services on a unix socket (0600), in
 //! the namespace each request names.
 
+mod build;
 mod containers;
 mod content;
 mod images;
@@ -337,7 +338,13 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             store: store.clone(),
             tmp,
             manager: manager.clone(),
-            registries,
+            registries: registries.clone(),
+            builder: Arc::new(crate::build::Builder {
+                manager: manager.clone(),
+                store: store.clone(),
+                registries,
+                work: cfg.state.join("build"),
+            }),
         }))
         .add_service(SnapshotsServer::new(snapshots::Service {
             store: store.clone(),

@@ -3,7 +3,8 @@
 //! Mark from the image records (manifest or index, the manifests of it that
 //! are present, their configs and layers, the layers' chain-id snapshots),
 //! from what unexpired leases hold (a leased manifest or index as an image
-//! target), and from every active snapshot or view and its parents; sweep
+//! target), from the build cache's steps of images still kept, and from
+//! every active snapshot or view and its parents; sweep
 //! the rest. Work that adds
 //! content (a pull, an import) holds the shared side of [`Images::gc_lock`],
 //! so a collection never sees its blobs before their image is recorded.
@@ -106,6 +107,10 @@ impl Images {
         for d in held.blobs {
             let target = self.sniff(d);
             self.mark_image(&target, &mut blobs, &mut chains);
+        }
+        // Build steps live while an image built through them does.
+        for t in crate::store::build_cache::live_targets(self, &blobs)? {
+            self.mark_image(&t, &mut blobs, &mut chains);
         }
         let mut out = Collected::default();
         // Snapshots, per namespace: keep image layers, live ones, and parents.

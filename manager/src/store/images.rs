@@ -128,7 +128,7 @@ pub struct Images {
     /// unpack); exclusive for garbage collection.
     pub gc_lock: tokio::sync::RwLock<()>,
     /// Scratch space on the store's filesystem.
-    tmp: std::path::PathBuf,
+    pub(crate) tmp: std::path::PathBuf,
 }
 
 impl Images {
@@ -222,7 +222,10 @@ impl Images {
         ))
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, ImageError> {
+    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        d: &Descriptor,
+    ) -> Result<T, ImageError> {
         let data = self.content.read_all(&d.digest, MAX_JSON)?;
         json(&format!("{} {}", d.media_type, d.digest), &data)
     }
@@ -695,122 +698,6 @@ pub fn history_steps(config: &serde_json::Value, layers: &[Descriptor]) -> Vec<H
 /// The bytes of a manifest `d` and the blobs it names (config, layers).
 pub fn blob_bytes(d: &Descriptor, m: &oci::Manifest) -> u64 {
     d.size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>()
-}
-
-/// Hashes what passes through to the inner writer.
-struct HashWrite<W> {
-    inner: W,
-    hasher: crate::store::digest::Hasher,
-}
-
-impl<W: std::io::Write> std::io::Write for HashWrite<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl Images {
-    /// Makes the active snapshot `key` (a container's filesystem over
-    /// `base`'s layers) a new image `name`: its upper directory becomes one
-    /// more gzip layer on top of `base`'s, as `docker commit` does.
-    /// `skip`: files of the upper layer left out (berthd's bound /etc files).
-    pub fn commit(
-        &self,
-        ns: &str,
-        key: &str,
-        base: &str,
-        name: &str,
-        comment: &str,
-        skip: &[&str],
-    ) -> Result<Image, ImageError> {
-        let _shared = self.gc_lock.blocking_read();
-        let info = self.snapshots.stat(ns, key)?;
-        if info.kind != crate::store::snapshot::Kind::Active {
-            return Err(ImageError::Invalid(format!(
-                "snapshot {key} is not active: nothing to commit"
-            )));
-        }
-        let name = normalize(name)?;
-        let base_img = self.get(ns, base)?;
-        let (_, m) = self.manifest(&base_img, &Platform::host())?;
-        let mut config: serde_json::Value = self.read_json(&m.config)?;
-        // The new layer: tar of the upper dir, gzip, hashed both ways.
-        let spool = self
-            .tmp
-            .join(format!("commit-{}-{}", std::process::id(), info.id));
-        let diff_id = {
-            let f = std::fs::File::create(&spool).map_err(ImageError::Archive)?;
-            let gz = flate2::write::GzEncoder::new(
-                std::io::BufWriter::new(f),
-                flate2::Compression::fast(),
-            );
-            let mut hw = HashWrite {
-                inner: gz,
-                hasher: crate::store::digest::Hasher::new(crate::store::digest::Algorithm::Sha256),
-            };
-            let r = crate::store::diff::write_layer(&self.snapshots.fs_dir(&info), &mut hw, skip)
-                .and_then(|()| hw.inner.finish().map(drop));
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&spool);
-                return Err(ImageError::Archive(e));
-            }
-            hw.hasher.finish()
-        };
-        let layer = std::fs::File::open(&spool)
-            .map_err(ImageError::Archive)
-            .and_then(|mut f| Ok(self.content.write_unknown(&mut f)?));
-        let _ = std::fs::remove_file(&spool);
-        let layer = layer?;
-        config["rootfs"]["diff_ids"]
-            .as_array_mut()
-            .ok_or_else(|| {
-                ImageError::Invalid(format!("image {base}: config has no rootfs.diff_ids"))
-            })?
-            .push(serde_json::Value::String(diff_id.to_string()));
-        let entry = serde_json::json!({"created": berth_rules::time::now_rfc3339(),
-            "created_by": "berthctl commit", "comment": comment});
-        match config.get_mut("history").and_then(|h| h.as_array_mut()) {
-            Some(h) => h.push(entry),
-            None => config["history"] = serde_json::json!([entry]),
-        }
-        let cbytes = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let cdigest = crate::store::digest::sha256_of(&cbytes);
-        self.content.write_all(&cdigest, &cbytes)?;
-        let desc = |media_type: &str, digest: Digest, size: u64| Descriptor {
-            media_type: media_type.into(),
-            digest,
-            size,
-            platform: None,
-            annotations: BTreeMap::new(),
-        };
-        let mut layers = m.layers.clone();
-        layers.push(desc(oci::MT_OCI_LAYER_GZIP, layer.digest, layer.size));
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(oci::MT_OCI_MANIFEST.into()),
-            config: desc(oci::MT_OCI_CONFIG, cdigest, cbytes.len() as u64),
-            layers,
-            annotations: BTreeMap::new(),
-        };
-        let mbytes =
-            serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
-        let mdigest = crate::store::digest::sha256_of(&mbytes);
-        self.content.write_all(&mdigest, &mbytes)?;
-        let img = Image {
-            name,
-            target: desc(oci::MT_OCI_MANIFEST, mdigest, mbytes.len() as u64),
-            created: berth_rules::time::now_secs(),
-            labels: BTreeMap::new(),
-        };
-        self.put(ns, &img)?;
-        Ok(img)
-    }
 }
 
 /// Normalizes an image name, as docker does.

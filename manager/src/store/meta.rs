@@ -49,6 +49,8 @@ pub enum Table {
     /// What the CRI knows of its containers (metadata, annotations, log
     /// path), by id; the container itself is in `Containers`.
     CriContainers,
+    /// Build steps' results by `<namespace>/<cache key>`.
+    BuildCache,
 }
 
 impl Table {
@@ -62,6 +64,7 @@ impl Table {
             Table::Leases => TableDefinition::new("leases"),
             Table::Pods => TableDefinition::new("cri_pods"),
             Table::CriContainers => TableDefinition::new("cri_containers"),
+            Table::BuildCache => TableDefinition::new("build_cache"),
         }
     }
 }

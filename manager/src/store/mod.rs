@@ -4,6 +4,8 @@
 //! their pulls from registries and their mirrors, pushes to registries, and garbage collection. It knows nothing of
 //! containers or of gRPC: it reports its own errors and progress.
 
+pub mod build_cache;
+pub mod commit;
 pub mod content;
 pub mod diff;
 pub mod digest;

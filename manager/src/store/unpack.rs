@@ -89,6 +89,8 @@ pub fn clean(raw: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
 /// The directory the layer is applied to, and the walk through it.
 struct Root {
     fd: OwnedFd,
+    /// Whiteout names are whiteouts (a layer), else plain names.
+    layer: bool,
 }
 
 impl Root {
@@ -176,7 +178,14 @@ pub fn apply(dest: &Path, r: impl Read) -> Result<Digest, UnpackError> {
         Mode::empty(),
     )
     .map_err(|e| sys(&dest.display().to_string(), "open snapshot", e))?;
-    let root = Root { fd };
+    apply_at(fd, r, true)
+}
+
+/// Applies the uncompressed tar from `r` below the directory `dest`, with
+/// the same refusals; `layer` false takes `.wh.` names as plain files (a
+/// build's COPY, an ADDed archive). Returns the tar's digest.
+pub fn apply_at(dest: OwnedFd, r: impl Read, layer: bool) -> Result<Digest, UnpackError> {
+    let root = Root { fd: dest, layer };
     let mut hashing = Hashing {
         inner: r,
         hasher: Hasher::new(crate::store::digest::Algorithm::Sha256),
@@ -234,11 +243,11 @@ fn apply_entry<R: Read>(
     };
     let pfd = root.dir(parent, &shown)?;
     // Whiteouts.
-    if name.as_slice() == b".wh..wh..opq" {
+    if root.layer && name.as_slice() == b".wh..wh..opq" {
         return crate::sys::set_xattr(&pfd, Path::new(""), b"trusted.overlay.opaque", b"y")
             .map_err(|e| sys(&shown, "mark opaque", e));
     }
-    if let Some(hidden) = name.strip_prefix(b".wh.") {
+    if let Some(hidden) = name.strip_prefix(b".wh.").filter(|_| root.layer) {
         // `.wh..` and `.wh...` would remove the directory itself or its
         // parent, and `.wh.` names nothing.
         if matches!(hidden, b"" | b"." | b"..") {

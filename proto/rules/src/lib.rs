@@ -5,6 +5,7 @@
 //! small on purpose: berthctl depends on it and on nothing of the store.
 
 pub mod digest;
+pub mod dockerignore;
 pub mod fdpass;
 pub mod id;
 pub mod paths;

@@ -61,12 +61,15 @@ impl Manager {
         let _g = self.lock(ns, &id).await;
         let network = spec::Network::parse(&o.network)?;
         let images = self.images.clone();
-        let (ns2, image_name) = (ns.to_string(), o.image.clone());
+        let (ns2, image_name, record) = (ns.to_string(), o.image.clone(), o.image_record.clone());
         let snapshot = format!("container-{id}");
         let snap2 = snapshot.clone();
         let _shared = self.images.gc_lock.read().await;
         let (image, config, layers) = tokio::task::spawn_blocking(move || {
-            let img = images.get(&ns2, &image_name)?;
+            let img = match record {
+                Some(i) => i,
+                None => images.get(&ns2, &image_name)?,
+            };
             let platform = Platform::host();
             let chain = images.unpack(&ns2, &img, &platform)?;
             let cfg = images.config(&img, &platform)?;

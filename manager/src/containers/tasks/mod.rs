@@ -113,6 +113,9 @@ pub struct CreateOptions {
     pub id: String,
     /// The image.
     pub image: String,
+    /// The image itself, when it has no record (a build step's): `image`
+    /// is then only the name the container shows.
+    pub image_record: Option<crate::store::images::Image>,
     /// Spec overrides.
     pub spec: spec::Options,
     /// A whole spec instead of a generated one.

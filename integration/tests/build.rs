@@ -1,0 +1,434 @@
+//! `berthctl build` end to end: a multi-stage Dockerfile with every
+//! instruction, built offline over the busybox image, compared with
+//! Debian's buildah building the same Dockerfile (the unpacked trees and
+//! the config); the cache (hits, invalidation, --no-cache, collected with
+//! its image); `.dockerignore`; a failing RUN; a context piped in as a tar.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_integration::oci::{run, tree};
+use berth_integration::stack::Stack;
+use berth_integration::{ok, stderr};
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=berth/busybox
+FROM ${BASE} AS build
+ARG GREETING=hello
+ENV APP_HOME=/app \
+    MODE=test
+# A comment between instructions.
+WORKDIR $APP_HOME
+COPY --chown=1000:1000 src/ ./src/
+COPY *.txt ./
+ADD bundle.tar.gz /opt/
+RUN echo "$GREETING from $MODE" > greeting && \
+    rm -f src/remove-me && stat -c '%a %u %g %n' src/* > listing && \
+    echo "visible output of step 8"
+RUN ["sh", "-c", "echo exec-form > exec.txt"]
+SHELL ["/bin/sh", "-ec"]
+RUN echo shelled > shelled.txt
+
+FROM berth/busybox
+LABEL org.example.name="app" version=1.0
+COPY --from=build /app /srv
+COPY --from=build /opt/bundle /opt/bundle
+EXPOSE 8080 53/udp
+VOLUME /data
+USER 1000:1000
+WORKDIR /srv
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --retries=2 CMD wget -q -O- localhost:8080 || exit 1
+ONBUILD COPY a.txt /srv/from-onbuild
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat greeting"]
+"#;
+
+/// A context directory for the Dockerfile above.
+fn context(dir: &Path) -> PathBuf {
+    let c = dir.join("context");
+    fs::create_dir_all(c.join("src")).unwrap();
+    fs::create_dir_all(c.join("bundle")).unwrap();
+    fs::write(c.join("Dockerfile"), DOCKERFILE).unwrap();
+    fs::write(c.join("src/one"), "one\n").unwrap();
+    fs::write(c.join("src/remove-me"), "gone\n").unwrap();
+    fs::write(c.join("a.txt"), "a\n").unwrap();
+    fs::write(c.join("b.txt"), "b\n").unwrap();
+    fs::write(c.join("secret.key"), "hunter2\n").unwrap();
+    fs::write(c.join("bundle/file"), "inside\n").unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&c)
+        .arg("-czf")
+        .arg(c.join("bundle.tar.gz"))
+        .arg("bundle"));
+    fs::remove_dir_all(c.join("bundle")).unwrap();
+    fs::write(c.join(".dockerignore"), "# keys stay home\n*.key\n").unwrap();
+    c
+}
+
+/// buildah with a private store under `dir`.
+fn buildah(dir: &Path) -> Command {
+    let mut c = Command::new("buildah");
+    c.arg("--root")
+        .arg(dir.join("buildah/root"))
+        .arg("--runroot")
+        .arg(dir.join("buildah/run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}
+
+/// The image's config and unpacked tree, from an OCI layout.
+fn unpack(layout: &Path, tag: &str, to: &Path) -> serde_json::Value {
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(to));
+    let idx: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let m = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone();
+    let man: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(m["digest"].as_str().unwrap())).unwrap()).unwrap();
+    serde_json::from_slice(&fs::read(blob(man["config"]["digest"].as_str().unwrap())).unwrap())
+        .unwrap()
+}
+
+fn build(s: &Stack, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    s.ctl(&a)
+}
+
+#[test]
+fn a_multi_stage_dockerfile_builds_as_buildah_builds_it() {
+    let s = Stack::new("build");
+    let ctx = context(&s.dir);
+    let c = ctx.to_str().unwrap();
+    let out = build(&s, &["-t", "berth/app:v1", "-t", "berth/app:latest", c]);
+    let text = ok(&out);
+    assert!(
+        text.starts_with("Step 1/24 : FROM ${BASE} AS build\n"),
+        "{text}"
+    );
+    // A step's own output streams with the build's.
+    assert!(text.contains("\nvisible output of step 8\n"), "{text}");
+    assert!(text.contains(" ---> Running in "), "{text}");
+    let last: Vec<&str> = text.lines().rev().take(3).collect();
+    assert_eq!(last[0], "Successfully tagged docker.io/berth/app:latest");
+    assert_eq!(last[1], "Successfully tagged docker.io/berth/app:v1");
+    assert!(last[2].starts_with("Successfully built "), "{text}");
+    let id = last[2].trim_start_matches("Successfully built ");
+
+    // It runs, as its config says: entrypoint, cmd, user, workdir.
+    let out = s.ctl(&["run", "--rm", "--net", "none", "berth/app:v1"]);
+    assert_eq!(ok(&out), "hello from test\n");
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "berth/app:v1",
+        "id -u; pwd; cat listing exec.txt shelled.txt; cat /opt/bundle/file",
+    ]);
+    assert_eq!(
+        ok(&out),
+        "1000\n/srv\n644 1000 1000 src/one\nexec-form\nshelled\ninside\n"
+    );
+    // The history names every step, newest first, with the image id.
+    let h = ok(&s.ctl(&["history", "berth/app:v1"]));
+    assert!(h.lines().nth(1).unwrap().starts_with(id), "{h}");
+    assert!(h.contains("CMD [\"cat greeting\"]"), "{h}");
+
+    // The same Dockerfile through buildah: the same files, the same config.
+    let base = s.dir.join("busybox.tar");
+    let layout = s.dir.join("bb-layout");
+    fs::create_dir_all(&layout).unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-xf")
+        .arg(&base));
+    let pulled = run(buildah(&s.dir)
+        .args(["pull", "-q"])
+        .arg(format!("oci:{}:latest", layout.display())));
+    run(buildah(&s.dir).args(["tag", pulled.trim(), "docker.io/berth/busybox:latest"]));
+    run(buildah(&s.dir)
+        .args([
+            "build",
+            "--isolation",
+            "chroot",
+            "--format",
+            "docker",
+            "-q",
+            "-t",
+            "app:v1",
+        ])
+        .arg(&ctx));
+    run(buildah(&s.dir)
+        .args(["push", "-q", "app:v1"])
+        .arg(format!("oci:{}:v1", s.dir.join("theirs").display())));
+    ok(&s.ctl(&[
+        "save",
+        "-o",
+        s.dir.join("ours.tar").to_str().unwrap(),
+        "berth/app:v1",
+    ]));
+    let ours = s.dir.join("ours");
+    fs::create_dir_all(&ours).unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&ours)
+        .arg("-xf")
+        .arg(s.dir.join("ours.tar")));
+    let oc = unpack(&ours, "v1", &s.dir.join("ours-root"));
+    let tc = unpack(&s.dir.join("theirs"), "v1", &s.dir.join("theirs-root"));
+    let (ot, tt) = (
+        tree(&s.dir.join("ours-root/rootfs")),
+        tree(&s.dir.join("theirs-root/rootfs")),
+    );
+    for (p, v) in &tt {
+        assert_eq!(ot.get(p), Some(v), "{p} differs from buildah's");
+    }
+    for p in ot.keys() {
+        assert!(tt.contains_key(p), "{p} is not in buildah's image");
+    }
+    for k in [
+        "Cmd",
+        "Entrypoint",
+        "Env",
+        "ExposedPorts",
+        "StopSignal",
+        "User",
+        "Volumes",
+        "WorkingDir",
+    ] {
+        assert_eq!(oc["config"][k], tc["config"][k], "config {k}");
+    }
+    assert_eq!(oc["config"]["Labels"]["org.example.name"], "app");
+    assert_eq!(oc["config"]["Labels"]["version"], "1.0");
+    assert_eq!(oc["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    // buildah's OCI output drops these two; docker's image config has them.
+    assert_eq!(
+        oc["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "wget -q -O- localhost:8080 || exit 1"], "Interval": 30_000_000_000i64, "Retries": 2})
+    );
+    assert_eq!(
+        oc["config"]["OnBuild"],
+        serde_json::json!(["COPY a.txt /srv/from-onbuild"])
+    );
+
+    // A child image runs the ONBUILD trigger, and does not inherit it.
+    let child = s.dir.join("child");
+    fs::create_dir_all(&child).unwrap();
+    fs::write(
+        child.join("Dockerfile"),
+        "FROM berth/app:v1\nCMD [\"cat from-onbuild\"]\n",
+    )
+    .unwrap();
+    fs::write(child.join("a.txt"), "from the trigger\n").unwrap();
+    let out = build(&s, &["-t", "berth/child", child.to_str().unwrap()]);
+    assert!(
+        ok(&out).contains("Running ONBUILD trigger COPY a.txt /srv/from-onbuild"),
+        "{}",
+        ok(&out)
+    );
+    assert_eq!(
+        ok(&s.ctl(&["run", "--rm", "--net", "none", "berth/child"])),
+        "from the trigger\n"
+    );
+
+    // --target stops at a stage; --build-arg changes what RUN sees.
+    let out = build(
+        &s,
+        &[
+            "--target",
+            "build",
+            "--build-arg",
+            "GREETING=hi",
+            "-t",
+            "berth/stage",
+            c,
+        ],
+    );
+    ok(&out);
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "berth/stage",
+        "cat",
+        "/app/greeting",
+    ]);
+    assert_eq!(ok(&out), "hi from test\n");
+}
+
+#[test]
+fn the_build_cache_hits_invalidates_and_goes_with_its_image() {
+    let s = Stack::new("bcache");
+    let ctx = context(&s.dir);
+    let c = ctx.to_str().unwrap();
+    let first = ok(&build(&s, &["-t", "berth/cached", c]));
+    let id = |text: &str| text.lines().rev().nth(1).unwrap().to_string();
+    // Unchanged: every step after each FROM comes from the cache, same image.
+    let again = ok(&build(&s, &["-t", "berth/cached", c]));
+    assert_eq!(again.matches(" ---> Using cache").count(), 21, "{again}");
+    assert_eq!(id(&again), id(&first));
+    // A changed file: steps before the COPY that reads it are cached, the
+    // COPY and everything after it are made again.
+    fs::write(ctx.join("b.txt"), "b, changed\n").unwrap();
+    let changed = ok(&build(&s, &["-t", "berth/cached", c]));
+    let step = |n: usize| {
+        let start = changed.find(&format!("Step {n}/24")).unwrap();
+        let end = changed[start..]
+            .find("\nStep ")
+            .map_or(changed.len(), |e| start + e);
+        changed[start..end].to_string()
+    };
+    for n in [3, 4, 5] {
+        assert!(step(n).contains("Using cache"), "step {n}: {changed}");
+    }
+    for n in [6, 7, 8] {
+        assert!(!step(n).contains("Using cache"), "step {n}: {changed}");
+    }
+    assert_ne!(id(&changed), id(&first));
+    let out = s.ctl(&["run", "--rm", "--net", "none", "berth/cached", "cat b.txt"]);
+    assert_eq!(ok(&out), "b, changed\n");
+    // --no-cache makes every step.
+    let fresh = ok(&build(&s, &["--no-cache", "-t", "berth/cached", c]));
+    assert!(!fresh.contains("Using cache"), "{fresh}");
+    // The cache goes with the images built through it.
+    ok(&s.ctl(&["rmi", "berth/cached"]));
+    ok(&s.ctl(&["image", "prune", "-a"]));
+    ok(&s.ctl(&[
+        "import",
+        "--base-name",
+        "berth/busybox",
+        s.dir.join("busybox.tar").to_str().unwrap(),
+    ]));
+    let after = ok(&build(&s, &["-t", "berth/cached", c]));
+    assert!(!after.contains("Using cache"), "{after}");
+}
+
+#[test]
+fn ignored_files_failing_runs_and_piped_contexts() {
+    let s = Stack::new("bmisc");
+    let ctx = context(&s.dir);
+    fs::write(
+        ctx.join("Dockerfile.copy"),
+        "FROM berth/busybox\nCOPY . /ctx/\nRUN ls -a /ctx | tr '\\n' ' '\n",
+    )
+    .unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.copy").to_str().unwrap(),
+            "-t",
+            "berth/ctx",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let text = ok(&out);
+    assert!(text.contains("a.txt") && text.contains("src"), "{text}");
+    assert!(
+        !text.contains("secret.key"),
+        "an ignored file was copied: {text}"
+    );
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "berth/ctx",
+        "cat",
+        "/ctx/secret.key",
+    ]);
+    assert!(!out.status.success());
+
+    // A failing RUN: the line, the command and its status; no image.
+    fs::write(
+        ctx.join("Dockerfile.fail"),
+        "FROM berth/busybox\nRUN echo before\nRUN echo doomed; exit 3\nRUN echo never\n",
+    )
+    .unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.fail").to_str().unwrap(),
+            "-t",
+            "berth/fail",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("doomed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains("dockerfile line 3: the command '/bin/sh -c echo doomed; exit 3' returned a non-zero code: 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ok(&s.ctl(&["images", "-q"])).contains("berth/fail"));
+    // Nothing of the build is left: no container, no mount.
+    assert_eq!(ok(&s.ctl(&["ps", "-a", "-q"])), "");
+    assert!(
+        s.our_mounts().iter().all(|m| !m.contains("/build/")),
+        "{:?}",
+        s.our_mounts()
+    );
+
+    // An unknown instruction is refused before anything runs.
+    fs::write(ctx.join("Dockerfile.bad"), "FROM berth/busybox\nFROB x\n").unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.bad").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("dockerfile line 2: unknown instruction: FROB"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A context piped in as a tar, its Dockerfile inside.
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    let mut child = s
+        .d()
+        .ctl_cmd(&["build", "-q", "-t", "berth/piped", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let id = ok(&out);
+    assert!(id.starts_with("sha256:") && id.lines().count() == 1, "{id}");
+    let out = s.ctl(&["run", "--rm", "--net", "none", "berth/piped"]);
+    assert_eq!(ok(&out), "hello from test\n");
+}
