@@ -410,6 +410,93 @@ fn ignored_files_failing_runs_and_piped_contexts() {
         stderr(&out)
     );
 
+    // ADD of a URL: fetched by berthd (here from a server in the test's
+    // network namespace), 0600, checked against --checksum; an address with
+    // no route is a clear error.
+    let www = s.dir.join("www");
+    fs::create_dir_all(&www).unwrap();
+    fs::write(www.join("remote.txt"), "from the web\n").unwrap();
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net={}", s.net.as_ref().unwrap().path.display()))
+        .args([
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8099",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let sum = run(Command::new("sha256sum").arg(www.join("remote.txt")));
+    let sum = sum.split_whitespace().next().unwrap();
+    fs::write(
+        ctx.join("Dockerfile.url"),
+        format!("FROM berth/busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:8099/remote.txt /r/\nRUN stat -c '%a %u' /r/remote.txt && cat /r/remote.txt\n"),
+    )
+    .unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.url").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let text = ok(&out);
+    assert!(text.contains("\n600 0\nfrom the web\n"), "{text}");
+    fs::write(
+        ctx.join("Dockerfile.url"),
+        "FROM berth/busybox\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 http://127.0.0.1:8099/remote.txt /r/\n",
+    )
+    .unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.url").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    fs::write(
+        ctx.join("Dockerfile.url"),
+        "FROM berth/busybox\nADD http://192.0.2.1/x /x\n",
+    )
+    .unwrap();
+    let out = build(
+        &s,
+        &[
+            "-f",
+            ctx.join("Dockerfile.url").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&out).contains(
+            "dockerfile line 2: ADD http://192.0.2.1/x /x: ADD http://192.0.2.1/x: cannot fetch"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
     // A context piped in as a tar, its Dockerfile inside.
     let tar = Command::new("tar")
         .arg("-C")

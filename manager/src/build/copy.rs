@@ -67,7 +67,7 @@ impl Builder {
     ) -> Result<State, BuildError> {
         let add = i.keyword == "ADD";
         if add {
-            i.check_flags(&["chown", "chmod", "link"])?;
+            i.check_flags(&["chown", "chmod", "link", "checksum"])?;
         } else {
             i.check_flags(&["from", "chown", "chmod", "link"])?;
         }
@@ -167,16 +167,19 @@ impl Builder {
         mode: Option<u32>,
         add: bool,
     ) -> Result<State, BuildError> {
-        for s in srcs {
-            if add && (s.starts_with("http://") || s.starts_with("https://")) {
-                return Err(step_err(
-                    i,
-                    format!("ADD {s}: remote URLs are not fetched by berth's builder (the build has no route out); download it into the context and ADD the file"),
-                ));
-            }
-        }
         let mut found = Vec::new();
         for s in srcs {
+            if add && (s.starts_with("http://") || s.starts_with("https://")) {
+                let (dir, name) = self.download(run, i, s).await?;
+                let mut got = Root::open(&dir)
+                    .and_then(|r| r.sources(&name))
+                    .map_err(|e| step_err(i, e))?;
+                for g in &mut got {
+                    g.remote = true;
+                }
+                found.extend(got);
+                continue;
+            }
             found.extend(root.sources(s).map_err(|e| step_err(i, e))?);
         }
         let (key, m) = self.mount_step(run, &state)?;
@@ -213,6 +216,66 @@ impl Builder {
         Ok(s)
     }
 
+    /// ADD of a URL: the file fetched into the build's scratch space, named
+    /// by the URL's last path segment, 0600 as docker makes it, checked
+    /// against `--checksum` when given. Returns its directory and name.
+    async fn download(
+        &self,
+        run: &mut Run<'_>,
+        i: &Instruction,
+        url: &str,
+    ) -> Result<(PathBuf, String), BuildError> {
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .unwrap_or("download")
+            .to_string();
+        let fail = |why: String| step_err(i, format!("ADD {url}: {why}"));
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut res = client.get(url).send().await.map_err(|e| {
+            let mut why = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                why.push_str(&format!(": {c}"));
+                cur = c.source();
+            }
+            fail(format!("cannot fetch: {why}"))
+        })?;
+        if !res.status().is_success() {
+            return Err(fail(format!(
+                "cannot fetch: the server answered {}",
+                res.status()
+            )));
+        }
+        run.mounts += 1;
+        let dir = self.work.join(&run.id).join(format!("dl{}", run.mounts));
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let path = dir.join(&name);
+        let mut f = std::fs::File::create(&path).map_err(io("create", &path))?;
+        let mut h = crate::store::digest::Hasher::new(crate::store::digest::Algorithm::Sha256);
+        while let Some(chunk) = res.chunk().await.map_err(|e| fail(format!("read: {e}")))? {
+            h.update(&chunk);
+            std::io::Write::write_all(&mut f, &chunk).map_err(io("write", &path))?;
+        }
+        drop(f);
+        if let Some(want) = i.flag("checksum") {
+            let got = h.finish().to_string();
+            if got != want {
+                return Err(fail(format!(
+                    "checksum mismatch: got {got}, --checksum says {want}"
+                )));
+            }
+        }
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(io("chmod", &path))?;
+        Ok((dir, name))
+    }
+
     /// Copies into the mounted step snapshot; returns the cache key and the
     /// history text. (The copy is cheap next to the diff it saves on a hit:
     /// the key needs the sources read anyway.)
@@ -244,7 +307,7 @@ impl Builder {
         let mut plans: Vec<(String, Plan)> = Vec::new();
         for src in found {
             // ADD unpacks a local archive into the destination.
-            if add && !src.is_dir && !from_stage {
+            if add && !src.is_dir && !from_stage && !src.remote {
                 if let Some(kind) = archive_kind(src) {
                     let e = sources::entries(src, b"archive", &context_skip)
                         .map_err(|e| step_err(i, e))?;

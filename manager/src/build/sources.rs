@@ -58,6 +58,8 @@ pub struct Source {
     pub rel: String,
     /// Whether it is a directory (its contents are copied).
     pub is_dir: bool,
+    /// Fetched from a URL (ADD copies it as it is, archive or not).
+    pub remote: bool,
 }
 
 impl Source {
@@ -171,6 +173,7 @@ impl Root {
                 source: e.into(),
             })?;
             out.push(Source {
+                remote: false,
                 fd,
                 is_dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
                 rel: if rel.is_empty() { ".".into() } else { rel },
