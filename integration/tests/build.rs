@@ -385,7 +385,7 @@ fn ignored_files_failing_runs_and_piped_contexts() {
         "{}",
         stderr(&out)
     );
-    assert!(!ok(&s.ctl(&["images", "-q"])).contains("berth/fail"));
+    assert!(!ok(&s.ctl(&["images", "--format", "json"])).contains("berth/fail"));
     // Nothing of the build is left: no container, no mount.
     assert_eq!(ok(&s.ctl(&["ps", "-a", "-q"])), "");
     assert!(
@@ -518,4 +518,104 @@ fn ignored_files_failing_runs_and_piped_contexts() {
     assert!(id.starts_with("sha256:") && id.lines().count() == 1, "{id}");
     let out = s.ctl(&["run", "--rm", "--net", "none", "berth/piped"]);
     assert_eq!(ok(&out), "hello from test\n");
+}
+
+#[test]
+fn rebuilds_leave_dangling_images_for_rmi_and_prune() {
+    let s = Stack::new("dangling");
+    let ctx = s.dir.join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM berth/busybox\nCOPY v /v\n").unwrap();
+    fs::write(ctx.join("v"), "1\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    let first = ok(&build(&s, &["-q", "-t", "berth/dang", c]));
+    fs::write(ctx.join("v"), "2\n").unwrap();
+    let second = ok(&build(&s, &["-q", "-t", "berth/dang", c]));
+    assert_ne!(first, second);
+    let short = |id: &str| id.trim().trim_start_matches("sha256:")[..12].to_string();
+    // The first build lost its name: <none>:<none>, listed and filtered.
+    let table = ok(&s.ctl(&["images"]));
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+    assert!(
+        table.lines().next().unwrap().contains("IMAGE ID"),
+        "{table}"
+    );
+    let dangling = ok(&s.ctl(&["images", "-f", "dangling=true"]));
+    let rows: Vec<&str> = dangling.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{dangling}");
+    assert!(
+        rows[0].starts_with("<none>") && rows[0].contains(&short(&first)),
+        "{dangling}"
+    );
+    let named = ok(&s.ctl(&["images", "-f", "dangling=false"]));
+    assert!(
+        named.contains("docker.io/berth/dang") && !named.contains("<none>"),
+        "{named}"
+    );
+    let ids = ok(&s.ctl(&["images", "-qa"]));
+    assert!(
+        ids.lines().any(|l| l == short(&first)) && ids.lines().any(|l| l == short(&second)),
+        "{ids}"
+    );
+
+    // rmi refuses an image a (stopped) container uses; -f takes it.
+    ok(&s.ctl(&[
+        "run",
+        "--name",
+        "user",
+        "--net",
+        "none",
+        "berth/dang",
+        "true",
+    ]));
+    let out = s.ctl(&["rmi", "berth/dang"]);
+    assert!(!out.status.success(), "removed an image in use");
+    assert!(
+        stderr(&out).contains("conflict: unable to remove repository reference")
+            && stderr(&out).contains("(must force)"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&s.ctl(&["tag", "berth/dang", "berth/dang:keep"]));
+    let out = ok(&s.ctl(&["rmi", "-f", "berth/dang"]));
+    assert_eq!(out, "Untagged: docker.io/berth/dang:latest\n");
+    // By id: every name of the content; the content with the last one.
+    let out = ok(&s.ctl(&["rmi", "-f", &short(&second)]));
+    assert_eq!(
+        out,
+        format!(
+            "Untagged: docker.io/berth/dang:keep\nDeleted: {}\n",
+            second.trim()
+        )
+    );
+
+    // system df: docker's rows.
+    let df = ok(&s.ctl(&["system", "df"]));
+    let head: Vec<&str> = df.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        "{df}"
+    );
+    for row in ["Images", "Containers", "Local Volumes", "Build Cache"] {
+        assert!(df.lines().any(|l| l.starts_with(row)), "{row}: {df}");
+    }
+    let containers = df.lines().find(|l| l.starts_with("Containers")).unwrap();
+    assert_eq!(containers.split_whitespace().nth(1), Some("1"), "{df}");
+    let v = ok(&s.ctl(&["system", "df", "-v"]));
+    assert!(
+        v.contains("Images space usage:") && v.contains("Containers space usage:"),
+        "{v}"
+    );
+    assert!(v.contains("user"), "{v}");
+
+    // prune takes the dangling image, and says what it reclaimed.
+    ok(&s.ctl(&["rm", "user"]));
+    let out = ok(&s.ctl(&["image", "prune", "-f"]));
+    assert!(out.starts_with("Deleted Images:\n"), "{out}");
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert_eq!(ok(&s.ctl(&["images", "-q", "-f", "dangling=true"])), "");
+    // The base image stays: prune without -a takes dangling images only.
+    assert!(ok(&s.ctl(&["images"])).contains("docker.io/berth/busybox"));
 }

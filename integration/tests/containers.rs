@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use berth_integration::oci::run;
 use berth_integration::stack::{code, wait_until, Stack};
 use berth_integration::{ok, on_pty, read_until, set_winsize, stderr, stdout};
 
@@ -610,7 +611,7 @@ fn save_and_load_as_docker_does() {
         .output()
         .unwrap();
     assert_eq!(ok(&out), "");
-    assert!(ok(&s.ctl(&["images", "-q"])).contains("docker.io/other/box:2"));
+    assert!(ok(&s.ctl(&["images", "--format", "json"])).contains("\"docker.io/other/box:2\""));
 }
 
 #[test]
@@ -658,4 +659,63 @@ fn history_shows_a_commit_over_its_base_as_docker_does() {
         "{}",
         stderr(&out)
     );
+}
+
+/// umoci writes a layer whose first entry is `/` (and `umoci insert … /x`
+/// entries under an absolute path): rooted in the layer, as tar, containerd
+/// and podman take them, the image imports and runs.
+#[test]
+fn an_image_with_a_root_entry_in_its_layer_runs() {
+    let s = Stack::new("rootentry");
+    let layout = s.dir.join("layout");
+    fs::create_dir_all(&layout).unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-xf")
+        .arg(s.dir.join("busybox.tar")));
+    let add = s.dir.join("add");
+    fs::create_dir_all(add.join("etc")).unwrap();
+    fs::write(add.join("etc/inserted"), "inserted\n").unwrap();
+    fs::write(add.join("top"), "top\n").unwrap();
+    let image = format!("{}:latest", layout.display());
+    run(Command::new("umoci")
+        .args(["insert", "--image", &image])
+        .arg(&add)
+        .arg("/"));
+    run(Command::new("umoci")
+        .args(["insert", "--image", &image])
+        .arg(add.join("top"))
+        .arg("/abs/top2"));
+    // The layer umoci made starts with "/".
+    let listing = run(Command::new("sh").arg("-c").arg(format!(
+        "for b in {}/blobs/sha256/*; do tar -tzf \"$b\" 2>/dev/null | head -1; done",
+        layout.display()
+    )));
+    assert!(listing.lines().any(|l| l == "/"), "{listing}");
+    let tar = s.dir.join("inserted.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    ok(&s.ctl(&[
+        "import",
+        "--base-name",
+        "berth/inserted",
+        tar.to_str().unwrap(),
+    ]));
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "berth/inserted",
+        "cat",
+        "/etc/inserted",
+        "/top",
+        "/abs/top2",
+    ]);
+    assert_eq!(ok(&out), "inserted\ntop\ntop\n", "{}", stderr(&out));
 }

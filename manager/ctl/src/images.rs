@@ -36,65 +36,28 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             platform,
             no_unpack,
         } => pull(c, ns, reference, platform, !no_unpack, true).await,
-        Cmd::Images { format, quiet } => {
-            let list = c
-                .list(request(ns, pb::ListImagesRequest {}))
-                .await?
-                .into_inner()
-                .images;
-            if quiet {
-                for i in &list {
-                    println!("{}", i.name);
-                }
-                return Ok(());
-            }
-            match format.as_str() {
-                "json" => {
-                    let v: Vec<_> = list
-                        .iter()
-                        .map(|i| {
-                            let t = i.target.clone().unwrap_or_default();
-                            serde_json::json!({"name": i.name, "digest": t.digest, "mediaType": t.media_type,
-                                "size": i.size, "created": i.created, "labels": i.labels})
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                }
-                "table" => {
-                    let now = berth_rules::time::now_secs();
-                    let rows: Vec<[String; 5]> = list
-                        .iter()
-                        .map(|i| {
-                            let (repo, tag) = repo_tag(&i.name);
-                            let d = i.target.clone().unwrap_or_default().digest;
-                            let short = d
-                                .split(':')
-                                .nth(1)
-                                .map_or(d.clone(), |h| h[..12.min(h.len())].to_string());
-                            [
-                                repo.into(),
-                                tag.into(),
-                                short,
-                                human_size(i.size),
-                                ago(i.created, now),
-                            ]
-                        })
-                        .collect();
-                    print_table(&["REPOSITORY", "TAG", "DIGEST", "SIZE", "CREATED"], &rows);
-                }
-                other => anyhow::bail!("unknown format {other:?} (table or json)"),
-            }
-            Ok(())
+        Cmd::Images {
+            format,
+            quiet,
+            all: _,
+            digests,
+            no_trunc,
+            filters,
+        } => {
+            crate::usage::images(
+                c,
+                ns,
+                crate::usage::ListArgs {
+                    format,
+                    quiet,
+                    digests,
+                    no_trunc,
+                    filters,
+                },
+            )
+            .await
         }
-        Cmd::Rmi { names } => {
-            for n in names {
-                c.remove(request(ns, pb::RemoveImageRequest { name: n.clone() }))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("remove {n}: {}", e.message()))?;
-                println!("{n}");
-            }
-            Ok(())
-        }
+        Cmd::Rmi { force, names } => crate::usage::rmi(c, ns, force, names).await,
         Cmd::Tag { source, target } => {
             let i = c
                 .tag(request(ns, pb::TagRequest { source, target }))
@@ -140,41 +103,11 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             Ok(())
         }
         Cmd::Image {
-            cmd: ImageCmd::Prune { all },
-        } => {
-            let r = c
-                .prune(request(ns, pb::PruneRequest { all }))
-                .await?
-                .into_inner();
-            for n in &r.removed {
-                println!("deleted: {n}");
-            }
-            println!(
-                "removed {} blobs and {} snapshots; reclaimed space: {}",
-                r.blobs_removed,
-                r.snapshots_removed,
-                human_size(r.bytes_freed)
-            );
-            Ok(())
-        }
-        Cmd::System { cmd: SystemCmd::Df } => {
-            let u = c.disk_usage(request(ns, pb::Empty {})).await?.into_inner();
-            println!("{:<12}{:>8}{:>12}", "TYPE", "TOTAL", "SIZE");
-            println!("{:<12}{:>8}{:>12}", "Images", u.images, "");
-            println!(
-                "{:<12}{:>8}{:>12}",
-                "Content",
-                u.blobs,
-                human_size(u.blob_bytes)
-            );
-            println!(
-                "{:<12}{:>8}{:>12}",
-                "Snapshots",
-                u.snapshots,
-                human_size(u.snapshot_bytes)
-            );
-            Ok(())
-        }
+            cmd: ImageCmd::Prune { all, force },
+        } => crate::usage::prune(c, ns, all, force).await,
+        Cmd::System {
+            cmd: SystemCmd::Df { verbose },
+        } => crate::usage::df(c, ns, verbose).await,
         Cmd::Export {
             file,
             names,

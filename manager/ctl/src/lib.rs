@@ -12,6 +12,7 @@ mod leases;
 mod login;
 mod push;
 mod tty;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,17 +98,33 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// List images.
+    /// List images, as docker's `images`.
     Images {
         /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
-        /// Names only.
+        /// Image ids only.
         #[arg(short, long)]
         quiet: bool,
+        /// Every image (intermediate ones too; berth's builder keeps none).
+        #[arg(short, long)]
+        all: bool,
+        /// Show the manifest digests.
+        #[arg(long)]
+        digests: bool,
+        /// Do not cut ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Keep only images matching: `dangling=true|false`,
+        /// `reference=PATTERN` (repeatable).
+        #[arg(short, long = "filter")]
+        filters: Vec<String>,
     },
-    /// Remove images.
+    /// Remove images (names or ids), as docker's `rmi`.
     Rmi {
+        /// Remove even when a container uses it, and every name of an id.
+        #[arg(short, long)]
+        force: bool,
         /// The images.
         #[arg(required = true)]
         names: Vec<String>,
@@ -240,18 +257,27 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ImageCmd {
-    /// Remove untagged images (all images with --all), then unused content and layers.
+    /// Remove dangling images (with --all, every image no container
+    /// uses), then unused content and layers.
     Prune {
-        /// Every image of the namespace.
+        /// Every image no container uses.
         #[arg(short, long)]
         all: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
 #[derive(Subcommand)]
 enum SystemCmd {
-    /// Space used by images, content and snapshots.
-    Df,
+    /// Space used by images, containers, volumes and the build cache, as
+    /// docker's `system df`.
+    Df {
+        /// Every image, container and volume.
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 fn request<T>(ns: &str, msg: T) -> tonic::Request<T> {

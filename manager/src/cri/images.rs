@@ -84,7 +84,9 @@ pub fn all(store: &Images) -> Result<Vec<CriImage>, ImageError> {
         if !img.name.contains('@') && !e.repo_tags.contains(&img.name) {
             e.repo_tags.push(img.name.clone());
         }
-        if !e.repo_digests.contains(&repo_digest) {
+        if !crate::store::lifecycle::is_dangling(&img.name)
+            && !e.repo_digests.contains(&repo_digest)
+        {
             e.repo_digests.push(repo_digest);
         }
     }

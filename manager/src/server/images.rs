@@ -43,6 +43,9 @@ pub fn to_pb(store: &Images, i: &Image, platform: &Platform) -> pb::Image {
         created: i.created,
         labels: i.labels.clone().into_iter().collect(),
         size: store.size(i, platform).unwrap_or(0),
+        id: store.image_id(i).to_string(),
+        dangling: crate::store::lifecycle::is_dangling(&i.name),
+        containers: 0,
     }
 }
 
@@ -245,12 +248,18 @@ impl ImagesApi for Service {
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         let ns = namespace(&r)?;
         let store = self.store.clone();
+        let containers = self.manager.list(&ns).unwrap_or_default();
         let images = blocking(move || {
             let host = Platform::host();
+            let uses = super::usage::container_images(&store, &ns, &containers);
             Ok(store
                 .list(&ns)?
                 .iter()
-                .map(|i| to_pb(&store, i, &host))
+                .map(|i| {
+                    let mut p = to_pb(&store, i, &host);
+                    p.containers = uses.values().filter(|d| **d == i.target.digest).count() as u64;
+                    p
+                })
                 .collect())
         })
         .await?;
@@ -269,20 +278,41 @@ impl ImagesApi for Service {
     async fn remove(
         &self,
         r: Request<pb::RemoveImageRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let ns = namespace(&r)?;
-        let name =
-            crate::store::images::normalize(&r.into_inner().name).map_err(super::status_of)?;
+        let r = r.into_inner();
         let store = self.store.clone();
-        let (ns2, name2) = (ns.clone(), name.clone());
+        let containers = self.manager.list(&ns).unwrap_or_default();
+        let ns2 = ns.clone();
         // The image's content and layers go unless another image uses them.
-        blocking(move || {
-            store.remove(&ns2, &name2)?;
-            store.gc().map(drop)
+        let removed = tokio::task::spawn_blocking(move || {
+            let uses = super::usage::container_images(&store, &ns2, &containers);
+            let user = |i: &Image| {
+                uses.iter()
+                    .find(|(_, d)| **d == i.target.digest)
+                    .map(|(c, _)| c.clone())
+            };
+            let removed =
+                store
+                    .remove_image(&ns2, &r.name, r.force, user)
+                    .map_err(|e| match e {
+                        crate::store::lifecycle::RemoveError::Image(e) => super::status_of(e),
+                        e @ crate::store::lifecycle::RemoveError::Conflict(_) => {
+                            Status::failed_precondition(e.to_string())
+                        }
+                    })?;
+            store.gc().map_err(super::status_of)?;
+            Ok::<_, Status>(removed)
         })
-        .await?;
-        self.manager.publish(&ns, "/images/delete", &name, "", 0, 0);
-        Ok(Response::new(pb::Empty {}))
+        .await
+        .map_err(|e| Status::internal(format!("worker: {e}")))??;
+        for n in &removed.untagged {
+            self.manager.publish(&ns, "/images/delete", n, "", 0, 0);
+        }
+        Ok(Response::new(pb::RemoveImageResponse {
+            untagged: removed.untagged,
+            deleted: removed.deleted,
+        }))
     }
 
     async fn tag(&self, r: Request<pb::TagRequest>) -> Result<Response<pb::Image>, Status> {
@@ -310,7 +340,12 @@ impl ImagesApi for Service {
         let ns = namespace(&r)?;
         let all = r.into_inner().all;
         let store = self.store.clone();
-        let (removed, c) = blocking(move || store.prune(&ns, all)).await?;
+        let containers = self.manager.list(&ns).unwrap_or_default();
+        let (removed, c) = blocking(move || {
+            let in_use = super::usage::in_use(&store, &ns, &containers);
+            store.prune(&ns, all, &in_use)
+        })
+        .await?;
         Ok(Response::new(pb::PruneResponse {
             removed,
             blobs_removed: c.blobs as u64,
@@ -324,15 +359,10 @@ impl ImagesApi for Service {
         r: Request<pb::Empty>,
     ) -> Result<Response<pb::DiskUsageResponse>, Status> {
         let ns = namespace(&r)?;
-        let store = self.store.clone();
-        let u = blocking(move || store.disk_usage(&ns)).await?;
-        Ok(Response::new(pb::DiskUsageResponse {
-            images: u.images as u64,
-            blobs: u.blobs.0 as u64,
-            blob_bytes: u.blobs.1,
-            snapshots: u.snapshots.0 as u64,
-            snapshot_bytes: u.snapshots.1,
-        }))
+        let u = super::usage::disk_usage(&self.manager, &self.store, &ns)
+            .await
+            .map_err(super::status_of)?;
+        Ok(Response::new(u))
     }
 
     async fn commit(

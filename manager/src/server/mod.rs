@@ -8,6 +8,7 @@ mod content;
 mod images;
 mod leases;
 mod snapshots;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -54,6 +54,16 @@ pub fn put(store: &Images, ns: &str, key: &Digest, target: &Descriptor) -> Resul
     Ok(())
 }
 
+/// The entries of `ns`.
+pub fn entries(store: &Images, ns: &str) -> Result<Vec<Entry>, ImageError> {
+    Ok(store
+        .meta
+        .list::<Entry>(Table::BuildCache, &format!("{ns}/"))?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
 /// Records that the image `owner` was built through the steps `keys`.
 pub fn own(store: &Images, ns: &str, keys: &[Digest], owner: &Digest) -> Result<(), ImageError> {
     store.meta.update(|t| {

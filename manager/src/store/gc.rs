@@ -181,18 +181,14 @@ pub struct DiskUsage {
 }
 
 impl Images {
-    /// Removes untagged (digest-only) images of `ns`, or with `all` every
-    /// image of `ns`, then collects garbage. Returns the names removed.
-    pub fn prune(&self, ns: &str, all: bool) -> Result<(Vec<String>, Collected), ImageError> {
-        let mut removed = Vec::new();
-        for img in self.list(ns)? {
-            let untagged =
-                crate::store::reference::Reference::parse(&img.name).is_ok_and(|r| r.tag.is_none());
-            if all || untagged {
-                self.remove(ns, &img.name)?;
-                removed.push(img.name);
-            }
-        }
+    /// `image prune` (see [`Images::prune_images`]), then a collection.
+    pub fn prune(
+        &self,
+        ns: &str,
+        all: bool,
+        in_use: &HashSet<Digest>,
+    ) -> Result<(Vec<String>, Collected), ImageError> {
+        let removed = self.prune_images(ns, all, in_use)?;
         Ok((removed, self.gc()?))
     }
 

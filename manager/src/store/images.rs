@@ -169,11 +169,11 @@ impl Images {
             .ok_or(ImageError::NotFound(name))
     }
 
-    /// Records (or replaces) an image.
+    /// Records (or replaces) an image; an image the name held before
+    /// becomes dangling when no other name holds it (see `lifecycle`).
     pub fn put(&self, ns: &str, image: &Image) -> Result<(), ImageError> {
         self.meta
-            .update(|t| t.put(Table::Images, &format!("{ns}/{}", image.name), image))?;
-        Ok(())
+            .update(|t| crate::store::lifecycle::put_in(t, ns, image))
     }
 
     /// Removes an image record (its content stays until garbage collection).
@@ -702,6 +702,10 @@ pub fn blob_bytes(d: &Descriptor, m: &oci::Manifest) -> u64 {
 
 /// Normalizes an image name, as docker does.
 pub fn normalize(name: &str) -> Result<String, ImageError> {
+    // A dangling image's record name is its own.
+    if crate::store::lifecycle::is_dangling(name) {
+        return Ok(name.to_string());
+    }
     Reference::parse(name)
         .map(|r| r.to_string())
         .map_err(|e| ImageError::Invalid(e.to_string()))

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod lifecycle;
 pub mod login;
 pub mod meta;
 pub mod mirrors;
