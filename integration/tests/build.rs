@@ -105,6 +105,22 @@ fn unpack(layout: &Path, tag: &str, to: &Path) -> serde_json::Value {
         .unwrap()
 }
 
+/// Builds with `name` in the context, written with `text`, as the Dockerfile.
+fn build_file(
+    s: &Stack,
+    ctx: &Path,
+    name: &str,
+    text: impl AsRef<str>,
+    extra: &[&str],
+) -> std::process::Output {
+    let f = ctx.join(name);
+    fs::write(&f, text.as_ref()).unwrap();
+    let mut a = vec!["-f", f.to_str().unwrap()];
+    a.extend_from_slice(extra);
+    a.push(ctx.to_str().unwrap());
+    build(s, &a)
+}
+
 fn build(s: &Stack, args: &[&str]) -> std::process::Output {
     let mut a = vec!["build"];
     a.extend_from_slice(args);
@@ -326,20 +342,12 @@ fn the_build_cache_hits_invalidates_and_goes_with_its_image() {
 fn ignored_files_failing_runs_and_piped_contexts() {
     let s = Stack::new("bmisc");
     let ctx = context(&s.dir);
-    fs::write(
-        ctx.join("Dockerfile.copy"),
-        "FROM berth/busybox\nCOPY . /ctx/\nRUN ls -a /ctx | tr '\\n' ' '\n",
-    )
-    .unwrap();
-    let out = build(
+    let out = build_file(
         &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.copy").to_str().unwrap(),
-            "-t",
-            "berth/ctx",
-            ctx.to_str().unwrap(),
-        ],
+        &ctx,
+        "Dockerfile.copy",
+        "FROM berth/busybox\nCOPY . /ctx/\nRUN ls -a /ctx | tr '\\n' ' '\n",
+        &["-t", "berth/ctx"],
     );
     let text = ok(&out);
     assert!(text.contains("a.txt") && text.contains("src"), "{text}");
@@ -359,20 +367,12 @@ fn ignored_files_failing_runs_and_piped_contexts() {
     assert!(!out.status.success());
 
     // A failing RUN: the line, the command and its status; no image.
-    fs::write(
-        ctx.join("Dockerfile.fail"),
-        "FROM berth/busybox\nRUN echo before\nRUN echo doomed; exit 3\nRUN echo never\n",
-    )
-    .unwrap();
-    let out = build(
+    let out = build_file(
         &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.fail").to_str().unwrap(),
-            "-t",
-            "berth/fail",
-            ctx.to_str().unwrap(),
-        ],
+        &ctx,
+        "Dockerfile.fail",
+        "FROM berth/busybox\nRUN echo before\nRUN echo doomed; exit 3\nRUN echo never\n",
+        &["-t", "berth/fail"],
     );
     assert!(!out.status.success());
     assert!(
@@ -395,14 +395,12 @@ fn ignored_files_failing_runs_and_piped_contexts() {
     );
 
     // An unknown instruction is refused before anything runs.
-    fs::write(ctx.join("Dockerfile.bad"), "FROM berth/busybox\nFROB x\n").unwrap();
-    let out = build(
+    let out = build_file(
         &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.bad").to_str().unwrap(),
-            ctx.to_str().unwrap(),
-        ],
+        &ctx,
+        "Dockerfile.bad",
+        "FROM berth/busybox\nFROB x\n",
+        &[],
     );
     assert!(
         stderr(&out).contains("dockerfile line 2: unknown instruction: FROB"),
@@ -441,34 +439,10 @@ fn ignored_files_failing_runs_and_piped_contexts() {
     .unwrap();
     let sum = run(Command::new("sha256sum").arg(www.join("remote.txt")));
     let sum = sum.split_whitespace().next().unwrap();
-    fs::write(
-        ctx.join("Dockerfile.url"),
-        format!("FROM berth/busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:8099/remote.txt /r/\nRUN stat -c '%a %u' /r/remote.txt && cat /r/remote.txt\n"),
-    )
-    .unwrap();
-    let out = build(
-        &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.url").to_str().unwrap(),
-            ctx.to_str().unwrap(),
-        ],
-    );
+    let out = build_file(&s, &ctx, "Dockerfile.url", format!("FROM berth/busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:8099/remote.txt /r/\nRUN stat -c '%a %u' /r/remote.txt && cat /r/remote.txt\n"), &[]);
     let text = ok(&out);
     assert!(text.contains("\n600 0\nfrom the web\n"), "{text}");
-    fs::write(
-        ctx.join("Dockerfile.url"),
-        "FROM berth/busybox\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 http://127.0.0.1:8099/remote.txt /r/\n",
-    )
-    .unwrap();
-    let out = build(
-        &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.url").to_str().unwrap(),
-            ctx.to_str().unwrap(),
-        ],
-    );
+    let out = build_file(&s, &ctx, "Dockerfile.url", "FROM berth/busybox\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 http://127.0.0.1:8099/remote.txt /r/\n", &[]);
     assert!(
         stderr(&out).contains("checksum mismatch"),
         "{}",
@@ -476,18 +450,12 @@ fn ignored_files_failing_runs_and_piped_contexts() {
     );
     let _ = server.kill();
     let _ = server.wait();
-    fs::write(
-        ctx.join("Dockerfile.url"),
-        "FROM berth/busybox\nADD http://192.0.2.1/x /x\n",
-    )
-    .unwrap();
-    let out = build(
+    let out = build_file(
         &s,
-        &[
-            "-f",
-            ctx.join("Dockerfile.url").to_str().unwrap(),
-            ctx.to_str().unwrap(),
-        ],
+        &ctx,
+        "Dockerfile.url",
+        "FROM berth/busybox\nADD http://192.0.2.1/x /x\n",
+        &[],
     );
     assert!(
         stderr(&out).contains(

@@ -14,17 +14,37 @@ use tonic::transport::Channel;
 
 use crate::request;
 
-/// What `berthctl build` was asked.
+/// What `berthctl build` was asked, as docker's flags.
+#[derive(clap::Args)]
 pub(crate) struct Args {
+    /// Name and optionally a tag (NAME[:TAG]); repeatable.
+    #[arg(short, long = "tag")]
     pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; "-": stdin).
+    #[arg(short, long)]
     pub file: Option<String>,
+    /// A build argument, KEY=VALUE (KEY alone: from the environment).
+    #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
+    /// The stage to build.
+    #[arg(long, default_value = "")]
     pub target: String,
+    /// Do not use the cache.
+    #[arg(long)]
     pub no_cache: bool,
+    /// Always pull the FROM images.
+    #[arg(long)]
     pub pull: bool,
+    /// RUN's network: bridge (default), none, host or a network's name.
+    #[arg(long, default_value = "")]
     pub network: String,
+    /// A label for the image, KEY=VALUE; repeatable.
+    #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Print only the image id.
+    #[arg(short, long)]
     pub quiet: bool,
+    /// The context: a directory, or "-" for a tar on stdin.
     pub context: String,
 }
 

@@ -27,7 +27,7 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
         | Cmd::Login { .. }
         | Cmd::Logout { .. }
         | Cmd::Push { .. }
-        | Cmd::Build { .. }
+        | Cmd::Build(_)
         | Cmd::Commit { base: None, .. } => {
             unreachable!("handled by run")
         }
@@ -326,10 +326,11 @@ async fn export(
     Ok(())
 }
 
-pub(crate) fn print_table<const N: usize>(head: &[&str], rows: &[[String; N]]) {
+/// Prints rows under `head`, columns padded as docker's tables.
+pub(crate) fn print_table<R: AsRef<[String]>>(head: &[&str], rows: &[R]) {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
-        for (i, c) in r.iter().enumerate() {
+        for (i, c) in r.as_ref().iter().enumerate() {
             w[i] = w[i].max(c.len());
         }
     }
@@ -343,7 +344,7 @@ pub(crate) fn print_table<const N: usize>(head: &[&str], rows: &[[String; N]]) {
     };
     line(head.to_vec());
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        line(r.as_ref().iter().map(String::as_str).collect());
     }
 }
 

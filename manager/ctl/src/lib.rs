@@ -54,37 +54,7 @@ enum Cmd {
         no_unpack: bool,
     },
     /// Build an image from a Dockerfile, as docker's `build`.
-    Build {
-        /// Name and optionally a tag (NAME[:TAG]); repeatable.
-        #[arg(short, long = "tag")]
-        tags: Vec<String>,
-        /// The Dockerfile (default: CONTEXT/Dockerfile; "-": stdin).
-        #[arg(short, long)]
-        file: Option<String>,
-        /// A build argument, KEY=VALUE (KEY alone: from the environment).
-        #[arg(long = "build-arg")]
-        build_args: Vec<String>,
-        /// The stage to build.
-        #[arg(long, default_value = "")]
-        target: String,
-        /// Do not use the cache.
-        #[arg(long)]
-        no_cache: bool,
-        /// Always pull the FROM images.
-        #[arg(long)]
-        pull: bool,
-        /// RUN's network: bridge (default), none, host or a network's name.
-        #[arg(long, default_value = "")]
-        network: String,
-        /// A label for the image, KEY=VALUE; repeatable.
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Print only the image id.
-        #[arg(short, long)]
-        quiet: bool,
-        /// The context: a directory, or "-" for a tar on stdin.
-        context: String,
-    },
+    Build(build::Args),
     /// Push an image to its registry, as docker's `push` (credentials from
     /// `login`).
     Push {
@@ -336,35 +306,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .await
         .map(|()| 0),
         Cmd::Logout { server } => login::logout(server).map(|()| 0),
-        Cmd::Build {
-            tags,
-            file,
-            build_args,
-            target,
-            no_cache,
-            pull,
-            network,
-            labels,
-            quiet,
-            context,
-        } => build::build(
-            &mut ImagesClient::new(ch),
-            ns,
-            build::Args {
-                tags,
-                file,
-                build_args,
-                target,
-                no_cache,
-                pull,
-                network,
-                labels,
-                quiet,
-                context,
-            },
-        )
-        .await
-        .map(|()| 0),
+        Cmd::Build(a) => build::build(&mut ImagesClient::new(ch), ns, a)
+            .await
+            .map(|()| 0),
         Cmd::Push {
             reference,
             platform,

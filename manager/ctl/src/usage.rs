@@ -142,46 +142,11 @@ pub(crate) async fn images(
                 head.push("DIGEST");
             }
             head.extend(["IMAGE ID", "CREATED", "SIZE"]);
-            table(&head, &rows);
+            print_table(&head, &rows);
         }
         other => anyhow::bail!("unknown format {other:?} (table or json)"),
     }
     Ok(())
-}
-
-/// A table with rows of any width.
-fn table(head: &[&str], rows: &[Vec<String>]) {
-    match head.len() {
-        5 => print_table::<5>(
-            head,
-            &rows
-                .iter()
-                .map(|r| std::array::from_fn(|i| r[i].clone()))
-                .collect::<Vec<_>>(),
-        ),
-        6 => print_table::<6>(
-            head,
-            &rows
-                .iter()
-                .map(|r| std::array::from_fn(|i| r[i].clone()))
-                .collect::<Vec<_>>(),
-        ),
-        8 => print_table::<8>(
-            head,
-            &rows
-                .iter()
-                .map(|r| std::array::from_fn(|i| r[i].clone()))
-                .collect::<Vec<_>>(),
-        ),
-        3 => print_table::<3>(
-            head,
-            &rows
-                .iter()
-                .map(|r| std::array::from_fn(|i| r[i].clone()))
-                .collect::<Vec<_>>(),
-        ),
-        n => unreachable!("no table of {n} columns"),
-    }
 }
 
 pub(crate) async fn rmi(
@@ -296,7 +261,7 @@ pub(crate) async fn df(
             ]
         })
         .collect();
-        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows);
+        print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows);
         return Ok(());
     }
     println!("Images space usage:\n");
@@ -322,7 +287,7 @@ pub(crate) async fn df(
             ]
         })
         .collect();
-    table(
+    print_table(
         &[
             "REPOSITORY",
             "TAG",
@@ -358,7 +323,7 @@ pub(crate) async fn df(
             ]
         })
         .collect();
-    table(
+    print_table(
         &[
             "CONTAINER ID",
             "IMAGE",
@@ -377,7 +342,7 @@ pub(crate) async fn df(
         .iter()
         .map(|v| vec![v.name.clone(), v.links.to_string(), human_size(v.size)])
         .collect();
-    table(&["VOLUME NAME", "LINKS", "SIZE"], &rows);
+    print_table(&["VOLUME NAME", "LINKS", "SIZE"], &rows);
     println!(
         "\nBuild cache usage: {}",
         human_size(u.build_cache_usage.unwrap_or_default().size)

@@ -118,20 +118,25 @@ impl Lexer<'_> {
         Ok(words)
     }
 
+    /// A variable name: letters, digits and `_`.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self
+            .peek()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            name.push(c);
+            self.pos += 1;
+        }
+        name
+    }
+
     /// After a `$`: the variable's value (or the `$` itself).
     fn dollar(&mut self) -> Result<String, ExpandError> {
         match self.peek() {
             Some('{') => {
                 self.pos += 1;
-                let mut name = String::new();
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || c == '_' {
-                        name.push(c);
-                        self.pos += 1;
-                    } else {
-                        break;
-                    }
-                }
+                let name = self.name();
                 match self.next() {
                     Some('}') => Ok(self.vars.get(&name).cloned().unwrap_or_default()),
                     Some(c @ (':' | '-' | '+' | '?')) => {
@@ -171,15 +176,7 @@ impl Lexer<'_> {
                 }
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-                let mut name = String::new();
-                while let Some(c) = self.peek() {
-                    if c.is_ascii_alphanumeric() || c == '_' {
-                        name.push(c);
-                        self.pos += 1;
-                    } else {
-                        break;
-                    }
-                }
+                let name = self.name();
                 Ok(self.vars.get(&name).cloned().unwrap_or_default())
             }
             _ => Ok("$".into()),
