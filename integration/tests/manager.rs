@@ -857,6 +857,18 @@ fn search_finds_repositories_in_a_registry_catalog() {
     );
     let out = ok(&d.ctl(&["search", "--limit", "1", &format!("{}/b", reg.host)]));
     assert_eq!(out.lines().count(), 2, "{out}");
+    // --list-tags: each repository's tags.
+    let out = ok(&d.ctl(&["search", "--list-tags", &format!("{}/busybox", reg.host)]));
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let repo = format!("{}/tools/busybox-extra", reg.host);
+    assert_eq!(
+        rows,
+        [vec!["NAME", "TAG"], vec![repo.as_str(), "v2"]],
+        "{out}"
+    );
     // A catalog knows no stars: `--filter stars=1` leaves the header alone.
     let out = ok(&d.ctl(&["search", "-f", "stars=1", &format!("{}/b", reg.host)]));
     assert_eq!(out.lines().count(), 1, "{out}");

@@ -146,15 +146,32 @@ pub(crate) async fn run(mut c: ImagesClient<Channel>, ns: &str, cmd: Cmd) -> any
             limit,
             no_trunc,
             filters,
+            list_tags,
             term,
         } => {
             let keep = search_filter(&filters)?;
             let found = c
-                .search(request(ns, pb::SearchRequest { term, limit }))
+                .search(request(
+                    ns,
+                    pb::SearchRequest {
+                        term,
+                        limit,
+                        list_tags,
+                    },
+                ))
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?
                 .into_inner()
                 .results;
+            if list_tags {
+                let rows: Vec<[String; 2]> = found
+                    .iter()
+                    .filter(|f| keep(f))
+                    .flat_map(|f| f.tags.iter().map(|t| [f.name.clone(), t.clone()]))
+                    .collect();
+                print_table(&["NAME", "TAG"], &rows);
+                return Ok(());
+            }
             let rows: Vec<[String; 4]> = found
                 .into_iter()
                 .filter(|f| keep(f))

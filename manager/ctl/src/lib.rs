@@ -178,6 +178,9 @@ enum Cmd {
         /// `is-official=true|false` (repeatable).
         #[arg(short, long = "filter")]
         filters: Vec<String>,
+        /// List the tags of each repository found (a registry's).
+        #[arg(long)]
+        list_tags: bool,
         /// The term.
         term: String,
     },

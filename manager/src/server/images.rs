@@ -417,20 +417,34 @@ impl ImagesApi for Service {
             oci_client::secrets::RegistryAuth::Basic(u, p) => Some((u, p)),
             _ => None,
         };
-        let found = crate::store::search::search(registry, term, limit, auth, plain)
+        let found = crate::store::search::search(registry, term, limit, auth.clone(), plain)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(pb::SearchResponse {
-            results: found
-                .into_iter()
-                .map(|f| pb::SearchResult {
-                    name: f.name,
-                    description: f.description,
-                    stars: f.stars,
-                    official: f.official,
-                })
-                .collect(),
-        }))
+        let mut results = Vec::new();
+        for f in found {
+            let tags = match (r.list_tags, registry) {
+                (false, _) => Vec::new(),
+                (true, Some(reg)) => {
+                    let repo = f.name.strip_prefix(&format!("{reg}/")).unwrap_or(&f.name);
+                    crate::store::search::tags(reg, repo, auth.clone(), plain)
+                        .await
+                        .map_err(|e| Status::unavailable(e.to_string()))?
+                }
+                (true, None) => {
+                    return Err(Status::invalid_argument(
+                        "--list-tags needs a registry (REGISTRY/TERM): Docker Hub's search lists no tags",
+                    ))
+                }
+            };
+            results.push(pb::SearchResult {
+                name: f.name,
+                description: f.description,
+                stars: f.stars,
+                official: f.official,
+                tags,
+            });
+        }
+        Ok(Response::new(pb::SearchResponse { results }))
     }
 
     async fn history(

@@ -137,6 +137,46 @@ pub async fn search(
     Ok(filter_catalog(registry, &v, term, limit))
 }
 
+/// The tags of `repository` on `registry` (the distribution API's
+/// `/v2/<name>/tags/list`), sorted.
+pub async fn tags(
+    registry: &str,
+    repository: &str,
+    auth: Option<(String, String)>,
+    plain_http: bool,
+) -> Result<Vec<String>, SearchError> {
+    let fail = |why: String| SearchError {
+        registry: registry.to_string(),
+        why,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let scheme = if plain_http { "http" } else { "https" };
+    let url = format!("{scheme}://{registry}/v2/{repository}/tags/list");
+    let mut req = client.get(&url);
+    if let Some((u, p)) = &auth {
+        req = req.basic_auth(u, Some(p));
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| fail(format!("GET {url}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("GET {url}: {}", resp.status())));
+    }
+    let v: serde_json::Value = resp.json().await.map_err(|e| fail(format!("{url}: {e}")))?;
+    let mut out: Vec<String> = v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
