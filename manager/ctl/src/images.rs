@@ -456,6 +456,7 @@ mod tests {
             description: String::new(),
             stars,
             official,
+            tags: Vec::new(),
         };
         let keep = search_filter(&["stars=3".into(), "is-official=true".into()]).unwrap();
         assert!(keep(&r(5, true)));
