@@ -20,3 +20,9 @@ pub mod perm;
 pub mod server;
 pub mod store;
 pub(crate) mod sys;
+
+/// Process-wide tuning berthd does first, before any thread starts (see
+/// `sys::limit_malloc_arenas`).
+pub fn tune_process() {
+    sys::limit_malloc_arenas(2);
+}

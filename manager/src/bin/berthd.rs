@@ -63,8 +63,15 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    berth_manager::tune_process();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     // Colours only on a terminal: a log file stays plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -94,6 +94,11 @@ pub struct Container {
     pub id: String,
     /// The image's normalized name.
     pub image: String,
+    /// The image's manifest (or index) when the container was made; a
+    /// lease named after the container holds it (and what it names) while
+    /// the container exists, whatever becomes of the name.
+    #[serde(default)]
+    pub image_target: Option<crate::store::oci::Descriptor>,
     /// The OCI runtime spec (config.json).
     pub spec: serde_json::Value,
     /// Its active snapshot's key.
@@ -324,6 +329,7 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let meta = Meta::open(&d.join("m.redb")).unwrap();
         let c = Container {
+            image_target: None,
             id: "web".into(),
             image: "docker.io/library/busybox:latest".into(),
             spec: serde_json::json!({}),

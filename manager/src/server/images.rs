@@ -373,7 +373,8 @@ impl ImagesApi for Service {
         let r = r.into_inner();
         let store = self.store.clone();
         let img = blocking(move || {
-            let i = store.commit(&ns, &r.snapshot, &r.base, &r.name, &r.comment, &[])?;
+            let base = store.get(&ns, &r.base)?;
+            let i = store.commit(&ns, &r.snapshot, &base, &r.name, &r.comment, &[])?;
             Ok(to_pb(&store, &i, &Platform::host()))
         })
         .await?;

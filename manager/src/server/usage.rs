@@ -21,7 +21,13 @@ pub fn container_images(
 ) -> HashMap<String, Digest> {
     containers
         .iter()
-        .filter_map(|c| Some((c.id.clone(), store.get(ns, &c.image).ok()?.target.digest)))
+        .filter_map(|c| {
+            let d = match &c.image_target {
+                Some(t) => t.digest.clone(),
+                None => store.get(ns, &c.image).ok()?.target.digest,
+            };
+            Some((c.id.clone(), d))
+        })
         .collect()
 }
 

@@ -36,7 +36,7 @@ impl Images {
         &self,
         ns: &str,
         key: &str,
-        base: &str,
+        base: &Image,
         name: &str,
         comment: &str,
         skip: &[&str],
@@ -49,15 +49,17 @@ impl Images {
             )));
         }
         let name = normalize(name)?;
-        let base_img = self.get(ns, base)?;
-        let (_, m) = self.manifest(&base_img, &Platform::host())?;
+        let (_, m) = self.manifest(base, &Platform::host())?;
         let mut config: serde_json::Value = self.read_json(&m.config)?;
         let (layer, diff_id) =
             self.layer_of(&self.snapshots.fs_dir(&info), skip, &info.id.to_string())?;
         config["rootfs"]["diff_ids"]
             .as_array_mut()
             .ok_or_else(|| {
-                ImageError::Invalid(format!("image {base}: config has no rootfs.diff_ids"))
+                ImageError::Invalid(format!(
+                    "image {}: config has no rootfs.diff_ids",
+                    base.name
+                ))
             })?
             .push(serde_json::Value::String(diff_id.to_string()));
         let entry = serde_json::json!({"created": berth_rules::time::now_rfc3339(),

@@ -139,6 +139,7 @@ impl Images {
                 "unable to delete {wanted} (must be forced) - image is referenced in multiple repositories"
             )));
         }
+        let used = found.iter().any(|i| user(i).is_some());
         if !force {
             for i in &found {
                 if let Some(c) = user(i) {
@@ -162,7 +163,15 @@ impl Images {
             }
         }
         let still = self.list(ns)?.iter().any(|i| i.target.digest == target);
-        if !still {
+        if !still && used {
+            // Forced away from a container that uses it: the image stays,
+            // dangling, as docker keeps it while the container exists.
+            let d = Image {
+                name: dangling_name(&target),
+                ..found[0].clone()
+            };
+            self.put(ns, &d)?;
+        } else if !still {
             out.deleted.push(id.to_string());
         }
         Ok(out)

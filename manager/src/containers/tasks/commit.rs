@@ -29,7 +29,19 @@ impl Manager {
             } else {
                 &[]
             };
-            images.commit(&ns2, &c.snapshot, &c.image, &name, &comment, skip)
+            // The image the container was made from, even when its name
+            // has moved or gone since (the container's lease keeps it).
+            let base = match (images.get(&ns2, &c.image), &c.image_target) {
+                (Ok(i), Some(t)) if i.target.digest == t.digest => i,
+                (_, Some(t)) => crate::store::images::Image {
+                    name: c.image.clone(),
+                    target: t.clone(),
+                    created: 0,
+                    labels: Default::default(),
+                },
+                (r, None) => r?,
+            };
+            images.commit(&ns2, &c.snapshot, &base, &name, &comment, skip)
         })
         .await
         .map_err(|e| TaskError::Invalid(format!("worker: {e}")));

@@ -35,7 +35,36 @@ pub(super) fn layer_file(layers: &[PathBuf], path: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// The lease that holds a container's image (a digest of the id: lease ids
+/// are shorter than container names may be).
+pub(super) fn image_lease(id: &str) -> String {
+    let d = crate::store::digest::sha256_of(id.as_bytes());
+    format!("container-{}", &d.hex()[..32])
+}
+
 impl Manager {
+    /// Holds the container's image (its manifest and all it names) from
+    /// collection while the container exists, even when its name goes.
+    fn hold_image(
+        &self,
+        ns: &str,
+        id: &str,
+        target: &crate::store::oci::Descriptor,
+    ) -> Result<(), TaskError> {
+        let lease = image_lease(id);
+        // A leftover of a container that was never recorded.
+        let _ = self.images.lease_delete(ns, &lease);
+        self.images
+            .lease_create(ns, &lease, Default::default(), 0)?;
+        self.images.lease_resource(
+            ns,
+            &lease,
+            crate::store::leases::Resource::Content(target.digest.clone()),
+            true,
+        )?;
+        Ok(())
+    }
+
     /// Records a container: unpacks its image if needed, prepares its
     /// snapshot, generates its spec.
     pub async fn create(&self, ns: &str, o: CreateOptions) -> Result<Container, TaskError> {
@@ -167,6 +196,7 @@ impl Manager {
             let c = Container {
                 id: id.clone(),
                 image: image.name.clone(),
+                image_target: Some(image.target.clone()),
                 spec,
                 snapshot: snapshot.clone(),
                 runtime: o.runtime.clone(),
@@ -188,10 +218,12 @@ impl Manager {
             };
             let dir = self.data_dir(ns, &id);
             std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+            self.hold_image(ns, &id, &image.target)?;
             self.records().insert(ns, &c)?;
             Ok(c)
         })();
         if made.is_err() {
+            let _ = self.images.lease_delete(ns, &image_lease(&id));
             let _ = self.images.snapshots.remove(ns, &snapshot);
             let _ = std::fs::remove_dir_all(self.data_dir(ns, &id));
         }

@@ -226,6 +226,9 @@ impl Manager {
         }
         let _ = std::fs::remove_dir_all(self.bundle(ns, id));
         self.records().remove(ns, id)?;
+        let _ = self
+            .images
+            .lease_delete(ns, &super::create::image_lease(id));
         self.locks.lock().unwrap().remove(&key(ns, id));
         self.publish(ns, "/containers/delete", id, "", 0, 0);
         Ok(())
