@@ -32,7 +32,7 @@ VM_RUNNER ?= $(CURDIR)/../shared/vm/run-in-vm.sh
 VM_PKGS := qemu-system-x86 linux-image-amd64 xz-utils
 V2_TESTS := cgroups runtime rootfs rootless exec seccomp shim shim_api
 
-.PHONY: all deps musl-target build release image bundle demo test unit integration lint bench test-cgroupv2 clean
+.PHONY: all deps musl-target build release install image bundle demo test unit integration lint bench test-cgroupv2 clean
 
 all: build
 
@@ -58,6 +58,15 @@ release: musl-target
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(HOST) -p berth-shim
 	@# berthd and berthctl stay dynamic: a static glibc cannot resolve registry host names through NSS.
 	$(CARGO) build --release -p berth-manager -p berthctl
+
+# The release binaries into $(PREFIX)/bin, with `containerd-shim-berth-v2`
+# (berth-shim under containerd's name: containerd runs it for the runtime
+# type io.containerd.berth.v2).
+PREFIX ?= /usr/local
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BERTH) $(RELDIR)/berth-shim $(MGR)/berthd $(MGR)/berthctl $(DESTDIR)$(PREFIX)/bin/
+	ln -sf berth-shim $(DESTDIR)$(PREFIX)/bin/containerd-shim-berth-v2
 
 # The embedded default image: busybox from Debian's busybox-static as an OCI
 # image archive, so the demo works offline.

@@ -20,7 +20,7 @@ use crate::runtime::Runtime;
 use crate::service::{valid_id, Service};
 
 /// Where shims keep their private console sockets.
-const RUN_DIR: &str = "/run/berth-shim";
+pub const RUN_DIR: &str = "/run/berth-shim";
 
 /// A failed shim command.
 #[derive(Debug, thiserror::Error)]

@@ -19,3 +19,4 @@ pub mod reaper;
 pub mod runtime;
 pub mod service;
 mod sys;
+pub mod v2;

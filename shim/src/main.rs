@@ -1,6 +1,6 @@
 //! The `berth-shim` command: argument parsing only; see the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use berth_shim::daemon::{self, Options};
@@ -106,6 +106,20 @@ fn hold(args: &[String]) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Under containerd's name, containerd's runtime v2 shim protocol.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "containerd-shim-berth-v2")
+    {
+        return match berth_shim::v2::main(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(m) => {
+                eprintln!("containerd-shim-berth-v2: {m}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(m) => {

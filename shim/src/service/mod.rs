@@ -91,6 +91,24 @@ impl Service {
     }
 }
 
+impl Service {
+    /// A process of the container ("" for its init), for another front end
+    /// (the containerd v2 adapter wires its stdio to FIFOs).
+    pub fn process(&self, id: &str, exec_id: &str) -> Result<Arc<Proc>, Status> {
+        self.0.process(id, exec_id)
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Every event published from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<berth_proto::shim::Event> {
+        self.0.events.subscribe()
+    }
+}
+
 fn runtime_status(e: RuntimeError) -> Status {
     if e.is_not_found() {
         Status::not_found(e.to_string())
