@@ -161,6 +161,7 @@ bench: bundle image
 	bench/shim.sh $(BERTH) $(RELDIR)/berth-shim $(TARGET)/release/berth-bench-shim $(BUNDLE)/rootfs $(CACHE)/bench $(BENCH_RUNS)
 	bench/manager.sh $(MGR)/berthd $(MGR)/berthctl $(CACHE)/bench 10
 	bench/stack.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(IMAGE) $(CACHE)/bench 20
+	bench/shim_v2.sh $(BERTH) $(RELDIR)/berth-shim $(IMAGE) $(CACHE)/bench 20
 	bench/build.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(IMAGE) $(CACHE)/bench 10
 	bench/cri.sh $(MGR)/berthd $(MGR)/berthctl $(RELDIR)/berth-shim $(BERTH) $(TARGET)/release/berth-bench-cri $(IMAGE) $(CACHE)/bench 20
 

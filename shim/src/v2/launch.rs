@@ -259,10 +259,11 @@ pub fn serve(f: &Flags) -> Result<(), String> {
         }
         let mut rx = task.shutdown.subscribe();
         let _ = rx.wait_for(|s| *s).await;
-        // Answer the Shutdown call, then go; the socket goes first, so a
-        // `delete` containerd runs once we hang up finds no shim serving.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The socket goes first, so a `delete` containerd runs once we hang
+        // up finds no shim serving; the server's shutdown lets the Shutdown
+        // call's answer out.
         let _ = std::fs::remove_file(&socket);
+        tokio::task::yield_now().await;
         let _ = server.shutdown().await;
         Ok(())
     });
