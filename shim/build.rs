@@ -8,6 +8,7 @@ fn main() {
         "proto/events.proto",
         "proto/forward.proto",
         "proto/runc.proto",
+        "proto/runtimeoptions.proto",
         "proto/metrics_v1.proto",
         "proto/metrics_v2.proto",
     ];

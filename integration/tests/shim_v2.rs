@@ -22,6 +22,22 @@ struct Containerd {
 
 const IMG: &str = "docker.io/berth/busybox:latest";
 
+/// The cgroup the CRI test's shim is put in (runc options' ShimCgroup).
+fn shim_cgroup() -> String {
+    format!("/bv2-shim-{}", std::process::id())
+}
+
+/// Its directory: the unified hierarchy's, else the v1 pids controller's.
+fn shim_cgroup_dir() -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    let base = if root.join("cgroup.controllers").exists() {
+        root.to_path_buf()
+    } else {
+        root.join("pids")
+    };
+    base.join(shim_cgroup().trim_start_matches('/'))
+}
+
 impl Containerd {
     fn new(name: &str, cri: bool) -> Containerd {
         // Short: shim sockets live under it (a unix socket path is short).
@@ -36,9 +52,20 @@ impl Containerd {
         );
         if cri {
             cfg.push_str(&format!(
-                "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"docker.io/berth/busybox:pause\"\n  restrict_oom_score_adj = true\n  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n    conf_dir = \"{d}/net.d\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    default_runtime_name = \"berth\"\n    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth]\n      runtime_type = \"io.containerd.berth.v2\"\n",
-                d = dir.display()
+                "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"docker.io/berth/busybox:pause\"\n  restrict_oom_score_adj = true\n  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n    conf_dir = \"{d}/net.d\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    default_runtime_name = \"berth\"\n    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth]\n      runtime_type = \"io.containerd.berth.v2\"\n      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.berth.options]\n        ConfigPath = \"{d}/berth-shim.toml\"\n",
+                d = dir.display(),
             ));
+            // containerd's CRI gives a runtime type other than runc's a file
+            // of options: runc's keys, as TOML.
+            fs::write(
+                dir.join("berth-shim.toml"),
+                format!(
+                    "BinaryName = \"{}\"\nShimCgroup = \"{}\"\n",
+                    berth_integration::berth_bin().display(),
+                    shim_cgroup()
+                ),
+            )
+            .unwrap();
         } else {
             cfg.push_str("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
         }
@@ -382,6 +409,16 @@ fn cri_client(
 
 #[test]
 fn containerds_cri_runs_a_pod_through_one_berth_shim() {
+    // The shim's cgroup, made for the test, gone after it.
+    let cg = shim_cgroup_dir();
+    fs::create_dir_all(&cg).unwrap();
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _cg = Rmdir(cg.clone());
     let c = Containerd::new("cri", true);
     let (rt, mut rs) = cri_client(&c.dir);
     let pod_config = cri::PodSandboxConfig {
@@ -463,18 +500,29 @@ fn containerds_cri_runs_a_pod_through_one_berth_shim() {
     // The sandbox and both containers: one shim.
     assert_eq!(c.shim_sockets(), 1);
     let address = c.dir.join("c.sock").display().to_string();
-    let shims = fs::read_dir("/proc")
+    let shims: Vec<PathBuf> = fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| {
-            c.starts_with("containerd-shim-berth-v2 ")
-                && c.contains(&address)
-                && c.ends_with(" serve ")
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .is_ok_and(|c| {
+                    c.starts_with("containerd-shim-berth-v2 ")
+                        && c.contains(&address)
+                        && c.ends_with(" serve ")
+                })
         })
-        .count();
-    assert_eq!(shims, 1, "one shim serves the pod");
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(shims.len(), 1, "one shim serves the pod");
+    // In the cgroup the runc options name.
+    let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    let pid = shims[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        procs.lines().any(|l| l == pid),
+        "shim {pid} not in {}: {procs}",
+        cg.display()
+    );
     rt.block_on(rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     }))

@@ -65,6 +65,10 @@ pub struct Runtime {
     root: Option<PathBuf>,
     log: PathBuf,
     reaper: Arc<Reaper>,
+    /// Global flags before the command (`--systemd-cgroup`).
+    global: Vec<String>,
+    /// Flags of `create` (`--no-pivot`, `--no-new-keyring`).
+    create_flags: Vec<String>,
 }
 
 /// Options of `create` and `exec` beyond the container id.
@@ -91,7 +95,17 @@ impl Runtime {
             root,
             log,
             reaper,
+            global: Vec::new(),
+            create_flags: Vec::new(),
         }
+    }
+
+    /// The same runtime with global flags (before every command) and
+    /// `create` flags, as containerd's runc options ask.
+    pub fn with_flags(mut self, global: Vec<String>, create: Vec<String>) -> Runtime {
+        self.global = global;
+        self.create_flags = create;
+        self
     }
 
     fn command(&self, sub: &str) -> Command {
@@ -103,6 +117,7 @@ impl Runtime {
             .arg(&self.log)
             .arg("--log-format")
             .arg("json");
+        c.args(&self.global);
         c.arg(sub);
         c
     }
@@ -193,6 +208,7 @@ impl Runtime {
     /// `create --bundle B --pid-file F [--console-socket S] ID`.
     pub async fn create(&self, id: &str, bundle: &Path, l: Launch) -> Result<(), RuntimeError> {
         let mut c = self.command("create");
+        c.args(&self.create_flags);
         c.arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")

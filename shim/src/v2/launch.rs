@@ -192,8 +192,44 @@ pub fn start(f: &Flags) -> Result<(), String> {
             }
         ));
     }
+    if let Some(cg) = shim_cgroup(&opts) {
+        join_cgroup(child.id(), &cg)?;
+    }
     write_address()?;
     print!("{address}");
+    Ok(())
+}
+
+/// The options' ShimCgroup, from the Any containerd writes to `start`'s
+/// stdin.
+fn shim_cgroup(opts: &[u8]) -> Option<String> {
+    let any = protobuf::well_known_types::any::Any::parse_from_bytes(opts).ok()?;
+    let o = super::options::from_any(Some(&any)).ok()?;
+    (!o.shim_cgroup.is_empty()).then_some(o.shim_cgroup)
+}
+
+/// Moves `pid` into the cgroup `path` (relative to each hierarchy's root):
+/// the unified one, or every v1 controller that has it.
+fn join_cgroup(pid: u32, path: &str) -> Result<(), String> {
+    let rel = path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let targets: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.join(rel)]
+    } else {
+        std::fs::read_dir(root)
+            .map_err(|e| format!("read {}: {e}", root.display()))?
+            .flatten()
+            .map(|e| e.path().join(rel))
+            .filter(|p| p.join("cgroup.procs").exists())
+            .collect()
+    };
+    if targets.is_empty() {
+        return Err(format!("shim cgroup {path}: no hierarchy has it"));
+    }
+    for t in targets {
+        std::fs::write(t.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("join shim cgroup {}: {e}", t.display()))?;
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! shim protocol over ttrpc.
 
 mod launch;
+mod options;
 pub mod proto;
 mod publish;
 mod stdio;

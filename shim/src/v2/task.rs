@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tonic::Request;
 
 use super::proto::{
-    empty::Empty, metrics_v1 as m1, metrics_v2 as m2, runc, task, task_ttrpc, task_types,
+    empty::Empty, metrics_v1 as m1, metrics_v2 as m2, task, task_ttrpc, task_types,
 };
 use super::publish::{timestamp, CreateFacts, Publisher};
 use crate::reaper::Reaper;
@@ -46,21 +46,6 @@ fn status(s: tonic::Status) -> ttrpc::Error {
 
 fn invalid(msg: impl ToString) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(ttrpc::Code::INVALID_ARGUMENT, msg))
-}
-
-/// The runc options containerd sends with Create, if any.
-fn runc_options(a: &MessageField<Any>) -> Result<runc::Options, ttrpc::Error> {
-    match a.as_ref() {
-        Some(a) if a.type_url.ends_with("containerd.runc.v1.Options") => {
-            runc::Options::parse_from_bytes(&a.value)
-                .map_err(|e| invalid(format!("runc options: {e}")))
-        }
-        Some(a) if !a.type_url.is_empty() => Err(invalid(format!(
-            "options of type {} are not understood (containerd.runc.v1.Options are)",
-            a.type_url
-        ))),
-        _ => Ok(runc::Options::default()),
-    }
 }
 
 /// The runtime binary `name` names: a path as it is, else a file beside
@@ -192,7 +177,7 @@ impl task_ttrpc::Task for Task {
                 format!("container {} already exists", r.id),
             )));
         }
-        let opts = runc_options(&r.options)?;
+        let opts = super::options::from_any(r.options.as_ref()).map_err(invalid)?;
         let name = if opts.binary_name.is_empty() {
             "berth"
         } else {
@@ -215,12 +200,25 @@ impl task_ttrpc::Task for Task {
             &self.console_dir,
         )
         .map_err(|e| invalid(format!("write {}/shim.json: {e}", bundle.display())))?;
+        let mut global = Vec::new();
+        if opts.systemd_cgroup {
+            // The runtime says whether it can (berth: not yet, and why).
+            global.push("--systemd-cgroup".to_string());
+        }
+        let mut create = Vec::new();
+        if opts.no_pivot_root {
+            create.push("--no-pivot".to_string());
+        }
+        if opts.no_new_keyring {
+            create.push("--no-new-keyring".to_string());
+        }
         let runtime = Runtime::new(
             binary,
             Some(root),
             bundle.join("runtime.log"),
             self.reaper.clone(),
-        );
+        )
+        .with_flags(global, create);
         let svc = Service::new(
             r.id.clone(),
             bundle.clone(),
