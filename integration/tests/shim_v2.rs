@@ -22,6 +22,12 @@ struct Containerd {
 
 const IMG: &str = "docker.io/berth/busybox:latest";
 
+/// The test's containerd namespace (containers' cgroups and the runtime's
+/// state are named after it).
+fn ns() -> String {
+    format!("bt-{}", std::process::id())
+}
+
 /// The cgroup the CRI test's shim is put in (runc options' ShimCgroup).
 fn shim_cgroup() -> String {
     format!("/bv2-shim-{}", std::process::id())
@@ -121,7 +127,7 @@ impl Containerd {
             .arg(".")
             .output()
             .unwrap());
-        for ns in ["bt", "k8s.io"] {
+        for ns in [ns().as_str(), "k8s.io"] {
             ok(&c.ctr_ns(
                 ns,
                 &[
@@ -190,7 +196,7 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_ns("bt", args)
+        self.ctr_ns(&ns(), args)
     }
 
     /// `ctr tasks ls` as (id, pid, status).
@@ -215,7 +221,7 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        for ns in ["bt", "k8s.io"] {
+        for ns in [ns().as_str(), "k8s.io"] {
             let ids = stdout(&self.ctr_ns(ns, &["tasks", "ls", "-q"]));
             for id in ids.lines() {
                 let _ = self.ctr_ns(ns, &["tasks", "kill", "-a", "-s", "KILL", id]);
@@ -234,6 +240,35 @@ impl Drop for Containerd {
             .arg(self.dir.join("state"))
             .output();
         let _ = fs::remove_dir_all(&self.dir);
+        // What the runtime made for the namespaces: its state directories
+        // (when empty: k8s.io may be another containerd's too) and the
+        // containers' parent cgroups of the test's namespace. The shims may
+        // still be finishing their deletes: a few tries.
+        for _ in 0..40 {
+            let mut left = 0;
+            for n in [ns(), "k8s.io".to_string()] {
+                let d = Path::new("/run/containerd/berth").join(n);
+                if d.exists() && fs::remove_dir(&d).is_err() {
+                    left += 1;
+                }
+            }
+            let mut dirs: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|d| d.path().join(ns()))
+                .collect();
+            dirs.push(Path::new("/sys/fs/cgroup").join(ns()));
+            for d in dirs {
+                if d.exists() && fs::remove_dir(&d).is_err() {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -256,7 +291,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     let mut events = Command::new("ctr")
         .arg("-a")
         .arg(c.dir.join("c.sock"))
-        .args(["-n", "bt", "events"])
+        .args(["-n", &ns(), "events"])
         .stdout(fs::File::create(c.dir.join("events")).unwrap())
         .spawn()
         .unwrap();
@@ -289,7 +324,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
         "/tasks/delete",
     ] {
         assert!(
-            ev.contains(&format!("bt {topic} {{\"container_id\":\"c1\"")),
+            ev.contains(&format!("{} {topic} {{\"container_id\":\"c1\"", ns())),
             "{topic}: {ev}"
         );
     }
@@ -340,7 +375,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     let mut cmd = Command::new("ctr");
     cmd.arg("-a")
         .arg(c.dir.join("c.sock"))
-        .args(["-n", "bt"])
+        .args(["-n", &ns()])
         .args(&run);
     let master = berth_integration::on_pty(&mut cmd);
     berth_integration::set_winsize(std::os::fd::AsFd::as_fd(&master), 33, 77);

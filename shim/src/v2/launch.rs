@@ -240,6 +240,9 @@ pub fn serve(f: &Flags) -> Result<(), String> {
     let socket = PathBuf::from(&f.socket);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // FIFO opens wait on blocking threads; an idle one goes soon, with
+        // its stack (a shim per container: its memory is multiplied).
+        .thread_keep_alive(std::time::Duration::from_millis(200))
         .build()
         .map_err(|e| format!("start tokio: {e}"))?;
     let console_dir = Path::new(crate::daemon::RUN_DIR).join(format!("v2-{}", std::process::id()));

@@ -42,6 +42,26 @@ pub fn check(stdin: &str, stdout: &str, stderr: &str) -> Result<(), UnsupportedS
     Ok(())
 }
 
+/// Opens an output path: a FIFO read-write (an open for writing alone
+/// would wait for a reader, and a detached client may never come: the pipe
+/// holds what it can), a file for appending.
+fn open_output(path: &str) -> Option<AsyncFdIo> {
+    use std::os::unix::fs::FileTypeExt;
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    let flags = if fifo {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT
+    };
+    let fd = nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
+        Mode::from_bits_truncate(0o600),
+    )
+    .ok()?;
+    AsyncFdIo::new(fd).ok()
+}
+
 /// Opens `path` with `flags` on a blocking thread (a FIFO's open waits for
 /// its other end).
 async fn open(path: String, flags: OFlag) -> Option<AsyncFdIo> {
@@ -67,18 +87,11 @@ pub fn wire(
     stderr: &str,
 ) -> Result<(), UnsupportedStdio> {
     let (stdin, stdout, stderr) = (path_of(stdin)?, path_of(stdout)?, path_of(stderr)?);
-    // A file (not a FIFO) is appended to, as containerd's file:// does.
-    let out_flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
     if let Some(mut rx) = p.subscribe(stdout.is_some(), stderr.is_some()) {
+        // A file (not a FIFO) is appended to, as containerd's file:// does.
+        let out = stdout.as_deref().and_then(open_output);
+        let err = stderr.as_deref().and_then(open_output);
         tokio::spawn(async move {
-            let out = match stdout {
-                Some(path) => open(path, out_flags).await,
-                None => None,
-            };
-            let err = match stderr {
-                Some(path) => open(path, out_flags).await,
-                None => None,
-            };
             while let Some(Ok(m)) = rx.recv().await {
                 let to = if m.stream == Stream::Stderr as i32 {
                     &err
