@@ -881,3 +881,38 @@ fn search_finds_repositories_in_a_registry_catalog() {
         stderr(&out)
     );
 }
+
+/// What an interrupted import or download leaves (spool files, ingests of
+/// unknown digest, resumable ingests untouched for a day) goes when berthd
+/// starts; a recent resumable download stays, and `system df -v` counts it.
+#[test]
+fn stale_spools_and_ingests_go_at_start() {
+    let dir = Dir::new("stale");
+    let bdir = dir.0.join("berthd");
+    let d = Berthd::start(&bdir, &[]);
+    let root = d.root.clone();
+    d.kill();
+    let spool = root.join("tmp/import-123-0");
+    fs::write(&spool, vec![0u8; 10_000]).unwrap();
+    let unknown = root.join("content/ingest/unknown-99-0");
+    fs::write(&unknown, vec![0u8; 20_000]).unwrap();
+    let old = root.join(format!("content/ingest/sha256-{}", "a".repeat(64)));
+    fs::write(&old, vec![0u8; 30_000]).unwrap();
+    let two_days = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days)
+        .unwrap();
+    let fresh = root.join(format!("content/ingest/sha256-{}", "b".repeat(64)));
+    fs::write(&fresh, vec![0u8; 4_000]).unwrap();
+    let d = Berthd::start(&bdir, &[]);
+    assert!(!spool.exists() && !unknown.exists() && !old.exists());
+    assert!(fresh.exists(), "a recent download is kept for resuming");
+    let out = ok(&d.ctl(&["system", "df", "-v"]));
+    assert!(
+        out.contains("Partial downloads (kept for resuming): 1 files, 4kB"),
+        "{out}"
+    );
+}

@@ -347,6 +347,11 @@ pub(crate) async fn df(
         "\nBuild cache usage: {}",
         human_size(u.build_cache_usage.unwrap_or_default().size)
     );
+    println!(
+        "\nPartial downloads (kept for resuming): {} files, {}",
+        u.partial_files,
+        human_size(u.partial_bytes)
+    );
     Ok(())
 }
 

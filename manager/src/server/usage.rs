@@ -240,6 +240,7 @@ pub async fn disk_usage(
         }
     }
     let cache_size: u64 = cache_blobs.values().sum();
+    let (partial_files, partial_bytes) = store.content.partial();
     Ok(pb::DiskUsageResponse {
         image_usage: Some(image_usage),
         container_usage: Some(container_usage),
@@ -253,6 +254,8 @@ pub async fn disk_usage(
         image_details: details,
         container_details: cdetails,
         volume_details: vdetails,
+        partial_files: partial_files as u64,
+        partial_bytes,
         images: base.images as u64,
         blobs: base.blobs.0 as u64,
         blob_bytes: base.blobs.1,

@@ -88,6 +88,41 @@ impl ContentStore {
         })
     }
 
+    /// Removes what interrupted writers left in `ingest/`: blobs of unknown
+    /// digest (never resumable), and resumable ones untouched for `age`.
+    /// Called at start, before any writer runs.
+    pub fn clean_stale(&self, age: std::time::Duration) {
+        let now = std::time::SystemTime::now();
+        for e in fs::read_dir(self.root.join("ingest"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|d| d > age);
+            if name.starts_with("unknown-") || old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The files and bytes interrupted writes hold in `ingest/` (resumable
+    /// downloads).
+    pub fn partial(&self) -> (usize, u64) {
+        fs::read_dir(self.root.join("ingest"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
+    }
+
     /// Where a blob lives.
     pub fn path(&self, d: &Digest) -> PathBuf {
         self.root

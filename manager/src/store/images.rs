@@ -138,15 +138,19 @@ impl Images {
         let content = ContentStore::open(&root.join("content"))?;
         let meta = Arc::new(Meta::open(&root.join("meta.redb"))?);
         let snapshots = Snapshotter::new(&root.join("overlay"), meta.clone())?;
+        // The metadata store is ours now (a second berthd fails above):
+        // what an earlier one left half-written goes.
+        content.clean_stale(std::time::Duration::from_secs(24 * 3600));
+        let tmp = root.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
         Ok(Images {
             content,
             meta,
             snapshots,
             gc_lock: tokio::sync::RwLock::new(()),
             tmp: {
-                let t = root.join("tmp");
-                std::fs::create_dir_all(&t).map_err(ImageError::Archive)?;
-                t
+                std::fs::create_dir_all(&tmp).map_err(ImageError::Archive)?;
+                tmp
             },
         })
     }
