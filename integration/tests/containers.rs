@@ -719,3 +719,58 @@ fn an_image_with_a_root_entry_in_its_layer_runs() {
     ]);
     assert_eq!(ok(&out), "inserted\ntop\ntop\n", "{}", stderr(&out));
 }
+
+/// Logs stream: `--tail 1` of a log of millions of lines is read from its
+/// end, and berthd does not hold the log; a last line without its newline,
+/// exactly two of the shim's 8 KiB buffers long, is shown whole.
+#[test]
+fn logs_stream_and_tail_reads_from_the_end() {
+    let s = Stack::new("logs");
+    ok(&s.ctl(&[
+        "run",
+        "--name",
+        "big",
+        "--net",
+        "none",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -n 2000000; echo last line",
+    ]));
+    let out = ok(&s.ctl(&["logs", "--tail", "1", "big"]));
+    assert_eq!(out, "last line\n");
+    let out = ok(&s.ctl(&["logs", "--tail", "3", "big"]));
+    assert_eq!(
+        out,
+        "0123456789abcdefghijklmnopqrstuvwxyz\n0123456789abcdefghijklmnopqrstuvwxyz\nlast line\n"
+    );
+    // All of it streams through berthd without it holding the log.
+    let out = s.ctl(&["logs", "big"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 2_000_000 * 37 + 10);
+    let status = fs::read_to_string(format!("/proc/{}/status", s.d().pid())).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        hwm_kb < 100 * 1024,
+        "berthd peaked at {hwm_kb} kB for a 74 MB log"
+    );
+    // A last line of exactly 16384 bytes and no newline.
+    ok(&s.ctl(&[
+        "run",
+        "--name",
+        "partial",
+        "--net",
+        "none",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "head -c 16384 /dev/zero | tr '\\0' x",
+    ]));
+    let out = ok(&s.ctl(&["logs", "partial"]));
+    // Its end is recorded: shown as a whole line, as every other one.
+    assert_eq!(out, format!("{}\n", "x".repeat(16384)));
+}

@@ -131,6 +131,8 @@ impl LogWriter {
 pub struct LineSplitter {
     buf: Box<[u8]>,
     len: usize,
+    /// A `P` record went out and its line has not ended.
+    open: bool,
 }
 
 impl LineSplitter {
@@ -139,6 +141,7 @@ impl LineSplitter {
         LineSplitter {
             buf: vec![0; cap].into_boxed_slice(),
             len: 0,
+            open: false,
         }
     }
 
@@ -161,11 +164,13 @@ impl LineSplitter {
         while let Some(i) = self.buf[scan..end].iter().position(|&b| b == b'\n') {
             let nl = scan + i;
             emit(&self.buf[start..nl], false);
+            self.open = false;
             start = nl + 1;
             scan = start;
         }
         if start == 0 && end == self.buf.len() {
             emit(&self.buf[..end], true);
+            self.open = true;
             self.len = 0;
             return;
         }
@@ -173,11 +178,14 @@ impl LineSplitter {
         self.len = end - start;
     }
 
-    /// At EOF: emits what is left (a last line without a newline) as `F`.
+    /// At EOF: emits what is left (a last line without a newline) as `F`;
+    /// a line whose `P` records filled the buffer exactly gets an empty `F`,
+    /// so a reader knows it ended.
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8], bool)) {
-        if self.len > 0 {
+        if self.len > 0 || self.open {
             emit(&self.buf[..self.len], false);
             self.len = 0;
+            self.open = false;
         }
     }
 }
@@ -185,6 +193,16 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_line_that_fills_the_buffer_exactly_still_ends() {
+        let mut s = LineSplitter::new(8);
+        let mut out: Vec<(Vec<u8>, bool)> = Vec::new();
+        s.spare()[..8].copy_from_slice(b"abcdefgh");
+        s.commit(8, |l, p| out.push((l.to_vec(), p)));
+        s.finish(|l, p| out.push((l.to_vec(), p)));
+        assert_eq!(out, [(b"abcdefgh".to_vec(), true), (Vec::new(), false)]);
+    }
     use berth_rules::time::rfc3339_nano;
     use std::time::{Duration, UNIX_EPOCH};
 

@@ -20,9 +20,28 @@ pub struct Line {
 #[derive(Default)]
 pub struct Joiner {
     partial: [Vec<u8>; 2],
+    /// The time of each stream's last partial record.
+    partial_ns: [i64; 2],
 }
 
 impl Joiner {
+    /// The partial lines held (a line still being written, or one whose
+    /// writer died before its end), as lines without their newline; they
+    /// are not held any more.
+    pub fn pending(&mut self) -> Vec<Line> {
+        let mut out = Vec::new();
+        for (i, stderr) in [(0, false), (1, true)] {
+            if !self.partial[i].is_empty() {
+                out.push(Line {
+                    time_ns: self.partial_ns[i],
+                    stderr,
+                    data: std::mem::take(&mut self.partial[i]),
+                });
+            }
+        }
+        out
+    }
+
     /// Takes one record (without its newline); a line when one is complete.
     pub fn record(&mut self, rec: &[u8]) -> Option<Line> {
         let s = rec;
@@ -41,6 +60,7 @@ impl Joiner {
             b"stderr" => true,
             _ => return None,
         };
+        self.partial_ns[stderr as usize] = time_ns;
         let buf = &mut self.partial[stderr as usize];
         buf.extend_from_slice(text);
         match tag {
@@ -72,25 +92,6 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
     }
     out.push(path.to_path_buf());
     out
-}
-
-/// Reads every line of the log, with the length of the current file read.
-pub fn read_all(path: &Path) -> std::io::Result<(Vec<Line>, u64)> {
-    let mut j = Joiner::default();
-    let mut lines = Vec::new();
-    let mut offset = 0;
-    for f in files(path) {
-        let file = match std::fs::File::open(&f) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let n = read_records(file, &mut j, &mut lines)?;
-        if f == path {
-            offset = n;
-        }
-    }
-    Ok((lines, offset))
 }
 
 /// Reads whole records from `r`; returns the bytes consumed (a trailing
@@ -129,15 +130,117 @@ pub fn read_from(path: &Path, offset: u64, j: &mut Joiner) -> std::io::Result<(V
     Ok((lines, start + n))
 }
 
-/// Keeps the lines at or after `since_ns`, then the last `tail` (negative: all).
-pub fn select(mut lines: Vec<Line>, since_ns: i64, tail: i64) -> Vec<Line> {
-    lines.retain(|l| l.time_ns >= since_ns);
-    if let Ok(tail) = usize::try_from(tail) {
-        if tail < lines.len() {
-            lines.drain(..lines.len() - tail);
+/// Where to start reading to get the last `n` lines: the files (oldest
+/// first) and the offset in the first of them. Files are scanned from their
+/// end, a block at a time, counting whole-line (`F`) records: a 287 MB log
+/// is not read for `--tail 1`.
+pub fn tail_start(path: &Path, n: u64) -> std::io::Result<(Vec<PathBuf>, u64)> {
+    let all = files(path);
+    let mut need = n;
+    for (idx, f) in all.iter().enumerate().rev() {
+        let file = match std::fs::File::open(f) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(off) = scan_back(file, &mut need)? {
+            return Ok((all[idx..].to_vec(), off));
         }
     }
-    lines
+    Ok((all, 0))
+}
+
+/// Scans `f` backwards for the start of the `need`-th last line; None when
+/// the file holds fewer (`need` then counts what is still wanted).
+fn scan_back(mut f: std::fs::File, need: &mut u64) -> std::io::Result<Option<u64>> {
+    const BLOCK: u64 = 64 << 10;
+    let len = f.metadata()?.len();
+    if *need == 0 {
+        return Ok(Some(len));
+    }
+    let mut end = len;
+    // Bytes of the record being assembled, in reverse, across blocks.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut first = true;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        f.read_exact(&mut buf)?;
+        for i in (0..buf.len()).rev() {
+            if buf[i] == b'\n' {
+                // A newline ends the record before it; `tail` is the record
+                // after it (reversed). The file's last newline ends nothing
+                // we have seen yet.
+                if !(first && tail.is_empty()) && is_full(&tail) {
+                    *need -= 1;
+                    if *need == 0 {
+                        return Ok(Some(start + i as u64 + 1));
+                    }
+                }
+                first = false;
+                tail.clear();
+            } else {
+                tail.push(buf[i]);
+            }
+        }
+        end = start;
+    }
+    // The file's first record.
+    if !tail.is_empty() && is_full(&tail) {
+        *need -= 1;
+        if *need == 0 {
+            return Ok(Some(0));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a record (its bytes reversed) is a line's last (`F`).
+fn is_full(rev: &[u8]) -> bool {
+    let rec: Vec<u8> = rev.iter().rev().copied().collect();
+    rec.splitn(4, |&b| b == b' ').nth(2) == Some(b"F")
+}
+
+/// Reads `files` (the first from `offset`) record by record, giving each
+/// whole line at or after `since_ns` to `send` (false: stop). Returns the
+/// offset reached in the last file, to follow from.
+pub fn stream(
+    files: &[PathBuf],
+    offset: u64,
+    since_ns: i64,
+    j: &mut Joiner,
+    mut send: impl FnMut(Line) -> bool,
+) -> std::io::Result<u64> {
+    let mut reached = 0;
+    for (k, f) in files.iter().enumerate() {
+        let mut file = match std::fs::File::open(f) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let start = if k == 0 { offset } else { 0 };
+        file.seek(SeekFrom::Start(start))?;
+        let mut br = BufReader::new(file);
+        let mut consumed = start;
+        let mut rec = Vec::new();
+        loop {
+            rec.clear();
+            let n = br.read_until(b'\n', &mut rec)?;
+            if n == 0 || rec.last() != Some(&b'\n') {
+                break;
+            }
+            consumed += n as u64;
+            rec.pop();
+            if let Some(l) = j.record(&rec) {
+                if l.time_ns >= since_ns && !send(l) {
+                    return Ok(consumed);
+                }
+            }
+        }
+        reached = consumed;
+    }
+    Ok(reached)
 }
 
 #[cfg(test)]
@@ -178,8 +281,47 @@ mod tests {
         let text: Vec<&[u8]> = out.iter().map(|l| l.data.as_slice()).collect();
         assert_eq!(text, [&b"oops\n"[..], b"hello world\n", b"\n"]);
         assert!(out[0].stderr && !out[1].stderr);
-        let sel = select(out.clone(), 1_700_000_002_000_000_000, -1);
-        assert_eq!(sel.len(), 2);
-        assert_eq!(select(out, 0, 1).len(), 1);
+    }
+
+    #[test]
+    fn tail_reads_from_the_end_and_partial_lines_are_shown() {
+        let d = std::env::temp_dir().join(format!("berth-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("log");
+        let mut text = String::new();
+        for i in 0..5000 {
+            text.push_str(&format!("2023-11-14T22:13:20Z stdout F line {i}\n"));
+        }
+        // A long line in two records, then one whose writer died.
+        text.push_str("2023-11-14T22:13:21Z stdout P long \n2023-11-14T22:13:21Z stdout F end\n");
+        text.push_str("2023-11-14T22:13:22Z stderr P cut short\n");
+        std::fs::write(&path, &text).unwrap();
+        let read = |tail: u64, since: i64| {
+            let (files, off) = tail_start(&path, tail).unwrap();
+            let mut j = Joiner::default();
+            let mut got = Vec::new();
+            stream(&files, off, since, &mut j, |l| {
+                got.push(String::from_utf8_lossy(&l.data).into_owned());
+                true
+            })
+            .unwrap();
+            let pending: Vec<String> = j
+                .pending()
+                .into_iter()
+                .map(|l| String::from_utf8_lossy(&l.data).into_owned())
+                .collect();
+            (got, pending)
+        };
+        let (got, pending) = read(2, 0);
+        assert_eq!(got, ["line 4999\n", "long end\n"]);
+        assert_eq!(pending, ["cut short"]);
+        let (got, _) = read(0, 0);
+        assert!(got.is_empty());
+        let (got, _) = read(u64::MAX, 1_700_000_001_000_000_000);
+        assert_eq!(got, ["long end\n"]);
+        let (got, _) = read(6000, 0);
+        assert_eq!(got.len(), 5001);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

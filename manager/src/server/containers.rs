@@ -535,24 +535,47 @@ impl TasksApi for Service {
         let r = r.into_inner();
         let c = self.manager.get(&ns, &r.container_id).map_err(status_of)?;
         let path = self.manager.log_file(&ns, &c);
-        let p2 = path.clone();
-        let (lines, mut offset) = tokio::task::spawn_blocking(move || logs::read_all(&p2))
-            .await
-            .map_err(|e| Status::internal(format!("worker: {e}")))?
-            .map_err(|e| Status::internal(format!("read {}: {e}", path.display())))?;
-        let lines = logs::select(lines, r.since.saturating_mul(1_000_000_000), r.tail);
+        let since_ns = r.since.saturating_mul(1_000_000_000);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let manager = self.manager.clone();
         tokio::spawn(async move {
-            for l in lines {
-                if tx.send(Ok(line_pb(l))).await.is_err() {
+            // What is logged so far, streamed: `--tail` starts near the end
+            // and nothing is held but one record at a time.
+            let (p, tx2, tail) = (path.clone(), tx.clone(), r.tail);
+            let first = tokio::task::spawn_blocking(move || {
+                let (files, offset) = match u64::try_from(tail) {
+                    Ok(n) => logs::tail_start(&p, n)?,
+                    Err(_) => (logs::files(&p), 0),
+                };
+                let mut j = logs::Joiner::default();
+                let reached = logs::stream(&files, offset, since_ns, &mut j, |l| {
+                    tx2.blocking_send(Ok(line_pb(l))).is_ok()
+                })?;
+                Ok::<_, std::io::Error>((reached, j))
+            })
+            .await;
+            let (mut offset, mut j) = match first {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    let _ = tx
+                        .send(Err(Status::internal(format!(
+                            "read {}: {e}",
+                            path.display()
+                        ))))
+                        .await;
                     return;
                 }
-            }
+                Err(_) => return,
+            };
             if !r.follow {
+                // A last line without its end (its writer died) is shown too.
+                for l in j.pending() {
+                    if tx.send(Ok(line_pb(l))).await.is_err() {
+                        return;
+                    }
+                }
                 return;
             }
-            let mut j = logs::Joiner::default();
             loop {
                 // Checked before the read, so the last lines of an exited
                 // task are still sent.
@@ -583,6 +606,9 @@ impl TasksApi for Service {
                     }
                 }
                 if !live || tx.is_closed() {
+                    for l in j.pending() {
+                        let _ = tx.send(Ok(line_pb(l))).await;
+                    }
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
