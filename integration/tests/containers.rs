@@ -774,3 +774,45 @@ fn logs_stream_and_tail_reads_from_the_end() {
     // Its end is recorded: shown as a whole line, as every other one.
     assert_eq!(out, format!("{}\n", "x".repeat(16384)));
 }
+
+/// `--log-opt max-size=… max-file=…` rotate a container's log as docker's
+/// do: a chatty container keeps only its newest output.
+#[test]
+fn log_options_rotate_the_log() {
+    let s = Stack::new("logrot");
+    ok(&s.ctl(&[
+        "run",
+        "--name",
+        "chatty",
+        "--net",
+        "none",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done",
+    ]));
+    let out = ok(&s.ctl(&["logs", "chatty"]));
+    assert!(out.ends_with("line 199\n"), "{out}");
+    assert!(
+        !out.contains("line 0\n"),
+        "the oldest output was kept: {out}"
+    );
+    assert!(out.len() < 4000, "{} bytes kept", out.len());
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "compress=true",
+        "berth/busybox",
+        "true",
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("log option compress is not supported"),
+        "{}",
+        stderr(&out)
+    );
+}

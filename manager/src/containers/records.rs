@@ -126,6 +126,12 @@ pub struct Container {
     pub started_ms: Option<u64>,
     /// The last exit of its task.
     pub exit: Option<Exit>,
+    /// Rotate its log past this many bytes (0: never).
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// Log files kept, the log included.
+    #[serde(default)]
+    pub log_max_files: u32,
     /// Where its output is logged, when the creator chose (the CRI's
     /// path under the pod's log directory); empty: its data directory's.
     #[serde(default)]
@@ -329,6 +335,8 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let meta = Meta::open(&d.join("m.redb")).unwrap();
         let c = Container {
+            log_max_size: 0,
+            log_max_files: 0,
             image_target: None,
             id: "web".into(),
             image: "docker.io/library/busybox:latest".into(),

@@ -26,6 +26,8 @@ use crate::network::networks::PortMapping;
 #[derive(Clone)]
 pub struct Service {
     pub(super) manager: Arc<Manager>,
+    /// Log rotation when a container asks for none: (bytes, files).
+    pub(super) log_defaults: (u64, u32),
 }
 
 pub use crate::codes::task_status as status_of;
@@ -211,6 +213,42 @@ impl NetworksApi for Service {
 
 type Out<T> = Result<Response<T>, Status>;
 
+/// docker's `--log-opt max-size=… max-file=…` as (bytes, files), over
+/// berthd's defaults; any other option is refused, naming it.
+fn log_rotation(
+    opts: &std::collections::HashMap<String, String>,
+    defaults: (u64, u32),
+) -> Result<(u64, u32), Status> {
+    let (mut size, mut files) = defaults;
+    for (k, v) in opts {
+        match k.as_str() {
+            "max-size" => {
+                size = if v == "-1" {
+                    0
+                } else {
+                    berth_rules::size::parse(v)
+                        .ok()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .ok_or_else(|| {
+                            Status::invalid_argument(format!("log option max-size={v}: not a size"))
+                        })?
+                }
+            }
+            "max-file" => {
+                files = v.parse().ok().filter(|&n: &u32| n >= 1).ok_or_else(|| {
+                    Status::invalid_argument(format!("log option max-file={v}: at least 1"))
+                })?
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "log option {other} is not supported (max-size, max-file)"
+                )))
+            }
+        }
+    }
+    Ok((size, files.max(1)))
+}
+
 #[tonic::async_trait]
 impl ContainersApi for Service {
     async fn create(&self, r: Request<pb::CreateContainerRequest>) -> Out<pb::Container> {
@@ -266,6 +304,7 @@ impl ContainersApi for Service {
                 .collect::<Result<_, _>>()?,
             spec_fn: None,
             log_path: None,
+            log_rotation: log_rotation(&r.log_opts, self.log_defaults)?,
         };
         if o.network.starts_with("netns:") {
             // Joining a namespace by path is for berthd's own pods only.

@@ -46,6 +46,11 @@ pub struct Config {
     pub runtime: Option<PathBuf>,
     /// The cgroup containers' cgroups go under, as `<parent>/<ns>/<id>`.
     pub cgroup_parent: String,
+    /// Containers' logs rotate past this many bytes unless they say
+    /// otherwise (`log_max_size`; docker's local driver's 20 MB).
+    pub log_max_size: u64,
+    /// And keep this many files, the log included (`log_max_files`).
+    pub log_max_files: u32,
     /// The CNI network configuration lists (the default network is
     /// written here on first start).
     pub cni_conf_dir: PathBuf,
@@ -81,6 +86,8 @@ impl Default for Config {
             shim: None,
             runtime: None,
             cgroup_parent: "/berth".into(),
+            log_max_size: 20_000_000,
+            log_max_files: 5,
             // Berth's own directory: its default "bridge" stays out of the
             // lists podman and containerd read from /etc/cni/net.d.
             cni_conf_dir: "/etc/berth/net.d".into(),
@@ -269,6 +276,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     tracing::info!(address = %cfg.address.display(), root = %cfg.root.display(), recovered_in_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX), "berthd serving");
     let cs = containers::Service {
         manager: manager.clone(),
+        log_defaults: (cfg.log_max_size, cfg.log_max_files),
     };
     let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
     let stop = async move {

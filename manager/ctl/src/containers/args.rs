@@ -60,6 +60,9 @@ pub struct CreateArgs {
     /// Maximum number of processes.
     #[arg(long)]
     pub(crate) pids_limit: Option<i64>,
+    /// A log option, as docker's: max-size=SIZE, max-file=N (repeatable).
+    #[arg(long = "log-opt")]
+    pub(crate) log_opts: Vec<String>,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub(crate) read_only: bool,

@@ -207,6 +207,17 @@ impl Clients {
             spec: String::new(),
             privileged: a.privileged,
             ports,
+            log_opts: a
+                .log_opts
+                .iter()
+                .map(|o| {
+                    o.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| {
+                            failed(125, format!("invalid --log-opt {o:?}: want KEY=VALUE"))
+                        })
+                })
+                .collect::<Result<_, _>>()?,
         };
         let r = self.req(req);
         self.containers

@@ -197,6 +197,8 @@ impl Manager {
                 id: id.clone(),
                 image: image.name.clone(),
                 image_target: Some(image.target.clone()),
+                log_max_size: o.log_rotation.0,
+                log_max_files: o.log_rotation.1,
                 spec,
                 snapshot: snapshot.clone(),
                 runtime: o.runtime.clone(),

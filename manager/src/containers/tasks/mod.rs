@@ -138,6 +138,8 @@ pub struct CreateOptions {
     pub spec_fn: Option<SpecFn>,
     /// Where the output is logged (default: the container's data directory).
     pub log_path: Option<PathBuf>,
+    /// Rotation of that log: (bytes, files); 0 bytes: never.
+    pub log_rotation: (u64, u32),
 }
 
 /// What a spec is made from: the image's config and account files.

@@ -136,8 +136,10 @@ impl Manager {
                         })
                         .collect(),
                     log_path: log.display().to_string(),
-                    log_max_size: 0,
-                    log_max_files: 0,
+                    log_max_size: c.log_max_size,
+                    // The shim counts rotated copies; docker's max-file
+                    // counts the log too.
+                    log_max_files: c.log_max_files.saturating_sub(1),
                 })
                 .await;
             match r {
