@@ -732,6 +732,10 @@ fn logs_stream_and_tail_reads_from_the_end() {
         "big",
         "--net",
         "none",
+        // The whole log is kept (the default rotation would keep 100 MB of
+        // its 154 MB of records).
+        "--log-opt",
+        "max-size=-1",
         "berth/busybox",
         "sh",
         "-c",

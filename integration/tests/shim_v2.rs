@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_integration::stack::wait_until;
 use berth_integration::{ok, stderr, stdout};
 use k8s_cri::v1 as cri;
 
@@ -272,17 +273,6 @@ impl Drop for Containerd {
     }
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn ctr_runs_tasks_through_the_berth_v2_shim() {
     let mut c = Containerd::new("ctr", false);
@@ -311,7 +301,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     assert_eq!(stdout(&out), "hello from berth\n");
     assert!(stderr(&out).contains("to stderr"), "{}", stderr(&out));
     assert_eq!(c.shim_sockets(), 0, "the shim stays after --rm");
-    wait_for("the exit event", 10, || {
+    wait_until("the exit event", 10, || {
         fs::read_to_string(c.dir.join("events")).is_ok_and(|e| e.contains("/tasks/delete"))
     });
     let _ = events.kill();
@@ -401,7 +391,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     )
     .unwrap();
     c.start();
-    wait_for("d1's exit", 20, || {
+    wait_until("d1's exit", 20, || {
         c.tasks().iter().any(|t| t.0 == "d1" && t.2 == "STOPPED")
     });
     assert!(
@@ -412,14 +402,14 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     let out = c.ctr(&["tasks", "rm", "d1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     ok(&c.ctr(&["tasks", "kill", "-s", "KILL", "d2"]));
-    wait_for("d2's exit", 20, || {
+    wait_until("d2's exit", 20, || {
         c.tasks().iter().any(|t| t.0 == "d2" && t.2 == "STOPPED")
     });
     ok(&c.ctr(&["tasks", "rm", "d2"]));
     for id in ["d1", "d2"] {
         ok(&c.ctr(&["containers", "rm", id]));
     }
-    wait_for("the shims to go", 10, || c.shim_sockets() == 0);
+    wait_until("the shims to go", 10, || c.shim_sockets() == 0);
 }
 
 /// A CRI client on containerd's socket.
@@ -566,5 +556,5 @@ fn containerds_cri_runs_a_pod_through_one_berth_shim() {
         pod_sandbox_id: pod,
     }))
     .unwrap();
-    wait_for("the pod's shim to go", 10, || c.shim_sockets() == 0);
+    wait_until("the pod's shim to go", 10, || c.shim_sockets() == 0);
 }

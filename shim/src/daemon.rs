@@ -255,11 +255,27 @@ fn bind(address: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Tells `start` on stdout whether the daemon is ready ("ok", or the
+/// error); from then on stdout goes nowhere.
+pub fn tell_readiness<T, E: std::fmt::Display>(ready: Result<T, E>) -> Result<T, E> {
+    match &ready {
+        Ok(_) => println!("ok"),
+        Err(e) => println!("{e}"),
+    }
+    if ready.is_ok() {
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(null);
+        }
+    }
+    ready
+}
+
 /// `berth-shim serve`: the daemon. Reports readiness on stdout, then serves
 /// until Shutdown.
 pub fn serve(o: Options) -> Result<(), DaemonError> {
     // A new session: the caller's terminal and process group signals are not ours.
     let _ = nix::unistd::setsid();
+    crate::sys::single_malloc_arena();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| io_err("set child subreaper")(e.into()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -316,20 +332,7 @@ pub fn serve(o: Options) -> Result<(), DaemonError> {
             Ok::<_, DaemonError>((listener, svc))
         }
         .await;
-        let (listener, svc) = match ready {
-            Ok(v) => {
-                println!("ok");
-                v
-            }
-            Err(e) => {
-                println!("{e}");
-                return Err(e);
-            }
-        };
-        // Readiness is told; from now on stdout goes nowhere.
-        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
-            let _ = nix::unistd::dup2_stdout(null);
-        }
+        let (listener, svc) = tell_readiness(ready)?;
         let inner: Arc<_> = svc.0.clone();
         // On Shutdown the server stops gracefully: it answers, then ends once
         // its clients hang up. A client holding a stream open (Events) gets

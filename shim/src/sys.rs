@@ -35,3 +35,16 @@ pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
     // SAFETY: the caller is single-threaded (see above); the child is safe.
     unsafe { nix::unistd::fork() }
 }
+
+/// One malloc arena for the whole shim: it is one thread but for short
+/// blocking helpers, and each of those would otherwise keep an arena of its
+/// own (a shim per container: its memory is multiplied). No-op outside
+/// glibc.
+pub fn single_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes two integers and changes only allocator tuning;
+    // called before the runtime's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}

@@ -236,6 +236,7 @@ fn join_cgroup(pid: u32, path: &str) -> Result<(), String> {
 /// `serve`: the shim daemon, until Shutdown.
 pub fn serve(f: &Flags) -> Result<(), String> {
     let _ = nix::unistd::setsid();
+    crate::sys::single_malloc_arena();
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set child subreaper: {e}"))?;
     let socket = PathBuf::from(&f.socket);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -283,19 +284,7 @@ pub fn serve(f: &Flags) -> Result<(), String> {
             Ok::<_, String>((server, task))
         }
         .await;
-        let (mut server, task) = match ready {
-            Ok(v) => {
-                println!("ok");
-                v
-            }
-            Err(e) => {
-                println!("{e}");
-                return Err(e);
-            }
-        };
-        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
-            let _ = nix::unistd::dup2_stdout(null);
-        }
+        let (mut server, task) = crate::daemon::tell_readiness(ready)?;
         let mut rx = task.shutdown.subscribe();
         let _ = rx.wait_for(|s| *s).await;
         // The socket goes first, so a `delete` containerd runs once we hang
