@@ -88,7 +88,7 @@ b, c = r["berth v2"], r["runc v2"]
 brss, bpss, rrss, rpss, n = map(float, sys.argv[2:7])
 print("| measurement (under containerd 1.6) | berth-shim (v2) | containerd-shim-runc-v2 | berth/runc-v2 |")
 print("|---|---|---|---|")
-print("| RSS MiB per shim, %d idle containers each | %.2f | %.2f | %.2f |" % (n, brss/n/1024, rrss/n/1024, brss/rrss))
-print("| PSS MiB per shim | %.2f | %.2f | %.2f |" % (bpss/n/1024, rpss/n/1024, bpss/rpss))
+print("| RSS MiB per shim, %d idle containers each | %.3f | %.2f | %.2f |" % (n, brss/n/1024, rrss/n/1024, brss/rrss))
+print("| PSS MiB per shim | %.3f | %.2f | %.2f |" % (bpss/n/1024, rpss/n/1024, bpss/rpss))
 print("| `ctr run --rm IMAGE true`, wall ms (median) | %.1f | %.1f | %.2f |" % (b["median"]*1e3, c["median"]*1e3, b["median"]/c["median"]))
 PY

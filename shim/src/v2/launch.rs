@@ -244,6 +244,8 @@ pub fn serve(f: &Flags) -> Result<(), String> {
         // FIFO opens wait on blocking threads; an idle one goes soon, with
         // its stack (a shim per container: its memory is multiplied).
         .thread_keep_alive(std::time::Duration::from_millis(200))
+        // A shim's few fds: a small event buffer (its memory is per shim).
+        .max_io_events_per_tick(64)
         .build()
         .map_err(|e| format!("start tokio: {e}"))?;
     let console_dir = Path::new(crate::daemon::RUN_DIR).join(format!("v2-{}", std::process::id()));

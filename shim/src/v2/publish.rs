@@ -203,12 +203,14 @@ impl Publisher {
                 }
             }
             let c = guard.as_ref().expect("connected");
-            match c
+            let sent = c
                 .forward(ttrpc::context::with_timeout(5_000_000_000), &req)
-                .await
-            {
-                Ok(_) => return,
-                Err(_) => *guard = None,
+                .await;
+            // Events come a few per container's life: the connection (its
+            // tasks and buffers) is not kept between them.
+            *guard = None;
+            if sent.is_ok() {
+                return;
             }
         }
     }
