@@ -820,3 +820,35 @@ fn log_options_rotate_the_log() {
         stderr(&out)
     );
 }
+
+/// `run -w` with a directory the image lacks: made, as docker makes it.
+#[test]
+fn a_missing_working_directory_is_made() {
+    let s = Stack::new("workdir");
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "-w",
+        "/made/for/it",
+        "berth/busybox",
+        "sh",
+        "-c",
+        "pwd; stat -c '%a %u' .",
+    ]);
+    assert_eq!(ok(&out), "/made/for/it\n755 0\n", "{}", stderr(&out));
+    // Also under a read-only root: made before the root is remounted.
+    let out = s.ctl(&[
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--read-only",
+        "-w",
+        "/ro/made",
+        "berth/busybox",
+        "pwd",
+    ]);
+    assert_eq!(ok(&out), "/ro/made\n", "{}", stderr(&out));
+}

@@ -220,6 +220,15 @@ fn setup(a: &Args) -> Result<Never, Error> {
         if dev_ro {
             rootfs::make_dev_read_only(rootfd.as_fd())?;
         }
+        // A missing working directory is made (0755, root's), as runc and
+        // docker make it, before a read-only root is remounted.
+        if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
+            if rootfs::open_in_root(rootfd.as_fd(), &cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+            {
+                rootfs::mkdir_all_in_root(rootfd.as_fd(), &cwd, 0o755)?;
+            }
+        }
     }
 
     if a.has_runtime_hooks {
