@@ -381,3 +381,39 @@ fn no_network_resource_leaks_after_rm_crashes_and_killed_shims() {
     assert_eq!(network_state(&s), before);
     s.assert_nothing_left();
 }
+
+/// A host port one container publishes is refused to another, as docker's
+/// "port is already allocated".
+#[test]
+fn a_published_host_port_is_not_given_twice() {
+    let s = Stack::new("portdup");
+    ok(&s.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "first",
+        "-p",
+        "18080:80",
+        "berth/busybox",
+        "sleep",
+        "100",
+    ]));
+    let out = s.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "-p",
+        "18080:80",
+        "berth/busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(!out.status.success(), "both got port 18080");
+    assert!(
+        stderr(&out).contains("18080") && stderr(&out).contains("already allocated"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&s.ctl(&["rm", "-f", "first", "second"]));
+}

@@ -20,6 +20,7 @@ impl Manager {
         let network = spec::Network::parse(&c.network)?;
         let mut addrs = Vec::new();
         if let (spec::Network::Cni(name), Some(p)) = (&network, netns) {
+            self.check_ports_unallocated(ns, c)?;
             let ports = self.free_host_ports(&c.ports)?;
             addrs = self
                 .networks
@@ -72,6 +73,40 @@ impl Manager {
     }
 
     /// The mappings with every host port 0 replaced by a free one.
+    /// Refuses a host port another running container of the namespace
+    /// publishes (the same port and protocol, on an address that overlaps),
+    /// as docker refuses it: "port is already allocated".
+    fn check_ports_unallocated(&self, ns: &str, c: &Container) -> Result<(), TaskError> {
+        let overlap = |a: &str, b: &str| {
+            let any = |x: &str| x.is_empty() || x == "0.0.0.0" || x == "::";
+            any(a) || any(b) || a == b
+        };
+        for other in self.records().list(ns)? {
+            if other.id == c.id || !self.has_task(ns, &other.id) {
+                continue;
+            }
+            for p in c.ports.iter().filter(|p| p.host_port != 0) {
+                let taken = other.ports.iter().any(|o| {
+                    o.host_port == p.host_port
+                        && o.protocol == p.protocol
+                        && overlap(&o.host_ip, &p.host_ip)
+                });
+                if taken {
+                    let ip = if p.host_ip.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &p.host_ip
+                    };
+                    return Err(TaskError::State(format!(
+                        "Bind for {ip}:{} failed: port is already allocated (container {} publishes it)",
+                        p.host_port, other.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn free_host_ports(
         &self,
         ports: &[PortMapping],
