@@ -198,3 +198,88 @@ fn corrupt_and_hostile_layers_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("has digest"), "{err}");
 }
+
+/// An archive missing a layer, or whose manifest gives a layer a wrong
+/// size, is refused at import, naming the blob; nothing is recorded.
+#[test]
+fn incomplete_archives_are_refused_at_import() {
+    let d = Dir::new("incomplete");
+    let layout = umoci_image(&d.0);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let v2 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "v2")
+        .unwrap()
+        .clone();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(v2["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tar_of = |dir: &Path, out: &Path| {
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(dir)
+            .arg("-cf")
+            .arg(out)
+            .arg("."));
+    };
+    // A wrong size: a manifest naming the layer with one byte too many.
+    let bad = d.0.join("bad");
+    run(Command::new("cp").arg("-a").arg(&layout).arg(&bad));
+    let mut m2 = manifest.clone();
+    m2["layers"][0]["size"] = serde_json::json!(m2["layers"][0]["size"].as_u64().unwrap() + 1);
+    let bytes = serde_json::to_vec(&m2).unwrap();
+    let md = berth_manager::store::digest::sha256_of(&bytes).to_string();
+    fs::write(
+        bad.join("blobs/sha256")
+            .join(md.trim_start_matches("sha256:")),
+        &bytes,
+    )
+    .unwrap();
+    let idx = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "v2"}}]});
+    fs::write(bad.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    let bad_tar = d.0.join("bad.tar");
+    tar_of(&bad, &bad_tar);
+    let store = Images::open(&d.0.join("store")).unwrap();
+    let e = store
+        .import("default", fs::File::open(&bad_tar).unwrap(), Some("x/bad"))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("layer 1 {layer}: its descriptor says")),
+        "{e}"
+    );
+    assert!(store.list("default").unwrap().is_empty());
+    // A missing layer.
+    fs::remove_file(blob(&layer)).unwrap();
+    let missing = d.0.join("missing.tar");
+    tar_of(&layout, &missing);
+    // A store of its own: the first store holds the layer from the first
+    // archive (content stays until collected).
+    let store = Images::open(&d.0.join("store2")).unwrap();
+    let e = store
+        .import(
+            "default",
+            fs::File::open(&missing).unwrap(),
+            Some("x/missing"),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("layer 1 {layer} is not in the archive")),
+        "{e}"
+    );
+    assert!(store.list("default").unwrap().is_empty());
+}

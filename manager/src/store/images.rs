@@ -423,10 +423,66 @@ impl Images {
                     .into(),
             ));
         };
+        // Nothing is recorded unless every image is whole: a missing blob or
+        // a wrong size is found now, not when the image runs.
+        for img in &images {
+            self.check_complete(&img.name, &img.target)?;
+        }
         for img in &images {
             self.put(ns, img)?;
         }
         Ok(images)
+    }
+
+    /// Checks that `d` and what it names are here, each of the size its
+    /// descriptor says: a manifest's config and layers; of an index, the
+    /// manifests it holds (one at least: an archive may carry one platform).
+    fn check_complete(&self, name: &str, d: &Descriptor) -> Result<(), ImageError> {
+        let blob = |what: &str, b: &Descriptor| -> Result<(), ImageError> {
+            let info = self.content.info(&b.digest).map_err(|_| {
+                ImageError::Invalid(format!(
+                    "image {name}: {what} {} is not in the archive",
+                    b.digest
+                ))
+            })?;
+            if info.size != b.size && b.size != 0 {
+                return Err(ImageError::Invalid(format!(
+                    "image {name}: {what} {}: its descriptor says {} bytes, the blob has {}",
+                    b.digest, b.size, info.size
+                )));
+            }
+            Ok(())
+        };
+        if oci::is_index(&d.media_type) {
+            blob("index", d)?;
+            let idx: Index = self.read_json(d)?;
+            let mut whole = 0;
+            let mut first_err = None;
+            for m in idx
+                .manifests
+                .iter()
+                .filter(|m| oci::is_manifest(&m.media_type))
+            {
+                match self.check_complete(name, m) {
+                    Ok(()) => whole += 1,
+                    Err(e) => first_err = first_err.or(Some(e)),
+                }
+            }
+            return match (whole, first_err) {
+                (0, Some(e)) => Err(e),
+                (0, None) => Err(ImageError::Invalid(format!(
+                    "image {name}: its index lists no manifest"
+                ))),
+                _ => Ok(()),
+            };
+        }
+        blob("manifest", d)?;
+        let m: Manifest = self.read_json(d)?;
+        blob("config", &m.config)?;
+        for (i, l) in m.layers.iter().enumerate() {
+            blob(&format!("layer {}", i + 1), l)?;
+        }
+        Ok(())
     }
 
     fn import_oci(&self, idx: &[u8], base_name: Option<&str>) -> Result<Vec<Image>, ImageError> {
