@@ -337,12 +337,14 @@ impl Images {
                     Box::new(zstd::stream::read::Decoder::new(blob).map_err(ImageError::Archive)?)
                 }
             };
-            let actual = unpack::apply(&self.snapshots.fs_dir(&info), r).map_err(|source| {
-                ImageError::Unpack {
+            // The layers below, for hard links to their files.
+            let lowers = self.snapshots.layer_dirs(ns, &key)?.split_off(1);
+            let actual = unpack::apply_over(&self.snapshots.fs_dir(&info), &lowers, r).map_err(
+                |source| ImageError::Unpack {
                     layer: layer.digest.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
             if &actual != diff_id {
                 return Err(ImageError::DiffId {
                     layer: layer.digest.clone(),

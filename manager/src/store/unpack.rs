@@ -96,6 +96,8 @@ struct Root {
     fd: OwnedFd,
     /// Whiteout names are whiteouts (a layer), else plain names.
     layer: bool,
+    /// The layers below, topmost first: a hard link may name their files.
+    lowers: Vec<OwnedFd>,
 }
 
 impl Root {
@@ -169,6 +171,79 @@ fn remove_any(dir: &OwnedFd, name: &Path, entry: &str) -> Result<(), UnpackError
     }
 }
 
+/// Copies the file `parts` of the topmost lower layer that has it (none
+/// when one above deletes it) to `name` in `dir`, with its mode, owner and
+/// times. Every lower path is walked without following a symlink.
+fn copy_from_lowers(
+    root: &Root,
+    parts: &[Vec<u8>],
+    dir: &OwnedFd,
+    name: &Path,
+    shown: &str,
+) -> Result<(), UnpackError> {
+    use nix::fcntl::{openat2, OpenHow, ResolveFlag};
+    let rel = parts.join(&b'/');
+    let rel = Path::new(std::ffi::OsStr::from_bytes(&rel));
+    for lower in &root.lowers {
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let fd = match openat2(lower, rel, how) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+            Err(e) => return Err(sys(shown, "open hard link target", e)),
+        };
+        let src = std::fs::File::from(fd);
+        let m = src.metadata().map_err(|e| {
+            sys(
+                shown,
+                "stat hard link target",
+                Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            )
+        })?;
+        // A whiteout (0/0 character device): deleted above; not a file.
+        if !m.is_file() {
+            break;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let out = openat(
+            dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| sys(shown, "create hard link copy", e))?;
+        let mut out = std::fs::File::from(out);
+        let mut src = src;
+        io::copy(&mut src, &mut out).map_err(UnpackError::Tar)?;
+        fchownat(
+            dir,
+            name,
+            Some(Uid::from_raw(m.uid())),
+            Some(Gid::from_raw(m.gid())),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| sys(shown, "chown", e))?;
+        fchmodat(
+            dir,
+            name,
+            Mode::from_bits_truncate(m.mode() & 0o7777),
+            FchmodatFlags::NoFollowSymlink,
+        )
+        .or_else(|e| {
+            if e == Errno::EOPNOTSUPP {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| sys(shown, "chmod", e))?;
+        set_times(dir, name, m.mtime(), shown)?;
+        return Ok(());
+    }
+    Err(sys(shown, "hard link", Errno::ENOENT))
+}
+
 /// A directory whose times are set after all its entries are in.
 struct DirTimes {
     parts: Vec<Vec<u8>>,
@@ -177,20 +252,55 @@ struct DirTimes {
 
 /// Applies the uncompressed layer tar from `r` to `dest`; returns its DiffID.
 pub fn apply(dest: &Path, r: impl Read) -> Result<Digest, UnpackError> {
-    let fd = nix::fcntl::open(
-        dest,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+    apply_over(dest, &[], r)
+}
+
+/// [`apply`] over the layers `lowers` (topmost first): a hard link to a
+/// file of theirs becomes a copy of it in this layer, as applying onto the
+/// mounted layers (containerd's way) makes it.
+pub fn apply_over(
+    dest: &Path,
+    lowers: &[std::path::PathBuf],
+    r: impl Read,
+) -> Result<Digest, UnpackError> {
+    let open = |p: &Path| {
+        nix::fcntl::open(
+            p,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys(&p.display().to_string(), "open snapshot", e))
+    };
+    let fd = open(dest)?;
+    let lowers = lowers
+        .iter()
+        .map(|p| open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    apply_root(
+        Root {
+            fd,
+            layer: true,
+            lowers,
+        },
+        r,
     )
-    .map_err(|e| sys(&dest.display().to_string(), "open snapshot", e))?;
-    apply_at(fd, r, true)
 }
 
 /// Applies the uncompressed tar from `r` below the directory `dest`, with
 /// the same refusals; `layer` false takes `.wh.` names as plain files (a
 /// build's COPY, an ADDed archive). Returns the tar's digest.
 pub fn apply_at(dest: OwnedFd, r: impl Read, layer: bool) -> Result<Digest, UnpackError> {
-    let root = Root { fd: dest, layer };
+    apply_root(
+        Root {
+            fd: dest,
+            layer,
+            lowers: Vec::new(),
+        },
+        r,
+    )
+}
+
+fn apply_root(root: Root, r: impl Read) -> Result<Digest, UnpackError> {
     let mut hashing = Hashing {
         inner: r,
         hasher: Hasher::new(crate::store::digest::Algorithm::Sha256),
@@ -337,9 +447,15 @@ fn apply_entry<R: Read>(
                 return Err(hostile("hard link to the layer root"));
             };
             let tfd = root.dir(tparent, &shown)?;
-            let tname = Path::new(std::ffi::OsStr::from_bytes(tname));
-            linkat(&tfd, tname, &pfd, name, AtFlags::empty())
-                .map_err(|err| sys(&shown, "hard link", err))?;
+            let tname_path = Path::new(std::ffi::OsStr::from_bytes(tname));
+            match linkat(&tfd, tname_path, &pfd, name, AtFlags::empty()) {
+                Ok(()) => {}
+                // The target is a lower layer's: this layer gets a copy.
+                Err(Errno::ENOENT) if !root.lowers.is_empty() => {
+                    copy_from_lowers(root, &tparts, &pfd, name, &shown)?;
+                }
+                Err(err) => return Err(sys(&shown, "hard link", err)),
+            }
             // A link shares its target's inode: no metadata of its own.
             return Ok(());
         }
@@ -484,6 +600,30 @@ mod layer_tests {
         let d = dir("cut-inside");
         assert!(apply(&d, &tar[..512 + 2]).is_err());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_hard_link_to_a_lower_layers_file_becomes_a_copy() {
+        use tar::EntryType::*;
+        let lower = dir("lower");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::write(lower.join("etc/a"), "from below").unwrap();
+        let upper = dir("upper");
+        let tar = layer(&[("bin/", Directory, ""), ("bin/b", Link, "etc/a")]);
+        apply_over(&upper, std::slice::from_ref(&lower), &tar[..]).unwrap();
+        assert_eq!(std::fs::read(upper.join("bin/b")).unwrap(), b"from below");
+        // Without the lower layers, the target is missing.
+        let alone = dir("alone");
+        assert!(apply(&alone, &tar[..]).is_err());
+        // A layer between that deletes it: missing too.
+        let between = dir("between");
+        std::fs::create_dir_all(between.join("etc")).unwrap();
+        nix::sys::stat::mknod(&between.join("etc/a"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+        let up2 = dir("upper2");
+        assert!(apply_over(&up2, &[between.clone(), lower.clone()], &tar[..]).is_err());
+        for d in [lower, upper, alone, between, up2] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     #[test]
