@@ -229,11 +229,15 @@ fn cwd_and_env() {
     c.config["process"]["cwd"] = json!("/tmp");
     c.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
     assert_eq!(ok(&c.run()), "/tmp\nbar baz\n");
+    // A missing working directory is made, as runc makes it.
     c.config["process"]["cwd"] = json!("/no/such/dir");
+    assert_eq!(ok(&c.run()), "/no/such/dir\nbar baz\n");
+    // One that cannot be a directory is refused, naming it.
+    c.config["process"]["cwd"] = json!("/etc/passwd/x");
     let out = c.run();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("process.cwd /no/such/dir"),
+        stderr(&out).contains("process.cwd /etc/passwd/x"),
         "{}",
         stderr(&out)
     );
