@@ -275,7 +275,9 @@ pub async fn serve_ws_channels<S>(
             tokio::join!(up, down);
         }));
     }
-    while let Some(Ok(m)) = source.next().await {
+    while let Some(Ok(m)) =
+        super::remotecommand::next_within(&mut source, super::spdy::session::IDLE).await
+    {
         if m.is_close() {
             break;
         }

@@ -292,6 +292,21 @@ enum WsOut {
     Close,
 }
 
+/// The next message of a WebSocket, or None once the peer has sent none for
+/// `idle` (kubelet's streaming idle timeout, as the SPDY sessions have it).
+pub async fn next_within<S, T>(source: &mut S, idle: std::time::Duration) -> Option<T>
+where
+    S: futures_util::Stream<Item = T> + Unpin,
+{
+    match tokio::time::timeout(idle, futures_util::StreamExt::next(source)).await {
+        Ok(m) => m,
+        Err(_) => {
+            tracing::info!(idle_s = idle.as_secs(), "websocket: idle, closing");
+            None
+        }
+    }
+}
+
 /// A WebSocket close with the normal code: what clients read as the end.
 pub fn normal_close() -> Message {
     Message::Close(Some(CloseFrame {
@@ -378,7 +393,7 @@ where
     let (gone_tx, gone) = watch::channel(false);
     let reader = tokio::spawn(async move {
         let mut stdin = Some(stdin_tx);
-        while let Some(Ok(m)) = source.next().await {
+        while let Some(Ok(m)) = next_within(&mut source, super::spdy::session::IDLE).await {
             if m.is_close() {
                 break;
             }
@@ -499,5 +514,21 @@ mod tests {
             assert_eq!(ws_parse(b64, m), Some((1, b"hi\n".to_vec())));
         }
         assert_eq!(ws_message(true, 2, b"a"), Message::text("2YQ=="));
+    }
+
+    #[tokio::test]
+    async fn a_silent_websocket_peer_is_given_up() {
+        let mut silent = futures_util::stream::pending::<u8>();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            next_within(&mut silent, std::time::Duration::from_millis(50)).await,
+            None
+        );
+        assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+        let mut one = futures_util::stream::iter([7u8]);
+        assert_eq!(
+            next_within(&mut one, std::time::Duration::from_secs(5)).await,
+            Some(7)
+        );
     }
 }
