@@ -158,10 +158,12 @@ pub fn delete_bridge(name: &str) -> Result<(), Errno> {
 /// start. Other C libraries have no such knob: nothing is done there.
 pub fn limit_malloc_arenas(n: i32) {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers and changes only allocator tuning;
-    // called before other threads allocate.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, n);
+    {
+        // SAFETY: mallopt takes two integers and changes only allocator
+        // tuning; called before other threads allocate.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, n);
+        }
     }
     #[cfg(not(target_env = "gnu"))]
     let _ = n;

@@ -42,9 +42,11 @@ pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
 /// glibc.
 pub fn single_malloc_arena() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt takes two integers and changes only allocator tuning;
-    // called before the runtime's threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+    {
+        // SAFETY: mallopt takes two integers and changes only allocator
+        // tuning; called before the runtime's threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
