@@ -137,7 +137,7 @@ impl Options {
 
 /// The runtime to drive: the given path, else `berth` beside this binary,
 /// else `berth` on PATH; always made absolute.
-fn resolve_runtime(given: Option<PathBuf>) -> Result<PathBuf, DaemonError> {
+pub(crate) fn resolve_runtime(given: Option<PathBuf>) -> Result<PathBuf, DaemonError> {
     let name = given.unwrap_or_else(|| {
         std::env::current_exe()
             .ok()

@@ -199,16 +199,16 @@ impl Builder {
             .await;
         drop(m);
         let (ckey, created_by) = match r {
-            Ok(x) => x,
+            Ok(Copied::Made(k, by)) => (k, by),
+            Ok(Copied::Cached(s)) => {
+                let _ = self.store.snapshots.remove(run.ns, &key);
+                return Ok(s);
+            }
             Err(e) => {
                 let _ = self.store.snapshots.remove(run.ns, &key);
                 return Err(e);
             }
         };
-        if let Some(s) = self.cached(run, &ckey).await? {
-            let _ = self.store.snapshots.remove(run.ns, &key);
-            return Ok(s);
-        }
         let s = self
             .layer_step(run, state, key, &[], Some(created_by))
             .await?;
@@ -237,15 +237,11 @@ impl Builder {
             .connect_timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let mut res = client.get(url).send().await.map_err(|e| {
-            let mut why = e.to_string();
-            let mut cur = std::error::Error::source(&e);
-            while let Some(c) = cur {
-                why.push_str(&format!(": {c}"));
-                cur = c.source();
-            }
-            fail(format!("cannot fetch: {why}"))
-        })?;
+        let mut res = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot fetch: {}", crate::store::pull::chain(&e))))?;
         if !res.status().is_success() {
             return Err(fail(format!(
                 "cannot fetch: the server answered {}",
@@ -276,13 +272,13 @@ impl Builder {
         Ok((dir, name))
     }
 
-    /// Copies into the mounted step snapshot; returns the cache key and the
-    /// history text. (The copy is cheap next to the diff it saves on a hit:
-    /// the key needs the sources read anyway.)
+    /// Copies into the mounted step snapshot, unless the cache has the step
+    /// (its key needs the sources read, and the mount for `--chown` names
+    /// and the destination's kind).
     #[allow(clippy::too_many_arguments)]
     async fn copy_into_mount(
         &self,
-        run: &Run<'_>,
+        run: &mut Run<'_>,
         i: &Instruction,
         state: &State,
         m: &Mounted,
@@ -292,7 +288,7 @@ impl Builder {
         from_stage: bool,
         mode: Option<u32>,
         add: bool,
-    ) -> Result<(Digest, String), BuildError> {
+    ) -> Result<Copied, BuildError> {
         let ids = match i.flag("chown") {
             Some(c) => Some(m.ids(c).map_err(|e| step_err(i, e))?),
             // Context files become root's; another stage's keep theirs.
@@ -346,8 +342,8 @@ impl Builder {
             &format!("{} dest={dest} dir={into_dir}", i.original),
             &inputs.to_string(),
         );
-        if !run.req.no_cache && build_cache::get(&self.store, run.ns, &key)?.is_some() {
-            return Ok((key, String::new()));
+        if let Some(s) = self.cached(run, &key).await? {
+            return Ok(Copied::Cached(s));
         }
         for (dir, plan) in plans {
             let fd = m
@@ -365,8 +361,19 @@ impl Builder {
             }
         }
         let what = if add { "ADD" } else { "COPY" };
-        Ok((key, format!("/bin/sh -c #(nop) {what} {inputs} in {dest}")))
+        Ok(Copied::Made(
+            key,
+            format!("/bin/sh -c #(nop) {what} {inputs} in {dest}"),
+        ))
     }
+}
+
+/// What a COPY or ADD into the mounted snapshot came to.
+enum Copied {
+    /// The cache had the step: its image.
+    Cached(State),
+    /// Copied: the step's cache key and history text.
+    Made(Digest, String),
 }
 
 /// What one COPY source becomes.

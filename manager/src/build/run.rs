@@ -16,7 +16,7 @@ use crate::containers::tasks::{CreateOptions, Manager};
 use crate::store::images::Image;
 
 /// PATH for RUN when the image sets none, as docker's builder gives.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What one RUN does.
 pub struct Run<'a> {
@@ -24,7 +24,8 @@ pub struct Run<'a> {
     pub image: Image,
     /// The command, as the container's argv.
     pub argv: Vec<String>,
-    /// KEY=VALUE added to the image's Env (the build arguments in scope).
+    /// KEY=VALUE added to the image's Env (the build arguments in scope,
+    /// and a default PATH when the image has none).
     pub env: Vec<String>,
     /// The network: none, host or a CNI network's name.
     pub network: &'a str,
@@ -50,13 +51,7 @@ pub async fn run(
     let short = &id[..12];
     let network =
         spec::Network::parse(r.network).map_err(|e| BuildError::Invalid(e.to_string()))?;
-    let mut env = r.env.clone();
-    let has_path = super::config::env_of(&image_config(manager, &r.image)?)
-        .iter()
-        .any(|(k, _)| k == "PATH");
-    if !has_path && !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
+    let env = r.env.clone();
     let c = manager
         .create(
             ns,
@@ -123,12 +118,6 @@ pub async fn run(
         ))))
         .await;
     Ok((c.snapshot, bound))
-}
-
-fn image_config(manager: &Manager, image: &Image) -> Result<serde_json::Value, BuildError> {
-    Ok(manager
-        .images
-        .config(image, &crate::store::oci::Platform::host())?)
 }
 
 /// Sends the log's new lines from `offset`; returns the new offset.

@@ -213,7 +213,6 @@ pub fn entries(
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Entry>, SourceError> {
     let base = src.proc_path();
-    let meta = std::fs::symlink_metadata(&base).map_err(io_err("stat", &src.rel))?;
     if !src.is_dir {
         // The resolved object itself (a symlink source was followed in its root).
         let meta = std::fs::metadata(&base).map_err(io_err("stat", &src.rel))?;
@@ -223,7 +222,6 @@ pub fn entries(
             meta,
         }]);
     }
-    let _ = meta;
     let mut out = Vec::new();
     let mut stack: Vec<(PathBuf, Vec<u8>, String)> = vec![(base, Vec::new(), src.rel.clone())];
     while let Some((dir, prefix, rel)) = stack.pop() {

@@ -585,11 +585,14 @@ impl Builder {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        let env: Vec<String> = args
+        let mut env: Vec<String> = args
             .iter()
             .filter(|(k, _)| !env_names.contains(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        if !env_names.iter().any(|k| k == "PATH") && !args.contains_key("PATH") {
+            env.push(format!("PATH={}", super::run::DEFAULT_PATH));
+        }
         let key = build_cache::key(
             &state.manifest.digest,
             &format!("{} network={network}", i.original),

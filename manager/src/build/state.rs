@@ -210,7 +210,7 @@ impl Builder {
     ) -> Result<State, BuildError> {
         let store = self.store.clone();
         let ns = run.ns.to_string();
-        let parent = state.chain();
+        let diff_ids = state.diff_ids();
         let tag = key.clone();
         let made = tokio::task::spawn_blocking(move || {
             let info = store.snapshots.stat(&ns, &key)?;
@@ -229,14 +229,17 @@ impl Builder {
                     return Err(e);
                 }
             };
-            let chain = match &parent {
-                None => diff_id.clone(),
-                Some(p) => crate::store::digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
-            };
-            if store.snapshots.exists(&ns, &chain.to_string())? {
+            // The new layer's chain id, as unpacking names its snapshot.
+            let mut ids = diff_ids;
+            ids.push(diff_id.clone());
+            let chain = oci::chain_ids(&ids)
+                .pop()
+                .expect("one layer at least")
+                .to_string();
+            if store.snapshots.exists(&ns, &chain)? {
                 store.snapshots.remove(&ns, &key)?;
             } else {
-                store.snapshots.commit(&ns, &chain.to_string(), &key)?;
+                store.snapshots.commit(&ns, &chain, &key)?;
             }
             Ok::<_, ImageError>((layer, diff_id))
         })

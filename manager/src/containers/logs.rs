@@ -198,8 +198,11 @@ fn scan_back(mut f: std::fs::File, need: &mut u64) -> std::io::Result<Option<u64
 
 /// Whether a record (its bytes reversed) is a line's last (`F`).
 fn is_full(rev: &[u8]) -> bool {
-    let rec: Vec<u8> = rev.iter().rev().copied().collect();
-    rec.splitn(4, |&b| b == b' ').nth(2) == Some(b"F")
+    // The tag is the third field: after the second space from the start,
+    // which is the end of the reversed bytes. Nothing is copied: a long
+    // tail scans many records.
+    let mut fields = rev.rsplitn(4, |&b| b == b' ');
+    fields.nth(2) == Some(b"F")
 }
 
 /// Reads `files` (the first from `offset`) record by record, giving each

@@ -156,7 +156,7 @@ fn accept() -> Vec<&'static str> {
 /// An error with its causes: a transport error's own text stops at "error
 /// sending request", and the cause (a refused certificate, a reset
 /// connection) is what the user needs to see.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

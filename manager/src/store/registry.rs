@@ -83,19 +83,9 @@ pub fn kind_of(status: StatusCode) -> RegistryFailure {
 
 /// A transport failure (connection refused, reset, timed out).
 pub fn transport(what: String, e: &reqwest::Error) -> ImageError {
-    let mut why = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !why.contains(&t) {
-            why.push_str(": ");
-            why.push_str(&t);
-        }
-        cur = c.source();
-    }
     ImageError::Registry {
         what,
-        why,
+        why: crate::store::pull::chain(e),
         kind: RegistryFailure::Unreachable,
     }
 }

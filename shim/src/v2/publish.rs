@@ -2,9 +2,9 @@
 //! start, exit, delete, OOM, pause, resume, exec added and started) goes as
 //! containerd's own event message, in an envelope with the namespace and
 //! topic, through `Events.Forward` on containerd's ttrpc socket
-//! (`TTRPC_ADDRESS`). A containerd that is down or restarting is dialed
-//! again for the next event: an exit that happens meanwhile is still
-//! answered by Wait and State when it reconnects.
+//! (`TTRPC_ADDRESS`), dialed for each. A containerd that is down or
+//! restarting misses what happens meanwhile; Wait and State still answer
+//! it when it reconnects.
 
 use std::sync::Arc;
 
@@ -12,7 +12,6 @@ use berth_proto::shim::{event::Event as Ev, Event};
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::{Message, MessageField};
-use tokio::sync::Mutex;
 
 use super::proto::{events as ce, forward, forward_ttrpc, types};
 
@@ -150,7 +149,6 @@ pub fn convert(e: &Event, create: &CreateFacts) -> Option<(&'static str, Vec<u8>
 pub struct Publisher {
     address: String,
     namespace: String,
-    client: Mutex<Option<forward_ttrpc::EventsClient>>,
 }
 
 impl Publisher {
@@ -160,11 +158,10 @@ impl Publisher {
         Arc::new(Publisher {
             address,
             namespace: ns,
-            client: Mutex::new(None),
         })
     }
 
-    /// Sends one event; a failed send drops the connection for the next.
+    /// Sends one event.
     pub async fn publish(
         &self,
         topic: &str,
@@ -189,29 +186,18 @@ impl Publisher {
             }),
             ..Default::default()
         };
-        let mut guard = self.client.lock().await;
-        for _ in 0..2 {
-            if guard.is_none() {
-                let addr = if self.address.contains("://") {
-                    self.address.clone()
-                } else {
-                    format!("unix://{}", self.address)
-                };
-                match ttrpc::r#async::Client::connect(&addr) {
-                    Ok(c) => *guard = Some(forward_ttrpc::EventsClient::new(c)),
-                    Err(_) => return,
-                }
-            }
-            let c = guard.as_ref().expect("connected");
-            let sent = c
+        // Events come a few per container's life: a connection each, none
+        // kept (its tasks and buffers) between them. A containerd that is
+        // down misses it; State and Wait still tell it when it is back.
+        let addr = if self.address.contains("://") {
+            self.address.clone()
+        } else {
+            format!("unix://{}", self.address)
+        };
+        if let Ok(c) = ttrpc::r#async::Client::connect(&addr) {
+            let _ = forward_ttrpc::EventsClient::new(c)
                 .forward(ttrpc::context::with_timeout(5_000_000_000), &req)
                 .await;
-            // Events come a few per container's life: the connection (its
-            // tasks and buffers) is not kept between them.
-            *guard = None;
-            if sent.is_ok() {
-                return;
-            }
         }
     }
 

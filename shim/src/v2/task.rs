@@ -48,26 +48,6 @@ fn invalid(msg: impl ToString) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(ttrpc::Code::INVALID_ARGUMENT, msg))
 }
 
-/// The runtime binary `name` names: a path as it is, else a file beside
-/// this binary, else on PATH.
-pub fn resolve_runtime(name: &str) -> Option<PathBuf> {
-    let p = Path::new(name);
-    if p.components().count() > 1 {
-        return p.canonicalize().ok();
-    }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join(name)))
-        .filter(|p| p.is_file());
-    beside.or_else(|| {
-        std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The Task service of one shim.
 pub struct Task {
     ns: String,
@@ -178,13 +158,10 @@ impl task_ttrpc::Task for Task {
             )));
         }
         let opts = super::options::from_any(r.options.as_ref()).map_err(invalid)?;
-        let name = if opts.binary_name.is_empty() {
-            "berth"
-        } else {
-            opts.binary_name.as_str()
-        };
-        let binary =
-            resolve_runtime(name).ok_or_else(|| invalid(format!("runtime {name} not found")))?;
+        // The default `berth` beside this binary, else on PATH; a name
+        // given, as given or on PATH: as berth-shim's own --runtime.
+        let given = (!opts.binary_name.is_empty()).then(|| PathBuf::from(&opts.binary_name));
+        let binary = crate::daemon::resolve_runtime(given).map_err(invalid)?;
         let root = if opts.root.is_empty() {
             Path::new(DEFAULT_ROOT).join(&self.ns)
         } else {
