@@ -212,6 +212,18 @@ impl Containerd {
             .collect()
     }
 
+    /// The berth shim processes serving this containerd.
+    fn shim_processes(&self) -> usize {
+        let address = self.dir.join("c.sock").display().to_string();
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with("containerd-shim-berth-v2 ") && c.contains(&address))
+            .count()
+    }
+
     /// The berth shims serving this containerd: the sockets under `s/`.
     fn shim_sockets(&self) -> usize {
         fs::read_dir(self.dir.join("s"))
@@ -301,6 +313,7 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
     assert_eq!(stdout(&out), "hello from berth\n");
     assert!(stderr(&out).contains("to stderr"), "{}", stderr(&out));
     assert_eq!(c.shim_sockets(), 0, "the shim stays after --rm");
+    wait_until("the --rm shim to exit", 10, || c.shim_processes() == 0);
     wait_until("the exit event", 10, || {
         fs::read_to_string(c.dir.join("events")).is_ok_and(|e| e.contains("/tasks/delete"))
     });
@@ -410,6 +423,8 @@ fn ctr_runs_tasks_through_the_berth_v2_shim() {
         ok(&c.ctr(&["containers", "rm", id]));
     }
     wait_until("the shims to go", 10, || c.shim_sockets() == 0);
+    // And their processes: none is left behind.
+    wait_until("the shim processes to exit", 10, || c.shim_processes() == 0);
 }
 
 /// A CRI client on containerd's socket.
@@ -557,4 +572,7 @@ fn containerds_cri_runs_a_pod_through_one_berth_shim() {
     }))
     .unwrap();
     wait_until("the pod's shim to go", 10, || c.shim_sockets() == 0);
+    wait_until("the pod's shim process to exit", 10, || {
+        c.shim_processes() == 0
+    });
 }

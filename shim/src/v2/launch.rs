@@ -290,13 +290,19 @@ pub fn serve(f: &Flags) -> Result<(), String> {
         let mut rx = task.shutdown.subscribe();
         let _ = rx.wait_for(|s| *s).await;
         // The socket goes first, so a `delete` containerd runs once we hang
-        // up finds no shim serving; the server's shutdown lets the Shutdown
-        // call's answer out.
+        // up finds no shim serving. The server's shutdown lets the Shutdown
+        // call's answer out, but it would wait for containerd to hang up,
+        // and containerd waits for the shim to go: a moment, then the shim
+        // goes anyway (it stayed forever before).
         let _ = std::fs::remove_file(&socket);
         tokio::task::yield_now().await;
-        let _ = server.shutdown().await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(100), server.shutdown()).await;
         Ok(())
     });
+    // A FIFO open may still wait on a blocking thread (a stdin whose client
+    // never wrote): the shim goes without waiting for it.
+    rt.shutdown_background();
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_dir_all(&console_dir);
     r
