@@ -486,12 +486,43 @@ fn stats_show_a_busy_loop_an_allocation_and_the_pods_network() {
         .call(rs.list_metric_descriptors(cri::ListMetricDescriptorsRequest {}))
         .expect("ListMetricDescriptors")
         .descriptors;
+    let cpu_ns = |id: &str| {
+        container(id)
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map_or(0, |u| u.value)
+    };
+    let busy_before = cpu_ns(&busy);
     let m = c
         .call(rs.list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {}))
         .expect("ListPodSandboxMetrics")
         .pod_metrics;
+    let busy_after = cpu_ns(&busy);
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].pod_sandbox_id, pod);
+    // CPU in whole seconds (containerd's CRI sends them so), between the
+    // samples taken around the call; user, system and CFS counters beside it.
+    let busy_metric = |name: &str| {
+        m[0].container_metrics
+            .iter()
+            .find(|c| c.container_id == busy)
+            .and_then(|c| c.metrics.iter().find(|x| x.name == name))
+            .and_then(|x| x.value.as_ref())
+            .map(|v| v.value)
+    };
+    let secs = busy_metric("container_cpu_usage_seconds_total").expect("the busy loop's CPU");
+    assert!(
+        (busy_before / 1_000_000_000..=busy_after / 1_000_000_000).contains(&secs),
+        "{secs} s of CPU is not between {busy_before} and {busy_after} ns"
+    );
+    for name in [
+        "container_cpu_user_seconds_total",
+        "container_cpu_system_seconds_total",
+        "container_cpu_cfs_periods_total",
+        "container_cpu_cfs_throttled_seconds_total",
+    ] {
+        assert!(busy_metric(name).is_some(), "no {name}");
+    }
     let hog_ws = m[0]
         .container_metrics
         .iter()

@@ -3,17 +3,58 @@
 //! container stats from the CRI (`PodAndContainerStatsFromCRI`), made from
 //! the same numbers as the stats calls.
 //!
-//! Only metrics whose cAdvisor unit fits the CRI's integer values are
-//! offered: bytes and counts. cAdvisor's CPU metrics are in fractional
-//! seconds, which a `UInt64Value` cannot carry; CPU comes through the stats
-//! calls instead.
+//! cAdvisor's CPU metrics are fractional seconds, which the CRI's
+//! `UInt64Value` cannot carry: they go out in whole seconds, as containerd's
+//! CRI sends them (a rate over minutes is still right; nano-cores come
+//! through the stats calls).
+
+use std::collections::HashMap;
 
 use k8s_cri::v1 as cri;
 
+use super::stats::CpuTimes;
 use super::{Cri, CriError};
+
+const NS_PER_S: u64 = 1_000_000_000;
 
 /// (name, help, label keys, type).
 const DESCRIPTORS: &[(&str, &str, &[&str], cri::MetricType)] = &[
+    (
+        "container_cpu_usage_seconds_total",
+        "Cumulative cpu time consumed in seconds",
+        &[],
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_cpu_user_seconds_total",
+        "Cumulative user cpu time consumed in seconds",
+        &[],
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_cpu_system_seconds_total",
+        "Cumulative system cpu time consumed in seconds",
+        &[],
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_cpu_cfs_periods_total",
+        "Number of elapsed enforcement period intervals",
+        &[],
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_cpu_cfs_throttled_periods_total",
+        "Number of throttled period intervals",
+        &[],
+        cri::MetricType::Counter,
+    ),
+    (
+        "container_cpu_cfs_throttled_seconds_total",
+        "Total time duration the container has been throttled",
+        &[],
+        cri::MetricType::Counter,
+    ),
     (
         "container_memory_usage_bytes",
         "Current memory usage in bytes, including all memory regardless of when it was accessed",
@@ -116,9 +157,33 @@ fn v(x: &Option<cri::UInt64Value>) -> Option<u64> {
     x.as_ref().map(|x| x.value)
 }
 
-/// A container's metrics from its stats.
-pub fn container_metrics(s: &cri::ContainerStats) -> Vec<cri::Metric> {
+/// A container's metrics from its stats and, when it runs, its CPU times.
+pub fn container_metrics(s: &cri::ContainerStats, cpu: Option<&CpuTimes>) -> Vec<cri::Metric> {
     let mut out = Vec::new();
+    if let Some(c) = &s.cpu {
+        out.extend(metric(
+            "container_cpu_usage_seconds_total",
+            &[],
+            v(&c.usage_core_nano_seconds).map(|ns| ns / NS_PER_S),
+        ));
+    }
+    if let Some(t) = cpu {
+        for (name, value) in [
+            ("container_cpu_user_seconds_total", t.user_ns / NS_PER_S),
+            ("container_cpu_system_seconds_total", t.kernel_ns / NS_PER_S),
+            ("container_cpu_cfs_periods_total", t.periods),
+            (
+                "container_cpu_cfs_throttled_periods_total",
+                t.throttled_periods,
+            ),
+            (
+                "container_cpu_cfs_throttled_seconds_total",
+                t.throttled_ns / NS_PER_S,
+            ),
+        ] {
+            out.extend(metric(name, &[], Some(value)));
+        }
+    }
     if let Some(m) = &s.memory {
         out.extend(metric(
             "container_memory_usage_bytes",
@@ -158,8 +223,12 @@ pub fn container_metrics(s: &cri::ContainerStats) -> Vec<cri::Metric> {
     out
 }
 
-/// A pod's own metrics (network, processes) from its stats.
-pub fn pod_metrics(s: &cri::PodSandboxStats) -> cri::PodSandboxMetrics {
+/// A pod's own metrics (network, processes) and its containers' from its
+/// stats and their CPU times by container id.
+pub fn pod_metrics(
+    s: &cri::PodSandboxStats,
+    cpu: &HashMap<String, CpuTimes>,
+) -> cri::PodSandboxMetrics {
     let mut metrics = Vec::new();
     let mut containers = Vec::new();
     if let Some(l) = &s.linux {
@@ -190,13 +259,14 @@ pub fn pod_metrics(s: &cri::PodSandboxStats) -> cri::PodSandboxMetrics {
             metrics.extend(metric("container_processes", &[], v(&p.process_count)));
         }
         for c in &l.containers {
+            let id = c
+                .attributes
+                .as_ref()
+                .map(|a| a.id.clone())
+                .unwrap_or_default();
             containers.push(cri::ContainerMetrics {
-                container_id: c
-                    .attributes
-                    .as_ref()
-                    .map(|a| a.id.clone())
-                    .unwrap_or_default(),
-                metrics: container_metrics(c),
+                metrics: container_metrics(c, cpu.get(&id)),
+                container_id: id,
             });
         }
     }
@@ -214,12 +284,12 @@ pub fn pod_metrics(s: &cri::PodSandboxStats) -> cri::PodSandboxMetrics {
 impl Cri {
     /// ListPodSandboxMetrics: every pod's.
     pub async fn pod_sandbox_metrics(&self) -> Result<Vec<cri::PodSandboxMetrics>, CriError> {
-        Ok(self
-            .list_pod_sandbox_stats(None)
-            .await?
-            .iter()
-            .map(pod_metrics)
-            .collect())
+        let mut out = Vec::new();
+        for p in self.pods()? {
+            let (stats, cpu) = self.pod_sandbox_stats_and_cpu(&p).await?;
+            out.push(pod_metrics(&stats, &cpu));
+        }
+        Ok(out)
     }
 }
 
@@ -248,6 +318,12 @@ mod tests {
                         id: "c".into(),
                         ..Default::default()
                     }),
+                    cpu: Some(cri::CpuUsage {
+                        usage_core_nano_seconds: Some(cri::UInt64Value {
+                            value: 2_500_000_000,
+                        }),
+                        ..Default::default()
+                    }),
                     memory: Some(cri::MemoryUsage {
                         working_set_bytes: Some(cri::UInt64Value { value: 5 }),
                         page_faults: Some(cri::UInt64Value { value: 9 }),
@@ -260,7 +336,17 @@ mod tests {
             }),
             windows: None,
         };
-        let m = pod_metrics(&s);
+        let cpu = HashMap::from([(
+            "c".to_string(),
+            CpuTimes {
+                user_ns: 1_900_000_000,
+                kernel_ns: 600_000_000,
+                periods: 12,
+                throttled_periods: 3,
+                throttled_ns: 1_000_000_000,
+            },
+        )]);
+        let m = pod_metrics(&s, &cpu);
         let d = descriptors();
         let all = m
             .metrics
@@ -287,5 +373,17 @@ mod tests {
             .find(|x| x.name == "container_memory_failures_total" && x.label_values[0] == "pgfault")
             .unwrap();
         assert_eq!(minor.value.as_ref().unwrap().value, 7);
+        // CPU in whole seconds, as containerd's CRI sends it.
+        let value = |name: &str| {
+            c.metrics
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| x.value.as_ref().unwrap().value)
+        };
+        assert_eq!(value("container_cpu_usage_seconds_total"), Some(2));
+        assert_eq!(value("container_cpu_user_seconds_total"), Some(1));
+        assert_eq!(value("container_cpu_system_seconds_total"), Some(0));
+        assert_eq!(value("container_cpu_cfs_throttled_periods_total"), Some(3));
+        assert_eq!(value("container_cpu_cfs_throttled_seconds_total"), Some(1));
     }
 }

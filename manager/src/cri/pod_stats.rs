@@ -4,9 +4,12 @@
 //! `/proc/<pid>/net/dev` of a container's process, no setns; a pod with no
 //! running container reports none).
 
+use std::collections::HashMap;
+
 use k8s_cri::v1 as cri;
 
 use super::pods::{host_network, Pod};
+use super::stats::CpuTimes;
 use super::{Cri, CriError, NAMESPACE};
 use crate::containers::tasks::Status;
 
@@ -48,6 +51,15 @@ fn add(a: &mut Option<cri::UInt64Value>, b: &Option<cri::UInt64Value>) {
 impl Cri {
     /// The stats of one pod.
     pub async fn pod_sandbox_stats(&self, p: &Pod) -> Result<cri::PodSandboxStats, CriError> {
+        Ok(self.pod_sandbox_stats_and_cpu(p).await?.0)
+    }
+
+    /// The stats of one pod, with the CPU times of its running containers
+    /// by id.
+    pub async fn pod_sandbox_stats_and_cpu(
+        &self,
+        p: &Pod,
+    ) -> Result<(cri::PodSandboxStats, HashMap<String, CpuTimes>), CriError> {
         let now = super::now_ns();
         let meta = p.config.metadata.clone();
         let mut containers = Vec::new();
@@ -55,6 +67,7 @@ impl Cri {
         // A process in the pod's network namespace: a container's (the
         // namespace holder keeps IPC, UTS and PID, not the network).
         let mut a_pid = None;
+        let mut cpu_times = HashMap::new();
         for c in self.pod_containers(&p.id)? {
             let (status, pid) = self.manager.status(NAMESPACE, &c.id).await;
             if status != Status::Running {
@@ -69,7 +82,9 @@ impl Cri {
                     .unwrap_or(0),
             )
             .unwrap_or(0);
-            containers.push(self.container_stats(&c).await?);
+            let (stats, times) = self.container_stats_and_cpu(&c).await?;
+            containers.push(stats);
+            cpu_times.extend(times.map(|t| (c.id.clone(), t)));
         }
         let mut cpu = cri::CpuUsage {
             timestamp: now,
@@ -108,7 +123,7 @@ impl Cri {
             }
             _ => None,
         };
-        Ok(cri::PodSandboxStats {
+        let stats = cri::PodSandboxStats {
             attributes: Some(cri::PodSandboxAttributes {
                 id: p.id.clone(),
                 metadata: meta,
@@ -126,7 +141,8 @@ impl Cri {
                 containers,
             }),
             windows: None,
-        })
+        };
+        Ok((stats, cpu_times))
     }
 
     /// ListPodSandboxStats with its filter (id prefix, labels).

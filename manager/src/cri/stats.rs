@@ -67,6 +67,36 @@ pub fn memory(stats: &Value, now: i64) -> cri::MemoryUsage {
     }
 }
 
+/// The CPU times kubelet's cAdvisor metrics name, beyond the total the CRI
+/// stats carry: user and kernel time and CFS throttling, all cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Time in user mode, ns.
+    pub user_ns: u64,
+    /// Time in kernel mode, ns.
+    pub kernel_ns: u64,
+    /// CFS enforcement periods elapsed.
+    pub periods: u64,
+    /// Periods in which the container was throttled.
+    pub throttled_periods: u64,
+    /// Time throttled, ns.
+    pub throttled_ns: u64,
+}
+
+/// CPU times from runc's `events --stats` JSON (the runtime writes v1's and
+/// v2's in the same keys, in ns).
+pub fn cpu_times(stats: &Value) -> CpuTimes {
+    let c = &stats["cpu"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    CpuTimes {
+        user_ns: n(&c["usage"]["user"]),
+        kernel_ns: n(&c["usage"]["kernel"]),
+        periods: n(&c["throttling"]["periods"]),
+        throttled_periods: n(&c["throttling"]["throttledPeriods"]),
+        throttled_ns: n(&c["throttling"]["throttledTime"]),
+    }
+}
+
 /// Swap in use: v1 counts memory and swap together (memsw, with a limit
 /// key), v2 swap alone.
 fn swap(stats: &Value) -> u64 {
@@ -82,6 +112,14 @@ fn swap(stats: &Value) -> u64 {
 impl Cri {
     /// The stats of one container.
     pub async fn container_stats(&self, c: &CriContainer) -> Result<cri::ContainerStats, CriError> {
+        Ok(self.container_stats_and_cpu(c).await?.0)
+    }
+
+    /// The stats of one container, with the CPU times of a running one.
+    pub async fn container_stats_and_cpu(
+        &self,
+        c: &CriContainer,
+    ) -> Result<(cri::ContainerStats, Option<CpuTimes>), CriError> {
         let now = super::now_ns();
         let mut out = cri::ContainerStats {
             attributes: Some(cri::ContainerAttributes {
@@ -112,10 +150,10 @@ impl Cri {
             }
         }
         if self.manager.status(NAMESPACE, &c.id).await.0 != Status::Running {
-            return Ok(out);
+            return Ok((out, None));
         }
         let Ok(s) = self.manager.stats(NAMESPACE, &c.id).await else {
-            return Ok(out);
+            return Ok((out, None));
         };
         // The runtime's `events --stats` envelope: the numbers are in "data".
         let json: Value = serde_json::from_str::<Value>(&s.json)
@@ -133,7 +171,7 @@ impl Cri {
             swap_available_bytes: None,
             swap_usage_bytes: u(swap(&json)),
         });
-        Ok(out)
+        Ok((out, Some(cpu_times(&json))))
     }
 
     /// ListContainerStats with its filter.
@@ -165,6 +203,23 @@ mod tests {
         assert_eq!(s.rate("c", 2_000_000_000, 500_005_000), 500_000_000);
         s.forget("c");
         assert_eq!(s.rate("c", 3_000_000_000, 600_000_000), 0);
+    }
+
+    #[test]
+    fn cpu_times_from_the_runtimes_stats() {
+        let v = serde_json::json!({"cpu": {"usage": {"total": 9, "kernel": 3, "user": 5},
+            "throttling": {"periods": 10, "throttledPeriods": 4, "throttledTime": 7}}});
+        assert_eq!(
+            cpu_times(&v),
+            CpuTimes {
+                user_ns: 5,
+                kernel_ns: 3,
+                periods: 10,
+                throttled_periods: 4,
+                throttled_ns: 7
+            }
+        );
+        assert_eq!(cpu_times(&serde_json::json!({})), CpuTimes::default());
     }
 
     #[test]
