@@ -29,7 +29,8 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("container process exited during setup")]
     Closed,
-    #[error("{0}")]
+    /// What the container process reported, worded as runc words it.
+    #[error("unable to start container process: {0}")]
     Remote(String),
     #[error("sync with container process: unexpected message {0:?}")]
     Unexpected(char),

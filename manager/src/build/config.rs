@@ -75,56 +75,6 @@ pub fn command_vec(c: &Command, config: &Value) -> Vec<String> {
     }
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`, `1.5h`) in nanoseconds.
-pub fn duration_ns(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (int, frac) = rest[..n].split_once('.').unwrap_or((&rest[..n], ""));
-        if int.is_empty() && frac.is_empty() {
-            return None;
-        }
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit: i64 = match &rest[..u] {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        // The fraction, to nanosecond precision: digits beyond it are dropped.
-        let mut part: i64 = 0;
-        let mut scale = unit;
-        for d in frac.bytes() {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            scale /= 10;
-            part = part.checked_add(i64::from(d - b'0').checked_mul(scale)?)?;
-        }
-        total = total
-            .checked_add(whole.checked_mul(unit)?)?
-            .checked_add(part)?;
-    }
-    Some(total)
-}
-
 fn step_err(i: &Instruction, why: impl std::fmt::Display) -> BuildError {
     BuildError::Step {
         line: i.line,
@@ -361,7 +311,7 @@ fn healthcheck(i: &Instruction, config: &mut Value) -> Result<String, BuildError
                 ("start-interval", "StartInterval"),
             ] {
                 if let Some(v) = i.flag(flag) {
-                    let ns = duration_ns(v)
+                    let ns = berth_rules::time::go_duration_ns(v)
                         .filter(|&n| n >= 0)
                         .ok_or_else(|| step_err(i, format!("--{flag}: invalid duration {v:?}")))?;
                     if ns != 0 {
@@ -449,14 +399,5 @@ mod tests {
         // A CMD of the stage survives a later ENTRYPOINT.
         let c = run("CMD [\"a\"]\nENTRYPOINT [\"b\"]\n");
         assert_eq!(c["config"]["Cmd"], json!(["a"]));
-    }
-
-    #[test]
-    fn durations_read_as_go_reads_them() {
-        assert_eq!(duration_ns("1m30s"), Some(90_000_000_000));
-        assert_eq!(duration_ns("500ms"), Some(500_000_000));
-        assert_eq!(duration_ns("1.5h"), Some(5_400_000_000_000));
-        assert_eq!(duration_ns("5"), None);
-        assert_eq!(duration_ns("x"), None);
     }
 }

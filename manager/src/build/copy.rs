@@ -202,7 +202,7 @@ impl Builder {
             Ok(Copied::Made(k, by)) => (k, by),
             Ok(Copied::Cached(s)) => {
                 let _ = self.store.snapshots.remove(run.ns, &key);
-                return Ok(s);
+                return Ok(*s);
             }
             Err(e) => {
                 let _ = self.store.snapshots.remove(run.ns, &key);
@@ -343,7 +343,7 @@ impl Builder {
             &inputs.to_string(),
         );
         if let Some(s) = self.cached(run, &key).await? {
-            return Ok(Copied::Cached(s));
+            return Ok(Copied::Cached(Box::new(s)));
         }
         for (dir, plan) in plans {
             let fd = m
@@ -371,7 +371,7 @@ impl Builder {
 /// What a COPY or ADD into the mounted snapshot came to.
 enum Copied {
     /// The cache had the step: its image.
-    Cached(State),
+    Cached(Box<State>),
     /// Copied: the step's cache key and history text.
     Made(Digest, String),
 }

@@ -97,12 +97,12 @@ pub fn cpu_times(stats: &Value) -> CpuTimes {
     }
 }
 
-/// Swap in use: v1 counts memory and swap together (memsw, with a limit
-/// key), v2 swap alone.
+/// Swap in use: v1 counts memory and swap together (memsw), v2 swap alone.
+/// v1 is told by its `memory.stat`, which always has the hierarchy's limit.
 fn swap(stats: &Value) -> u64 {
     let m = &stats["memory"];
     let sw = m["swap"]["usage"].as_u64().unwrap_or(0);
-    if m["swap"].get("limit").is_some() {
+    if m["raw"].get("hierarchical_memory_limit").is_some() {
         sw.saturating_sub(m["usage"]["usage"].as_u64().unwrap_or(0))
     } else {
         sw
@@ -203,6 +203,16 @@ mod tests {
         assert_eq!(s.rate("c", 2_000_000_000, 500_005_000), 500_000_000);
         s.forget("c");
         assert_eq!(s.rate("c", 3_000_000_000, 600_000_000), 0);
+    }
+
+    #[test]
+    fn swap_is_memsw_less_memory_on_v1_and_swap_alone_on_v2() {
+        let v1 = serde_json::json!({"memory": {"usage": {"limit": 9, "usage": 100},
+            "swap": {"limit": 9, "usage": 130}, "raw": {"hierarchical_memory_limit": 9}}});
+        assert_eq!(swap(&v1), 30);
+        let v2 = serde_json::json!({"memory": {"usage": {"limit": 9, "usage": 100},
+            "swap": {"limit": 9, "usage": 30}, "raw": {"anon": 1}}});
+        assert_eq!(swap(&v2), 30);
     }
 
     #[test]

@@ -155,6 +155,56 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// A Go duration (`30s`, `1m30s`, `500ms`, `1.5h`) in nanoseconds.
+pub fn go_duration_ns(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (int, frac) = rest[..n].split_once('.').unwrap_or((&rest[..n], ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: i64 = match &rest[..u] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        // The fraction, to nanosecond precision: digits beyond it are dropped.
+        let mut part: i64 = 0;
+        let mut scale = unit;
+        for d in frac.bytes() {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            scale /= 10;
+            part = part.checked_add(i64::from(d - b'0').checked_mul(scale)?)?;
+        }
+        total = total
+            .checked_add(whole.checked_mul(unit)?)?
+            .checked_add(part)?;
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +253,14 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_read_as_go_reads_them() {
+        assert_eq!(go_duration_ns("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration_ns("500ms"), Some(500_000_000));
+        assert_eq!(go_duration_ns("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(go_duration_ns("5"), None);
+        assert_eq!(go_duration_ns("x"), None);
     }
 }

@@ -219,6 +219,7 @@ pub(super) fn create_in(
         linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or(&[]),
     )?;
+    crate::debug!("cgroups: {:?}", cgroup_dirs);
 
     let fifo = dir.fifo();
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
@@ -436,6 +437,7 @@ pub(super) fn create_in(
     } else {
         None
     };
+    crate::debug!("container process {pid}: setting up");
     sync::send(&parent_sock, sync::GO, &states)?;
     // Written while the container process sets itself up: nothing can read
     // them before we return, as other commands wait for the directory lock,
@@ -464,6 +466,7 @@ pub(super) fn create_in(
         })?;
         match tag {
             sync::HOOKS => {
+                crate::debug!("container process {pid}: prestart and createRuntime hooks");
                 let st = state::hook_state(&saved, Status::Creating);
                 hooks::run_all("prestart", &prestart, &st)?;
                 hooks::run_all("createRuntime", &create_runtime, &st)?;
@@ -477,7 +480,10 @@ pub(super) fn create_in(
                 crate::seccomp::send_to_listener(profile, pid, st, &fd)?;
                 sync::send(&parent_sock, sync::SECCOMP_DONE, "")?;
             }
-            sync::READY => break,
+            sync::READY => {
+                crate::debug!("container process {pid}: ready, waiting for start");
+                break;
+            }
             other => return Err(Error::Sync(sync::Error::Unexpected(other as char))),
         }
     }

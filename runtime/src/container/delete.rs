@@ -26,6 +26,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let st = state::status_of(&dir, &saved);
+    crate::debug!("container {id} is {}, pid {}", st.as_str(), saved.pid);
     match st {
         Status::Stopped => {}
         Status::Created => kill_and_wait(&saved)?,
@@ -70,6 +71,7 @@ pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
         }
     }
     cgroups::remove_dirs(&saved.cgroup_owned, &saved.cgroup_paths)?;
+    crate::debug!("cgroups removed: {:?}", saved.cgroup_owned);
     if !saved.poststop.is_empty() {
         let st = state::hook_state(saved, Status::Stopped);
         for e in hooks::run_each("poststop", &saved.poststop, &st) {

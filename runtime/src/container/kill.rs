@@ -41,6 +41,7 @@ pub(super) fn signal_container(saved: &Saved, sig: i32, all: bool) -> Result<(),
             }
         }
     }
+    crate::debug!("signal {sig} to container {} (pid {})", saved.id, saved.pid);
     match syscall::pidfd_send_signal(pidfd.as_fd(), sig) {
         Ok(()) => Ok(()),
         // Exited since the check: with --all that is the goal reached.

@@ -35,9 +35,8 @@ pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Erro
     let dir = Dir::open(root, id)?;
     let saved = dir.load()?;
     if state::status_of(&dir, &saved) == Status::Stopped {
-        return Err(Error::Config(format!(
-            "cannot update container {id}: it is stopped"
-        )));
+        // runc's wording, which callers match.
+        return Err(Error::NotRunning);
     }
     if res.get("devices").is_some_and(|d| !d.is_null()) {
         return Err(Error::Config(
