@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod cri;
 pub mod manager;
 pub mod oci;
+pub mod parity;
 pub mod shim;
 pub mod stack;
 pub mod streaming;

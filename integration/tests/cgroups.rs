@@ -250,8 +250,13 @@ fn update_changes_limits_of_a_running_container() {
         stderr(&out)
     );
     stop(&c, pid);
+    // runc's words for it.
     let out = c.berth(&["update", "--pids-limit", "3", &c.id]);
-    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("container not running"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

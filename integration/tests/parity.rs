@@ -5,48 +5,9 @@
 use std::fs;
 use std::path::Path;
 
+use berth_integration::parity::*;
 use berth_integration::*;
 use serde_json::json;
-
-/// The runtimes to compare: berth, and runc where it is installed.
-fn runtimes(test: &str) -> Vec<String> {
-    let mut v = vec!["berth".to_string()];
-    match runc_bin() {
-        Some(r) => v.push(r.to_string_lossy().into_owned()),
-        None => skip(
-            test,
-            "runc is not installed (apt-get install runc): berth alone",
-        ),
-    }
-    v
-}
-
-/// Starts the bundle detached (`create` + `start`) with `rt`; its id.
-fn start_detached(c: &Ctx, rt: &str) -> String {
-    let id = c.id_for(rt);
-    let b = c.bundle.to_str().unwrap().to_string();
-    ok(&c.with_runtime(rt, &["create", "--bundle", &b, &id]));
-    ok(&c.with_runtime(rt, &["start", &id]));
-    id
-}
-
-/// Asserts every runtime printed the same.
-fn assert_alike(mut seen: Vec<String>) {
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
-}
-
-/// Runs the bundle `make` builds in the foreground under each runtime,
-/// checks each output with `check`, and asserts they are alike.
-fn run_alike(test: &str, make: impl Fn() -> Ctx, check: impl Fn(&str, &str)) {
-    let mut seen = Vec::new();
-    for rt in runtimes(test) {
-        let out = ok(&make().run_with(&rt));
-        check(&rt, &out);
-        seen.push(out);
-    }
-    assert_alike(seen);
-}
 
 #[test]
 fn kill_with_signal_0_probes_liveness() {

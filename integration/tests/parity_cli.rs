@@ -3,48 +3,11 @@
 //! exec that fails) and the error words scripts match. Each checked under
 //! berth and runc where runc is installed (absent: SKIP, berth alone).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
+use berth_integration::parity::*;
 use berth_integration::*;
 use serde_json::Value;
-
-fn runtimes(test: &str) -> Vec<String> {
-    let mut v = vec!["berth".to_string()];
-    match runc_bin() {
-        Some(r) => v.push(r.to_string_lossy().into_owned()),
-        None => skip(
-            test,
-            "runc is not installed (apt-get install runc): berth alone",
-        ),
-    }
-    v
-}
-
-fn name_of(rt: &str) -> String {
-    Path::new(rt)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn bin_of(rt: &str) -> std::path::PathBuf {
-    if rt == "berth" {
-        berth_bin()
-    } else {
-        rt.into()
-    }
-}
-
-/// Starts the bundle detached with `rt`; its id.
-fn start_detached(c: &Ctx, rt: &str) -> String {
-    let id = c.id_for(rt);
-    let b = c.bundle.to_str().unwrap().to_string();
-    ok(&c.with_runtime(rt, &["create", "--bundle", &b, &id]));
-    ok(&c.with_runtime(rt, &["start", &id]));
-    id
-}
 
 fn keys(v: &Value) -> Vec<String> {
     v.as_object()

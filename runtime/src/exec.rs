@@ -240,6 +240,7 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
         });
     }
     let parent_adds = self_join.is_none();
+    let unified = cgroups::unified_dir(&layout, &cgroup_dirs);
     drop(self_join);
     drop(child_sock);
     drop(console);
@@ -247,6 +248,9 @@ pub fn exec(o: &ExecOpts, proc_: &Process, spec: &Spec) -> Result<i32, Error> {
     let started = (|| {
         if parent_adds {
             cgroups::add_pid(&cgroup_dirs, pid)?;
+        } else if let Some(u) = unified {
+            // A hybrid host's cgroup2 directory, which has no tasks file.
+            cgroups::add_pid(std::slice::from_ref(u), pid)?;
         }
         process::set_rlimits(pid, proc_)?;
         if let Some(adj) = proc_.oom_score_adj() {

@@ -7,14 +7,13 @@ use std::path::PathBuf;
 
 use super::*;
 
-/// Applies `linux.resources` and the config's device nodes to the
-/// container's directories: v1 files or v2 files (with runc's conversions),
-/// and the device rules (v1 devices.allow/deny).
+/// Applies `linux.resources` to the container's directories: v1 files or
+/// v2 files (with runc's conversions), and the device rules (v1
+/// devices.allow/deny, v2 an eBPF program).
 pub fn apply(
     layout: &Layout,
     dirs: &[PathBuf],
     res: Option<&oci_spec::runtime::LinuxResources>,
-    devices: &[oci_spec::runtime::LinuxDevice],
 ) -> Result<(), Error> {
     let json = res
         .and_then(|r| serde_json::to_value(r).ok())
@@ -31,15 +30,9 @@ pub fn apply(
     if let Some(list) = res.and_then(|r| r.devices().as_ref()) {
         rules.extend(list.iter().map(v1::device_rule));
     }
+    // Then runc's defaults. The config's device nodes are not allowed by
+    // themselves: only what linux.resources.devices says, as runc does.
     rules.extend(v1::default_allowed().into_iter().map(|r| (true, r)));
-    for d in devices {
-        let ty = if d.typ() == oci_spec::runtime::LinuxDeviceType::B {
-            "b"
-        } else {
-            "c"
-        };
-        rules.push((true, format!("{ty} {}:{} rwm", d.major(), d.minor())));
-    }
     if layout.is_pure_v2() {
         if let Some(dir) = dirs.first() {
             ebpf::attach(dir, &ebpf::compile(&rules)?)?;
@@ -105,6 +98,9 @@ pub(super) fn write_one(layout: &Layout, dirs: &[PathBuf], w: &Write) -> Result<
         }
         _ => (dir.join(&w.file), w.value.as_str()),
     };
+    if !path.exists() && w.optional {
+        return Ok(());
+    }
     if !path.exists() {
         return Err(Error::Unsupported(format!(
             "{}: {} does not exist (controller {} not enabled, or not supported by this kernel)",
@@ -153,6 +149,8 @@ pub struct Write {
     pub value: String,
     /// The config field, for errors.
     pub field: &'static str,
+    /// Skipped, not an error, when the file does not exist.
+    pub optional: bool,
 }
 
 impl Write {
@@ -168,6 +166,7 @@ impl Write {
             alt: None,
             value: value.to_string(),
             field,
+            optional: false,
         }
     }
 

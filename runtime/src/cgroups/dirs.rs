@@ -10,23 +10,30 @@ use super::*;
 /// Creates the container's cgroup directories (and missing parents), copying
 /// cpuset values down on v1 so the new group is usable. Returns the ones this
 /// call created, which are the ones `delete` will remove.
-pub fn create_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+pub fn create_dirs(layout: &Layout, dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut created = Vec::new();
+    // A hybrid host's cgroup2 hierarchy is joined for its bookkeeping, not
+    // its controllers: its levels get none enabled (its root is the host's).
+    let enable = layout.is_pure_v2();
     for d in dirs {
-        create_dir(d, &mut created)?;
+        create_dir(d, enable, &mut created)?;
+        // v1 cpuset (v2 inherits by itself): an empty level refuses tasks.
+        if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
+            v1::inherit_cpuset(d)?;
+        }
     }
     Ok(created)
 }
 
 /// Creates `d` and any missing parents, outermost first, adding each new one
 /// to `created`. The mkdir comes first: usually only the last level is new.
-pub(super) fn create_dir(d: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+pub(super) fn create_dir(d: &Path, enable: bool, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     match fs::create_dir(d) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound && d.parent().is_some() => {
-            create_dir(d.parent().expect("checked"), created)?;
-            return create_dir(d, created);
+            create_dir(d.parent().expect("checked"), enable, created)?;
+            return create_dir(d, enable, created);
         }
         Err(err) => {
             return Err(Error::Io {
@@ -37,12 +44,10 @@ pub(super) fn create_dir(d: &Path, created: &mut Vec<PathBuf>) -> Result<(), Err
         }
     }
     created.push(d.to_path_buf());
-    // v1 only: a v2 cpuset with empty cpus inherits its parent's.
-    if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
-        v1::inherit_cpuset(d)?;
-    }
-    if let Some(parent) = d.parent() {
-        enable_controllers(parent);
+    if enable {
+        if let Some(parent) = d.parent() {
+            enable_controllers(parent);
+        }
     }
     Ok(())
 }
@@ -78,17 +83,19 @@ fn enable_controllers(parent: &Path) {
 pub struct SelfJoin(Vec<(PathBuf, std::os::fd::OwnedFd)>);
 
 impl SelfJoin {
-    /// Opens the `tasks` file of each directory. None on a pure cgroup v2
-    /// host, which has no `tasks` files (v2 processes are born in their
+    /// Opens the `tasks` file of each v1 directory. None on a pure cgroup
+    /// v2 host, which has no `tasks` files (v2 processes are born in their
     /// cgroup with CLONE_INTO_CGROUP, or added by pid), and where one cannot
     /// be opened (a delegation that handed over `cgroup.procs` alone): then
-    /// the parent adds the process by pid, as before.
+    /// the parent adds the process by pid, as before. A hybrid host's
+    /// cgroup2 directory is left to the caller in the same two ways.
     pub fn open(layout: &Layout, dirs: &[PathBuf]) -> Option<SelfJoin> {
         if layout.is_pure_v2() {
             return None;
         }
         let files = dirs
             .iter()
+            .filter(|d| Some(*d) != unified_dir(layout, dirs))
             .map(|d| {
                 let f = fs::OpenOptions::new().write(true).open(d.join("tasks"));
                 f.ok().map(|f| (d.clone(), f.into()))
@@ -109,6 +116,13 @@ impl SelfJoin {
         }
         Ok(())
     }
+}
+
+/// The cgroup2 directory among the container's (the only one on a pure v2
+/// host, the last on a hybrid one).
+pub fn unified_dir<'a>(layout: &Layout, dirs: &'a [PathBuf]) -> Option<&'a PathBuf> {
+    let u = layout.unified()?;
+    dirs.iter().find(|d| d.starts_with(&u.mount))
 }
 
 /// Moves `pid` into every directory.
@@ -173,14 +187,36 @@ pub fn sub_dirs(layout: &Layout, dirs: &[PathBuf], spec: &str) -> Result<Vec<Pat
     Ok(out)
 }
 
-/// Pids in the container's cgroup (from the first directory that has them).
+/// Pids in the container's cgroup and the sub-cgroups its processes made
+/// (from the first directory that has them), as runc's `ps` and `kill --all`
+/// see them.
 pub fn procs(dirs: &[PathBuf]) -> Vec<i32> {
     for d in dirs {
-        if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
-            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if d.join("cgroup.procs").exists() {
+            let mut out = Vec::new();
+            for dir in std::iter::once(d.clone()).chain(sub_cgroups(d)) {
+                if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+                    out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+                }
+            }
+            return out;
         }
     }
     Vec::new()
+}
+
+/// Every cgroup below `d`, deepest first.
+pub fn sub_cgroups(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(sub_cgroups(&e.path()));
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 /// True when the container's cgroup is frozen (v1 freezer or v2 cgroup.freeze).
@@ -196,21 +232,30 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     false
 }
 
-/// Removes directories deepest first. The container's own directories still
-/// holding processes are retried briefly (the kernel empties them
+/// Removes directories deepest first, the container's sub-cgroups before
+/// them. The container's own directories still holding processes are
+/// retried briefly (the kernel empties them
 /// asynchronously after exit); a parent we created that another container now
 /// uses is left in place.
 pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
+    // Sub-cgroups the container's processes made go first, deepest first
+    // (rmdir of a cgroup with children is EBUSY), as runc removes them.
+    let subs: Vec<PathBuf> = leaves
+        .iter()
+        .filter(|l| dirs.contains(l))
+        .flat_map(|l| sub_cgroups(l))
+        .collect();
     let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
     sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for d in sorted {
+    for d in subs.iter().chain(sorted) {
+        let leaf = leaves.contains(d) || subs.contains(d);
         let mut tries = 0;
         loop {
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e)
-                    if !leaves.contains(d)
+                    if !leaf
                         && matches!(
                             e.raw_os_error(),
                             Some(libc::EBUSY) | Some(libc::ENOTEMPTY)

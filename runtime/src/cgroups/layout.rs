@@ -158,9 +158,10 @@ impl Layout {
     }
 
     /// The directories a container with `cgroups_path` (absolute, relative to
-    /// our own cgroup, or None for `<id>` beside... under our own) gets: one per
-    /// v1 hierarchy with a known controller, or the one cgroup2 directory on a
-    /// pure v2 host.
+    /// our own cgroup, or None for `<id>` under our own) gets: the one cgroup2
+    /// directory on a pure v2 host; else one per v1 hierarchy (named ones
+    /// such as `name=systemd` too) and, on a hybrid host, the cgroup2 one
+    /// last, as runc joins them all.
     pub fn container_dirs(
         &self,
         cgroups_path: Option<&str>,
@@ -174,11 +175,16 @@ impl Layout {
             return Err(Error::BadPath(rel.to_string()));
         }
         let mut out = Vec::new();
-        for h in &self.hierarchies {
-            if h.unified != self.is_pure_v2() {
-                continue;
-            }
-            if !h.unified && !h.controllers.iter().any(|c| !c.starts_with("name=")) {
+        let pure = self.is_pure_v2();
+        // v1 hierarchies first: code that looks for the first directory
+        // with a file (freezer.state, cgroup.procs) finds the v1 one.
+        let order = self
+            .hierarchies
+            .iter()
+            .filter(|h| !h.unified && !pure)
+            .chain(self.hierarchies.iter().filter(|h| h.unified).take(1));
+        for h in order {
+            if !h.unified && h.controllers.is_empty() {
                 continue;
             }
             let full = if rel.starts_with('/') {

@@ -75,6 +75,10 @@ mod tests {
         for d in &dirs {
             assert_eq!(fs::read_to_string(d.join("tasks")).unwrap(), "0");
         }
+        // A hybrid host's cgroup2 directory has no tasks file: it is left
+        // out (the process is born in it, or added by pid).
+        let unified = PathBuf::from("/sys/fs/cgroup/unified/c1");
+        assert!(SelfJoin::open(&hybrid, &[a.clone(), unified]).is_some());
         let _ = fs::remove_dir_all(&base);
     }
 
@@ -88,15 +92,23 @@ mod tests {
         );
         assert!(l.unified().is_some());
         let dirs = l.container_dirs(None, "c1").unwrap();
+        // Every v1 hierarchy, named ones too, then the cgroup2 one, as runc
+        // joins them on a hybrid host.
         assert_eq!(
             dirs,
             vec![
+                PathBuf::from("/sys/fs/cgroup/systemd/c1"),
                 PathBuf::from("/sys/fs/cgroup/memory/ci/job/c1"),
-                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1")
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/c1"),
+                PathBuf::from("/sys/fs/cgroup/unified/c1"),
             ]
         );
+        assert_eq!(
+            unified_dir(&l, &dirs),
+            Some(&PathBuf::from("/sys/fs/cgroup/unified/c1"))
+        );
         let abs = l.container_dirs(Some("/x/y"), "c1").unwrap();
-        assert_eq!(abs[0], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
+        assert_eq!(abs[1], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
         assert!(l.container_dirs(Some("../../etc"), "c1").is_err());
     }
 

@@ -8,25 +8,35 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 use super::{Error, Write};
 
 /// A new v1 cpuset group starts with empty cpus and mems, which refuses every
-/// process: copy the parent's values down.
+/// process: copy the values down from the nearest ancestor that has them,
+/// filling every empty level between (one made by somebody else and left
+/// empty too), as runc does.
 pub fn inherit_cpuset(dir: &Path) -> Result<(), Error> {
-    let parent = dir.parent().unwrap_or(dir);
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = fs::read_to_string(dir.join(f)).unwrap_or_default();
-        if cur.trim().is_empty() {
-            let v = fs::read_to_string(parent.join(f)).map_err(|err| Error::Io {
-                what: "read",
-                path: parent.join(f),
-                err,
-            })?;
-            fs::write(dir.join(f), v.trim()).map_err(|err| Error::Io {
-                what: "write",
-                path: dir.join(f),
-                err,
-            })?;
-        }
+        inherit_one(dir, f)?;
     }
     Ok(())
+}
+
+fn inherit_one(dir: &Path, f: &str) -> Result<(), Error> {
+    let cur = fs::read_to_string(dir.join(f)).unwrap_or_default();
+    if !cur.trim().is_empty() {
+        return Ok(());
+    }
+    let Some(parent) = dir.parent().filter(|p| p.join(f).exists()) else {
+        return Ok(()); // the hierarchy's root: the kernel fills it
+    };
+    inherit_one(parent, f)?;
+    let v = fs::read_to_string(parent.join(f)).map_err(|err| Error::Io {
+        what: "read",
+        path: parent.join(f),
+        err,
+    })?;
+    fs::write(dir.join(f), v.trim()).map_err(|err| Error::Io {
+        what: "write",
+        path: dir.join(f),
+        err,
+    })
 }
 
 /// Device rules every container gets after its own (as runc adds them): mknod
@@ -137,6 +147,17 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             v,
             "linux.resources.memory.swap",
         ));
+    } else if m["limit"].as_i64() == Some(-1) {
+        // An unlimited memory limit lifts memory+swap too (the kernel
+        // refuses a limit above memsw), where swap accounting exists.
+        let mut sw = Write::new(
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            -1,
+            "linux.resources.memory.swap",
+        );
+        sw.optional = true;
+        w.push(sw);
     }
     if let Some(v) = m["swappiness"].as_u64() {
         if v > 100 {

@@ -191,7 +191,7 @@ pub(super) fn create_in(
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &o.id,
     )?;
-    match cgroups::create_dirs(&cgroup_dirs) {
+    match cgroups::create_dirs(&layout, &cgroup_dirs) {
         Ok(created) => undo.cgroups = created,
         // An ordinary user without a delegated cgroup: the container runs
         // in ours when it asks for no limits, as rootless runc does.
@@ -213,12 +213,20 @@ pub(super) fn create_in(
         }
         Err(e) => return Err(e.into()),
     }
-    cgroups::apply(
-        &layout,
-        &cgroup_dirs,
-        linux.resources().as_ref(),
-        linux.devices().as_deref().unwrap_or(&[]),
-    )?;
+    // A cgroup that was there before: runc refuses a frozen one (the
+    // container would never run) and warns of processes already in it.
+    if cgroup_dirs.iter().any(|d| !undo.cgroups.contains(d)) {
+        if cgroups::is_frozen(&cgroup_dirs) {
+            return Err(Error::Config(
+                "container's cgroup unexpectedly frozen".into(),
+            ));
+        }
+        let n = cgroups::procs(&cgroup_dirs).len();
+        if n > 0 {
+            crate::warn!("container's cgroup is not empty: {n} process(es) found");
+        }
+    }
+    cgroups::apply(&layout, &cgroup_dirs, linux.resources().as_ref())?;
     crate::debug!("cgroups: {:?}", cgroup_dirs);
 
     let fifo = dir.fifo();
@@ -298,10 +306,10 @@ pub(super) fn create_in(
         .find(|(t, _)| *t == LinuxNamespaceType::User)
         .map(|(_, p)| p.clone())
         .filter(|_| !b.plan.clone.is_empty());
-    // On cgroup v2 the process is born in its cgroup (CLONE_INTO_CGROUP).
-    let v2_dir = cgroup_dirs
-        .first()
-        .filter(|_| layout.is_pure_v2() && user_path.is_none())
+    // Into the cgroup2 directory (pure v2, or a hybrid host's) the process
+    // is born (CLONE_INTO_CGROUP).
+    let v2_dir = cgroups::unified_dir(&layout, &cgroup_dirs)
+        .filter(|_| user_path.is_none())
         .and_then(|d| {
             nix::fcntl::open(
                 d,
@@ -311,11 +319,9 @@ pub(super) fn create_in(
             .ok()
         });
     let mut born_in_cgroup = false;
-    // On v1 the process moves itself, without the lock a pid write takes.
-    let self_join = match v2_dir {
-        Some(_) => None,
-        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs),
-    };
+    // Into v1 directories the process moves itself, without the lock a pid
+    // write takes.
+    let self_join = cgroups::SelfJoin::open(&layout, &cgroup_dirs);
     // Entered here and left after the clone (see `Plan::join_around_clone`).
     let around = JoinedAround::enter(&b.plan.join_around_clone)?;
     let cloned = (|| -> Result<i32, Error> {
@@ -382,9 +388,20 @@ pub(super) fn create_in(
         // Unprivileged: gid_map needs setgroups denied first.
         namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
     }
-    if !born_in_cgroup && self_join.is_none() {
-        cgroups::add_pid(&cgroup_dirs, pid)?;
-    }
+    // What neither way covered gets the pid written.
+    let unified = cgroups::unified_dir(&layout, &cgroup_dirs);
+    let by_pid: Vec<PathBuf> = cgroup_dirs
+        .iter()
+        .filter(|d| {
+            if Some(*d) == unified {
+                !born_in_cgroup
+            } else {
+                self_join.is_none()
+            }
+        })
+        .cloned()
+        .collect();
+    cgroups::add_pid(&by_pid, pid)?;
     drop(self_join);
     if let Some(p) = spec.process() {
         process::set_rlimits(pid, p)?;
