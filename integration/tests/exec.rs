@@ -186,9 +186,10 @@ fn exec_detached_with_pid_file_and_errors() {
     // -t -d without a console socket is refused, as in runc.
     let out = c.berth(&["exec", "-t", "-d", &c.id, "true"]);
     assert!(stderr(&out).contains("console socket"), "{}", stderr(&out));
-    // Unknown command in the container: a clear error, exit 1... as a failed exec.
+    // Unknown command in the container: a clear error, and runc's 255 for
+    // an exec that failed.
     let out = c.berth(&["exec", &c.id, "no-such-program"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("no-such-program"), "{}", stderr(&out));
 
     // The exec'd process is our child but in the container's pid namespace:
@@ -227,7 +228,7 @@ fn exec_into_paused_container_needs_ignore_paused() {
     fs::write(&freezer, "FROZEN").unwrap();
     assert_eq!(c.state(&c.id)["status"], "paused");
     let out = c.berth(&["exec", &c.id, "true"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
     // With --ignore-paused it goes ahead; the process runs once thawed.
     let f2 = freezer.clone();

@@ -192,9 +192,12 @@ fn setup(a: &Args) -> Result<Never, Error> {
         root_uid: if new_user { 0 } else { to_host(&uid_map) },
         root_gid: if new_user { 0 } else { to_host(&gid_map) },
     };
-    let new_mnt = a.plan.creates(LinuxNamespaceType::Mount);
+    // The rootfs is set up in the container's mount namespace, new or
+    // joined by path, or, when the config lists none, in the caller's (the
+    // spec's inheritance), as runc sets it up in each.
+    let own_mnt = a.plan.has(LinuxNamespaceType::Mount);
     let mounts = spec.mounts().clone().unwrap_or_default();
-    if new_mnt {
+    {
         let rootfd = rootfs::prepare_root(&ctx, linux.rootfs_propagation().as_deref())?;
         syscall::umask(0o022);
         for (i, m) in mounts.iter().enumerate() {
@@ -244,8 +247,15 @@ fn setup(a: &Args) -> Result<Never, Error> {
         )?;
     }
 
-    if new_mnt {
-        rootfs::change_root(a.rootfs, a.no_pivot)?;
+    {
+        let how = match (own_mnt, a.no_pivot) {
+            (true, false) => rootfs::RootChange::Pivot,
+            (true, true) => rootfs::RootChange::Move,
+            // Moving the rootfs over the caller's own / is never wanted.
+            (false, _) => rootfs::RootChange::Chroot,
+        };
+        crate::debug!("root change: {how:?}");
+        rootfs::change_root(a.rootfs, how)?;
         let sysctl = linux.sysctl().clone().unwrap_or_default();
         rootfs::write_sysctls(&sysctl)?;
         rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;

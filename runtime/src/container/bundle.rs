@@ -126,9 +126,15 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     })?;
     process::validate(p)?;
     let plan = namespaces::plan(&spec)?;
-    if !plan.has(LinuxNamespaceType::Mount) {
+    // Without a mount namespace of its own the container's masks would be
+    // the caller's: refused, in runc's words.
+    let restricts = spec.linux().as_ref().is_some_and(|l| {
+        l.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+            || l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())
+    });
+    if restricts && !plan.has(LinuxNamespaceType::Mount) {
         return Err(Error::Config(
-            "linux.namespaces: a mount namespace is required".into(),
+            "unable to restrict sys entries without a private MNT namespace".into(),
         ));
     }
     if let Some(linux) = spec.linux() {
@@ -270,8 +276,8 @@ mod tests {
         relative_cwd: [("/process/cwd", json!("relative"))] => "process.cwd";
         unknown_rlimit: [("/process/rlimits", json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]))] => "RLIMIT_BOGUS";
         rlimit_soft_over_hard: [("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]))] => "soft limit";
+        masks_without_a_mount_namespace: [("/linux/namespaces", json!([{"type": "pid"}])), ("/linux/maskedPaths", json!(["/proc/kcore"]))] => "without a private MNT namespace";
         namespace_twice: [("/linux/namespaces", json!([{"type": "pid"}, {"type": "pid"}, {"type": "mount"}]))] => "listed twice";
-        no_mount_namespace: [("/linux/namespaces", json!([{"type": "pid"}]))] => "mount namespace";
         hostname_without_uts: [("/linux/namespaces", json!([{"type": "mount"}])), ("/hostname", json!("box"))] => "hostname";
         host_sysctl: [("/linux/sysctl", json!({"kernel.panic": "1"}))] => "kernel.panic";
         net_sysctl_without_netns: [("/linux/namespaces", json!([{"type": "mount"}])), ("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}))] => "net.ipv4.ip_forward";

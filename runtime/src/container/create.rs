@@ -267,21 +267,47 @@ pub(super) fn create_in(
         namespaces::write_time_offsets(spec)?;
     }
     // Idmapped bind mounts are made here, with the host's privileges, and
-    // attached by the container process.
+    // attached by the container process. So are all bind mounts of a
+    // container with a new user namespace when we are root: its process
+    // resolves paths as the mapped user, who may not reach the sources
+    // (a 0700 parent), and runc opens them before entering it too.
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let mut idmapped = Vec::new();
-    for (i, uid, gid) in &b.idmaps {
-        let m = &mounts[*i];
-        let src = m.source().clone().unwrap_or_default();
-        let src = if src.is_absolute() {
+    let source_of = |i: usize| {
+        let src = mounts[i].source().clone().unwrap_or_default();
+        if src.is_absolute() {
             src
         } else {
             b.dir.join(src)
-        };
-        let recursive = b.mount_options[*i]
+        }
+    };
+    let recursive = |i: usize| {
+        b.mount_options[i]
             .flags
-            .contains(nix::mount::MsFlags::MS_REC);
-        idmapped.push((*i, rootfs::idmap_tree(&src, recursive, uid, gid)?));
+            .contains(nix::mount::MsFlags::MS_REC)
+    };
+    let mut idmapped = Vec::new();
+    for (i, uid, gid) in &b.idmaps {
+        idmapped.push((
+            *i,
+            rootfs::idmap_tree(&source_of(*i), recursive(*i), uid, gid)?,
+        ));
+    }
+    if b.plan.creates(LinuxNamespaceType::User)
+        && b.plan.creates(LinuxNamespaceType::Mount)
+        && nix::unistd::geteuid().is_root()
+    {
+        for (i, opts) in b.mount_options.iter().enumerate() {
+            if opts.is_bind() && !idmapped.iter().any(|(j, _)| *j == i) {
+                let src = source_of(i);
+                let tree =
+                    syscall::open_tree_clone(&src, recursive(i)).map_err(io_err(format!(
+                        "mount {}: open source {} before the user namespace",
+                        mounts[i].destination().display(),
+                        src.display()
+                    )))?;
+                idmapped.push((i, tree));
+            }
+        }
     }
     // Not dumpable from here on: processes in the container cannot open the
     // /proc entries of the container process while it runs Berth code.

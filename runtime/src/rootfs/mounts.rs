@@ -50,9 +50,17 @@ pub fn mount_one(
         } else {
             ctx.bundle.join(src)
         };
-        let md =
-            fs::metadata(&src).map_err(sys(format!("{desc}: stat source {}", src.display())))?;
-        if md.is_dir() {
+        // A tree opened before the user namespace is stat'ed by its fd: the
+        // mapped user may not reach the source's path.
+        let is_dir = match idmapped {
+            Some(tree) => nix::sys::stat::fstat(tree)
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .map_err(nsys(format!("{desc}: stat source {}", src.display())))?,
+            None => fs::metadata(&src)
+                .map_err(sys(format!("{desc}: stat source {}", src.display())))?
+                .is_dir(),
+        };
+        if is_dir {
             mkdir_all_in_root(root, dest, 0o755)?;
         } else {
             touch_in_root(root, dest)?;
@@ -60,9 +68,10 @@ pub fn mount_one(
         let target = open_in_root(root, dest, libc::O_PATH, 0)
             .map_err(sys(format!("{desc}: open destination")))?;
         match idmapped {
-            // Prepared by the parent (see `idmap_tree`): attach it.
+            // Prepared by the parent (idmapped, or opened before the user
+            // namespace): attach it.
             Some(tree) => syscall::move_mount_fd(tree.as_fd(), target.as_fd())
-                .map_err(sys(format!("{desc}: attach idmapped mount")))?,
+                .map_err(sys(format!("{desc}: attach the prepared mount")))?,
             None => mount(
                 Some(&src),
                 &fd_path(&target),

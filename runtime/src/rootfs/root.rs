@@ -12,14 +12,24 @@ use super::*;
 
 pub(super) const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
-/// Changes the root: pivot_root, then detaches the old root; or with
-/// `no_pivot`, moves the rootfs over / and chroots.
-pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
+/// How the container's root replaces the caller's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootChange {
+    /// pivot_root, then the old root detached (a mount namespace of the
+    /// container's: new or joined).
+    Pivot,
+    /// `--no-pivot`: the rootfs moved over / (MS_MOVE), then chroot.
+    Move,
+    /// No mount namespace in the config: the caller's is inherited, as the
+    /// spec says, and only chroot(2) changes the root (as runc does).
+    Chroot,
+}
+
+/// Changes the root by `how`.
+pub fn change_root(rootfs: &Path, how: RootChange) -> Result<(), Error> {
     // The old root, to come back to after pivot_root: the working
     // directory then is the new root's, not the old root stacked on it.
-    let old_root = if no_pivot {
-        None
-    } else {
+    let old_root = if how == RootChange::Pivot {
         Some(
             nix::fcntl::open(
                 "/",
@@ -28,7 +38,12 @@ pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
             )
             .map_err(nsys("open the old root"))?,
         )
+    } else {
+        None
     };
+    if how == RootChange::Move {
+        hide_full_proc_and_sys(rootfs)?;
+    }
     nix::unistd::chdir(rootfs).map_err(nsys(format!("chdir {}", rootfs.display())))?;
     if let Some(old_root) = old_root {
         syscall::pivot_root(Path::new("."), Path::new("."))
@@ -48,12 +63,73 @@ pub fn change_root(rootfs: &Path, no_pivot: bool) -> Result<(), Error> {
         .map_err(nsys("make old root slave"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(nsys("detach old root"))?;
     } else {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(nsys("move rootfs to /"))?;
+        if how == RootChange::Move {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(nsys("move rootfs to /"))?;
+        }
         nix::unistd::chroot(".").map_err(nsys("chroot"))?;
     }
     nix::unistd::chdir("/").map_err(nsys("chdir /"))?;
     Ok(())
+}
+
+/// Before `--no-pivot`'s chroot: the host's whole procfs and sysfs mounts
+/// stay in the namespace (outside the chroot), and while one is fully
+/// visible the kernel lets a nested user namespace mount a fresh procfs or
+/// sysfs that the masked paths do not cover. Each is detached (made a slave
+/// first, so the host keeps its own), or covered with a tmpfs where it
+/// cannot be (EPERM, EINVAL), as runc does.
+fn hide_full_proc_and_sys(rootfs: &Path) -> Result<(), Error> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(sys("read /proc/self/mountinfo"))?;
+    for p in full_proc_and_sys(&mi, rootfs) {
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            // Gone with a parent detached before it.
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(nsys(format!("make {} a slave", p.display()))(e)),
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(nsys(format!("cover {} with a tmpfs", p.display())))?;
+            }
+            Err(e) => return Err(nsys(format!("detach {}", p.display()))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The mount points of whole (root `/`) proc and sysfs mounts outside
+/// `rootfs`, from a mountinfo text, in its order.
+fn full_proc_and_sys(mountinfo: &str, rootfs: &Path) -> Vec<std::path::PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let fstype = post.split(' ').next()?;
+            let (root, mp) = (
+                pre.get(3)?,
+                std::path::PathBuf::from(pre.get(4)?.replace("\\040", " ")),
+            );
+            (*root == "/" && matches!(fstype, "proc" | "sysfs") && !mp.starts_with(rootfs))
+                .then_some(mp)
+        })
+        .collect()
 }
 
 /// Calls `f` with an O_PATH fd of each path that exists in the new root
@@ -150,4 +226,25 @@ pub fn set_root_propagation(p: &str) -> Result<(), Error> {
     let flag = propagation_flag(p)?;
     mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
         .map_err(nsys(format!("set rootfsPropagation {p}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_proc_and_sys_outside_the_rootfs_are_found() {
+        let mi = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+23 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
+24 22 0:23 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+25 1 0:21 /sys /mnt/procsys ro - proc proc rw
+26 1 0:21 / /run/c/rootfs/proc rw - proc proc rw
+27 1 0:24 / /dev rw - devtmpfs udev rw
+";
+        assert_eq!(
+            full_proc_and_sys(mi, Path::new("/run/c/rootfs")),
+            vec![Path::new("/proc"), Path::new("/sys")]
+        );
+    }
 }
