@@ -47,6 +47,21 @@ impl Drop for OwnCgroup {
     }
 }
 
+impl OwnCgroup {
+    /// `path` in every mounted hierarchy: a runtime that made parents for a
+    /// container leaves them (runc removes only the container's own level).
+    fn everywhere(path: &str) -> OwnCgroup {
+        let mut dirs = Vec::new();
+        if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                dirs.push(h.path().join(path.trim_start_matches('/')));
+            }
+        }
+        dirs.push(PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+        OwnCgroup(dirs)
+    }
+}
+
 fn cgroup_path(tag: &str) -> String {
     format!("/berth-par-{tag}-{}", std::process::id())
 }
@@ -62,10 +77,7 @@ fn a_hybrid_hosts_hierarchies_are_all_joined_as_runc_joins_them() {
         return;
     }
     let path = cgroup_path("join");
-    let _own = OwnCgroup(vec![
-        PathBuf::from(format!("/sys/fs/cgroup/unified{path}")),
-        PathBuf::from(format!("/sys/fs/cgroup/systemd{path}")),
-    ]);
+    let _own = OwnCgroup::everywhere(&path);
     let make = || {
         let mut c = Ctx::new("par-join", &["cat", "/proc/self/cgroup"]);
         c.config["linux"]["cgroupsPath"] = json!(path);
@@ -101,7 +113,7 @@ fn empty_cpuset_levels_made_by_others_are_filled_from_above() {
     }
     let path = cgroup_path("cpuset");
     let top = PathBuf::from(format!("/sys/fs/cgroup/cpuset{path}"));
-    let _own = OwnCgroup(vec![top.clone()]);
+    let _own = OwnCgroup::everywhere(&path);
     // Somebody's level, left with empty cpus and mems (as a fresh one is).
     fs::create_dir(&top).unwrap();
     assert_eq!(
@@ -126,12 +138,7 @@ fn delete_force_removes_the_sub_cgroups_the_container_made() {
     }
     for rt in runtimes(test) {
         let path = cgroup_path(&format!("sub-{}", name_of(&rt)));
-        let _own = OwnCgroup(
-            ["memory", "pids", "cpu"]
-                .iter()
-                .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}{path}")))
-                .collect(),
-        );
+        let _own = OwnCgroup::everywhere(&path);
         let mut c = Ctx::new("par-sub", &["sh", "-c", "sleep 1000 & sleep 1000"]);
         c.config["linux"]["cgroupsPath"] = json!(path);
         let id = start_detached(&c, &rt);
@@ -161,7 +168,7 @@ fn a_frozen_cgroup_is_refused() {
     for rt in runtimes(test) {
         let path = cgroup_path(&format!("frozen-{}", name_of(&rt)));
         let dir = PathBuf::from(format!("/sys/fs/cgroup/freezer{path}"));
-        let _own = OwnCgroup(vec![dir.clone()]);
+        let _own = OwnCgroup::everywhere(&path);
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("freezer.state"), "FROZEN").unwrap();
         let mut c = Ctx::new("par-frozen", &["true"]);
@@ -188,6 +195,7 @@ fn update_memory_minus_one_lifts_the_swap_limit_too() {
     }
     for rt in runtimes(test) {
         let path = cgroup_path(&format!("mem-{}", name_of(&rt)));
+        let _own = OwnCgroup::everywhere(&path);
         let mut c = Ctx::new("par-mem", &["sleep", "1000"]);
         c.config["linux"]["cgroupsPath"] = json!(path);
         c.config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "swap": 64 << 20});
@@ -248,4 +256,41 @@ fn device_nodes_are_allowed_only_by_the_device_rules() {
     run_alike(test, make(true), |rt, out| {
         assert_eq!(out.trim(), "opened", "{rt}")
     });
+}
+
+#[test]
+fn update_leaves_the_device_rules_as_created() {
+    let test = "update_leaves_the_device_rules_as_created";
+    for rt in runtimes(test) {
+        let path = cgroup_path(&format!("upd-{}", name_of(&rt)));
+        let _own = OwnCgroup::everywhere(&path);
+        let mut c = Ctx::new("par-upddev", &["sleep", "1000"]);
+        c.config["linux"]["cgroupsPath"] = json!(path);
+        let id = start_detached(&c, &rt);
+        // containerd sends the whole resources to change one limit; the
+        // device list (an access string the kernel would refuse, too) is
+        // not applied.
+        let r = c.dir.join("res.json");
+        fs::write(
+            &r,
+            json!({"devices": [{"allow": false, "access": "rwa"}], "pids": {"limit": 50}})
+                .to_string(),
+        )
+        .unwrap();
+        let out = c.with_runtime(&rt, &["update", "-r", r.to_str().unwrap(), &id]);
+        assert!(out.status.success(), "{rt}: {}", stderr(&out));
+        let out = ok(&c.with_runtime(
+            &rt,
+            &["exec", &id, "sh", "-c", "echo x > /dev/null && echo usable"],
+        ));
+        assert_eq!(out.trim(), "usable", "{rt}");
+        let name = path.trim_start_matches('/');
+        let max = cgroup_dirs_named(name)
+            .into_iter()
+            .map(|d| d.join("pids.max"))
+            .find(|f| f.exists())
+            .map(|f| fs::read_to_string(f).unwrap());
+        assert_eq!(max.as_deref().map(str::trim), Some("50"), "{rt}");
+        ok(&c.with_runtime(&rt, &["delete", "--force", &id]));
+    }
 }
