@@ -97,6 +97,13 @@ pub struct Saved {
     /// could not remove the exec fifo: its absence says the same.
     #[serde(default)]
     pub started: bool,
+    /// The transient scope systemd holds the cgroup in (`--systemd-cgroup`),
+    /// stopped on delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    /// That scope is the user's manager's, not the system's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_user: bool,
 }
 
 /// Checks an id the way runc does (`berth_rules::id`), so that it is

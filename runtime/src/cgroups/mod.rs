@@ -10,6 +10,7 @@ pub mod ebpf;
 mod freeze;
 mod layout;
 mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 

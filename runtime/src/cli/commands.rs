@@ -28,7 +28,7 @@ pub const GLOBAL: &[Flag] = &[
     f(
         &["systemd-cgroup"],
         false,
-        "not supported yet: containers get cgroupfs cgroups (cgroupsPath as \"slice:prefix:name\" is refused)",
+        "the container's cgroup is a transient systemd scope; cgroupsPath is \"slice:prefix:name\" (e.g. \"system.slice:berth:<id>\")",
     ),
     f(
         &["rootless"],

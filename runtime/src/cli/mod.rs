@@ -224,17 +224,7 @@ pub fn main(args: Vec<String>) -> i32 {
         return 3;
     };
     crate::debug!("{} {}", command.name, cargs.join(" "));
-    let result = if g.bool("systemd-cgroup") && matches!(cmd.as_str(), "create" | "run") {
-        Err(Failure::from(
-            if std::path::Path::new("/run/systemd/system").is_dir() {
-                "--systemd-cgroup: the systemd cgroup driver is not supported yet; use the default cgroupfs driver"
-            } else {
-                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the default cgroupfs driver"
-            },
-        ))
-    } else {
-        dispatch(command.name, cargs, root)
-    };
+    let result = dispatch(command.name, cargs, root, g.bool("systemd-cgroup"));
     match result {
         Ok(code) => code,
         Err(Failure::Usage {
@@ -265,7 +255,12 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-fn dispatch(cmd: &'static str, args: &[String], root: PathBuf) -> Result<i32, Failure> {
+fn dispatch(
+    cmd: &'static str,
+    args: &[String],
+    root: PathBuf,
+    systemd_cgroup: bool,
+) -> Result<i32, Failure> {
     match cmd {
         "create" | "run" => {
             let p = flags_of(cmd, args, false)?;
@@ -287,6 +282,7 @@ fn dispatch(cmd: &'static str, args: &[String], root: PathBuf) -> Result<i32, Fa
                     .ok()
                     .filter(|s| !s.is_empty()),
                 detach: cmd == "create" || p.bool("detach"),
+                systemd_cgroup,
             };
             // runc's "runc create failed: ..." wording, which callers match.
             let failed = |e: container::Error| Failure::from(format!("berth {cmd} failed: {e}"));

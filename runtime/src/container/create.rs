@@ -40,6 +40,8 @@ pub struct CreateOpts {
     /// of our caller (CLONE_PARENT), so a subreaper caller such as a shim
     /// reaps it, and nothing of `berth` stays behind.
     pub detach: bool,
+    /// `--systemd-cgroup`: the cgroup is a transient scope systemd makes.
+    pub systemd_cgroup: bool,
 }
 
 /// Partial state to undo if `create` fails, so a failure leaves nothing.
@@ -49,6 +51,8 @@ pub(super) struct Undo {
     cgroups: Vec<PathBuf>,
     /// A pid file written before the create failed.
     pid_file: Option<PathBuf>,
+    /// A systemd scope started before the create failed (unit, user's).
+    systemd_unit: Option<(String, bool)>,
 }
 
 impl Undo {
@@ -60,6 +64,9 @@ impl Undo {
             } else {
                 wait_gone(&fd, 5000);
             }
+        }
+        if let Some((unit, user)) = self.systemd_unit.take() {
+            let _ = cgroups::systemd::dbus::stop(&unit, user);
         }
         let _ = cgroups::remove_dirs(&self.cgroups, &self.cgroups);
         if let Some(p) = self.pid_file.take() {
@@ -135,6 +142,7 @@ pub(super) fn create_inner(
         our_child: !o.detach,
         cgroups: Vec::new(),
         pid_file: None,
+        systemd_unit: None,
     };
     let r = (|| {
         fs::write(dir.path.join(state::CREATING_FILE), b"")
@@ -187,46 +195,20 @@ pub(super) fn create_in(
     let spec = &b.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let layout = Layout::detect()?;
-    let mut cgroup_dirs = layout.container_dirs(
-        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-        &o.id,
-    )?;
-    match cgroups::create_dirs(&layout, &cgroup_dirs) {
-        Ok(created) => undo.cgroups = created,
-        // An ordinary user without a delegated cgroup: the container runs
-        // in ours when it asks for no limits, as rootless runc does.
-        Err(cgroups::Error::Io { err, path, .. })
-            if err.kind() == io::ErrorKind::PermissionDenied
-                && !nix::unistd::geteuid().is_root() =>
-        {
-            if cgroups::limits_requested(linux.resources().as_ref()) {
-                return Err(Error::Config(format!(
-                    "linux.resources: cannot create the container's cgroup {} as an unprivileged user (no delegated cgroup); remove the limits or delegate a cgroup",
-                    path.display()
-                )));
-            }
-            crate::debug!(
-                "rootless: no writable cgroup at {}, running without one",
-                path.display()
-            );
-            cgroup_dirs.clear();
-        }
-        Err(e) => return Err(e.into()),
+    let cgroups_path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
+    // With the systemd driver the cgroup is the scope systemd makes once the
+    // container process exists (it is started with the process's pid).
+    let systemd_unit = o
+        .systemd_cgroup
+        .then(|| cgroups::systemd::Unit::parse(cgroups_path, &o.id))
+        .transpose()?;
+    let mut cgroup_dirs = match &systemd_unit {
+        Some(u) => layout.container_dirs(Some(&u.cgroup_path()), &o.id)?,
+        None => layout.container_dirs(cgroups_path, &o.id)?,
+    };
+    if systemd_unit.is_none() {
+        prepare_cgroups(&layout, &mut cgroup_dirs, &linux, undo)?;
     }
-    // A cgroup that was there before: runc refuses a frozen one (the
-    // container would never run) and warns of processes already in it.
-    if cgroup_dirs.iter().any(|d| !undo.cgroups.contains(d)) {
-        if cgroups::is_frozen(&cgroup_dirs) {
-            return Err(Error::Config(
-                "container's cgroup unexpectedly frozen".into(),
-            ));
-        }
-        let n = cgroups::procs(&cgroup_dirs).len();
-        if n > 0 {
-            crate::warn!("container's cgroup is not empty: {n} process(es) found");
-        }
-    }
-    cgroups::apply(&layout, &cgroup_dirs, linux.resources().as_ref())?;
     crate::debug!("cgroups: {:?}", cgroup_dirs);
 
     let fifo = dir.fifo();
@@ -335,7 +317,7 @@ pub(super) fn create_in(
     // Into the cgroup2 directory (pure v2, or a hybrid host's) the process
     // is born (CLONE_INTO_CGROUP).
     let v2_dir = cgroups::unified_dir(&layout, &cgroup_dirs)
-        .filter(|_| user_path.is_none())
+        .filter(|_| user_path.is_none() && systemd_unit.is_none())
         .and_then(|d| {
             nix::fcntl::open(
                 d,
@@ -347,7 +329,10 @@ pub(super) fn create_in(
     let mut born_in_cgroup = false;
     // Into v1 directories the process moves itself, without the lock a pid
     // write takes.
-    let self_join = cgroups::SelfJoin::open(&layout, &cgroup_dirs);
+    let self_join = match systemd_unit {
+        Some(_) => None,
+        None => cgroups::SelfJoin::open(&layout, &cgroup_dirs),
+    };
     // Entered here and left after the clone (see `Plan::join_around_clone`).
     let around = JoinedAround::enter(&b.plan.join_around_clone)?;
     let cloned = (|| -> Result<i32, Error> {
@@ -414,10 +399,23 @@ pub(super) fn create_in(
         // Unprivileged: gid_map needs setgroups denied first.
         namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
     }
-    // What neither way covered gets the pid written.
+    let systemd_user = !nix::unistd::geteuid().is_root();
+    if let Some(u) = &systemd_unit {
+        start_scope(
+            u,
+            pid,
+            systemd_user,
+            &layout,
+            &mut cgroup_dirs,
+            &linux,
+            undo,
+        )?;
+    }
+    // What neither way covered gets the pid written (systemd moved it).
     let unified = cgroups::unified_dir(&layout, &cgroup_dirs);
     let by_pid: Vec<PathBuf> = cgroup_dirs
         .iter()
+        .filter(|_| systemd_unit.is_none())
         .filter(|d| {
             if Some(*d) == unified {
                 !born_in_cgroup
@@ -455,6 +453,8 @@ pub(super) fn create_in(
         poststop: hooks::from_spec(hooks_cfg.poststop()),
         cgroup_paths: cgroup_dirs.clone(),
         cgroup_owned: undo.cgroups.clone(),
+        systemd_unit: systemd_unit.as_ref().map(|u| u.name.clone()),
+        systemd_user: systemd_unit.is_some() && systemd_user,
         shared_pidns: !b.plan.creates(LinuxNamespaceType::Pid),
         started: false,
     };
@@ -532,6 +532,90 @@ pub(super) fn create_in(
     }
     drop(parent_sock);
     Ok((saved, pidfd, released))
+}
+
+/// The cgroupfs driver's cgroups: made (or found), checked as runc checks
+/// them, and given the container's limits before its process exists.
+fn prepare_cgroups(
+    layout: &Layout,
+    cgroup_dirs: &mut Vec<PathBuf>,
+    linux: &oci_spec::runtime::Linux,
+    undo: &mut Undo,
+) -> Result<(), Error> {
+    match cgroups::create_dirs(layout, cgroup_dirs) {
+        Ok(created) => undo.cgroups = created,
+        // An ordinary user without a delegated cgroup: the container runs
+        // in ours when it asks for no limits, as rootless runc does.
+        Err(cgroups::Error::Io { err, path, .. })
+            if err.kind() == io::ErrorKind::PermissionDenied
+                && !nix::unistd::geteuid().is_root() =>
+        {
+            if cgroups::limits_requested(linux.resources().as_ref()) {
+                return Err(Error::Config(format!(
+                    "linux.resources: cannot create the container's cgroup {} as an unprivileged user (no delegated cgroup); remove the limits or delegate a cgroup",
+                    path.display()
+                )));
+            }
+            crate::debug!(
+                "rootless: no writable cgroup at {}, running without one",
+                path.display()
+            );
+            cgroup_dirs.clear();
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // A cgroup that was there before: runc refuses a frozen one (the
+    // container would never run) and warns of processes already in it.
+    if cgroup_dirs.iter().any(|d| !undo.cgroups.contains(d)) {
+        if cgroups::is_frozen(cgroup_dirs) {
+            return Err(Error::Config(
+                "container's cgroup unexpectedly frozen".into(),
+            ));
+        }
+        let n = cgroups::procs(cgroup_dirs).len();
+        if n > 0 {
+            crate::warn!("container's cgroup is not empty: {n} process(es) found");
+        }
+    }
+    cgroups::apply(layout, cgroup_dirs, linux.resources().as_ref())?;
+
+    Ok(())
+}
+
+/// The systemd driver: starts the container's transient scope with the
+/// process in it and the properties its resources map to, then writes what
+/// systemd has no property for into the delegated cgroup. On v1, the
+/// hierarchies systemd does not manage get a directory of ours.
+fn start_scope(
+    u: &cgroups::systemd::Unit,
+    pid: i32,
+    user: bool,
+    layout: &Layout,
+    cgroup_dirs: &mut Vec<PathBuf>,
+    linux: &oci_spec::runtime::Linux,
+    undo: &mut Undo,
+) -> Result<(), Error> {
+    let res = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok())
+        .unwrap_or_default();
+    let pid = u32::try_from(pid).map_err(|_| Error::Config(format!("pid {pid}")))?;
+    let props = cgroups::systemd::properties(&res, layout.is_pure_v2(), Some((u, pid)))?;
+    cgroups::systemd::dbus::start(u, &props, user)?;
+    undo.systemd_unit = Some((u.name.clone(), user));
+    crate::debug!("systemd: {} started in {}", u.name, u.slice);
+    let missing: Vec<PathBuf> = cgroup_dirs
+        .iter()
+        .filter(|d| !d.exists())
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        undo.cgroups = cgroups::create_dirs(layout, &missing)?;
+        cgroups::add_pid(&missing, i32::try_from(pid).unwrap_or_default())?;
+    }
+    cgroups::apply(layout, cgroup_dirs, linux.resources().as_ref())?;
+    Ok(())
 }
 
 /// Clones the container process from inside the user namespace at `userns`

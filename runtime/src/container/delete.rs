@@ -70,6 +70,11 @@ pub fn destroy(dir: Dir, saved: &Saved) -> Result<(), Error> {
             );
         }
     }
+    // A systemd scope goes with its cgroup (and any the container made in
+    // it); directories of ours in hierarchies systemd does not manage after.
+    if let Some(unit) = &saved.systemd_unit {
+        cgroups::systemd::dbus::stop(unit, saved.systemd_user)?;
+    }
     cgroups::remove_dirs(&saved.cgroup_owned, &saved.cgroup_paths)?;
     crate::debug!("cgroups removed: {:?}", saved.cgroup_owned);
     if !saved.poststop.is_empty() {

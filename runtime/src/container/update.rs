@@ -58,5 +58,18 @@ pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Erro
             }
         }
     }
+    // systemd first, so that it keeps the new values as the unit's (a
+    // daemon-reload would otherwise bring the old ones back).
+    if let Some(unit) = &saved.systemd_unit {
+        // Devices stay as created (above), in systemd too.
+        let mut changed = res.clone();
+        if let Some(m) = changed.as_object_mut() {
+            m.remove("devices");
+        }
+        let props = cgroups::systemd::properties(&changed, layout.is_pure_v2(), None)?;
+        if !props.is_empty() {
+            cgroups::systemd::dbus::set(unit, &props, saved.systemd_user)?;
+        }
+    }
     Ok(cgroups::apply_json(&layout, &saved.cgroup_paths, res)?)
 }
