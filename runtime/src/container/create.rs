@@ -591,7 +591,7 @@ fn start_scope(
     pid: i32,
     user: bool,
     layout: &Layout,
-    cgroup_dirs: &mut Vec<PathBuf>,
+    cgroup_dirs: &[PathBuf],
     linux: &oci_spec::runtime::Linux,
     undo: &mut Undo,
 ) -> Result<(), Error> {
