@@ -401,15 +401,7 @@ pub(super) fn create_in(
     }
     let systemd_user = !nix::unistd::geteuid().is_root();
     if let Some(u) = &systemd_unit {
-        start_scope(
-            u,
-            pid,
-            systemd_user,
-            &layout,
-            &mut cgroup_dirs,
-            &linux,
-            undo,
-        )?;
+        start_scope(u, pid, systemd_user, &layout, &cgroup_dirs, &linux, undo)?;
     }
     // What neither way covered gets the pid written (systemd moved it).
     let unified = cgroups::unified_dir(&layout, &cgroup_dirs);
