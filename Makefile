@@ -32,7 +32,13 @@ VM_RUNNER ?= $(CURDIR)/../shared/vm/run-in-vm.sh
 VM_PKGS := qemu-system-x86 linux-image-amd64 xz-utils
 V2_TESTS := cgroups runtime rootfs rootless exec seccomp shim shim_api
 
-.PHONY: all deps musl-target build release install image bundle demo test unit integration lint bench test-cgroupv2 clean
+# The systemd cgroup driver runs in a throw-away qemu guest whose PID 1 is
+# systemd: a Debian root made once by debootstrap into .cache/systemd-guest,
+# booted with the same Debian kernel (tools/systemd-vm).
+SYSTEMD_PKGS := qemu-system-x86 qemu-utils linux-image-amd64 debootstrap e2fsprogs
+SYSTEMD_TESTS := systemd
+
+.PHONY: all deps musl-target build release install image bundle demo test unit integration lint bench test-cgroupv2 test-systemd clean
 
 all: build
 
@@ -144,6 +150,21 @@ test-cgroupv2: deps
 		echo "== $$t under cgroup v2"; \
 		$(VM_RUNNER) -t 900 -m 2048 -s $(TARGET) -s /tmp/berth-it-rootfs \
 			-e BERTH_BIN=$(TARGET)/debug/berth -- $$bin --test-threads=1 || exit 1; \
+	done
+
+# The systemd driver's suite in the systemd guest (each binary one boot).
+test-systemd: deps
+	@missing=""; for p in $(SYSTEMD_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
+	$(CARGO) test -p berth-integration --no-run
+	tools/systemd-vm/build-image.sh >/dev/null
+	cd integration && for t in $(SYSTEMD_TESTS); do \
+		bin=$$(ls -t $(TARGET)/debug/deps/$$t-* | grep -v '\.d$$' | head -1); \
+		echo "== $$t with systemd as PID 1"; \
+		../tools/systemd-vm/run.sh -t 1200 -s $(CURDIR) -s $(TARGET) -- $$bin --test-threads=1 || exit 1; \
 	done
 
 lint:

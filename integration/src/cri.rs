@@ -48,6 +48,12 @@ impl CriStack {
         CriStack::with(Stack::in_host_net(&format!("cri-{name}")), false)
     }
 
+    /// berthd on the host's network with more flags (`--cgroup-driver
+    /// systemd`); its pods must use the node's network.
+    pub fn in_host_net_with(name: &str, args: &[&str]) -> CriStack {
+        CriStack::with(Stack::in_host_net_with(&format!("cri-{name}"), args), false)
+    }
+
     fn with(s: Stack, network: bool) -> CriStack {
         if network {
             let dir = s.dir.join("berthd/cri-net.d");

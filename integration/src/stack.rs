@@ -90,16 +90,21 @@ impl Stack {
     /// berthd in a network namespace of its own (bridges, veths, iptables
     /// rules and published ports live there), with the busybox image.
     pub fn new(name: &str) -> Stack {
-        Stack::with(name, true)
+        Stack::with(name, true, &[])
     }
 
     /// berthd in the host's network namespace (to reach a registry on the
     /// host's loopback); its containers must not use CNI networks.
     pub fn in_host_net(name: &str) -> Stack {
-        Stack::with(name, false)
+        Stack::with(name, false, &[])
     }
 
-    fn with(name: &str, own_net: bool) -> Stack {
+    /// In the host's network, with more flags for berthd from its start.
+    pub fn in_host_net_with(name: &str, args: &[&str]) -> Stack {
+        Stack::with(name, false, args)
+    }
+
+    fn with(name: &str, own_net: bool, args: &[&str]) -> Stack {
         let dir = std::env::temp_dir().join(format!("berth-it-ctr-{name}-{}", std::process::id()));
         if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
             // A netns file left pinned by an earlier run of this pid.
@@ -118,7 +123,7 @@ impl Stack {
             cgroup,
             d: None,
             net,
-            extra_args: Vec::new(),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.start();
         let image = s.dir.join("busybox.tar");

@@ -207,3 +207,71 @@ fn run_in_the_foreground_leaves_no_unit() {
     assert_eq!(out.trim(), format!("0::/system.slice/{unit}"));
     assert_eq!(show(&unit, &["LoadState"])["LoadState"], "not-found");
 }
+
+#[test]
+fn cri_containers_are_scopes_in_kubelets_slice() {
+    use berth_integration::cri::CriStack;
+    use k8s_cri::v1 as cri;
+    let test = "cri_containers_are_scopes_in_kubelets_slice";
+    if !systemd(test) {
+        return;
+    }
+    let c = CriStack::in_host_net_with("sd", &["--cgroup-driver", "systemd"]);
+    let mut rs = c.rs.clone();
+    let rc = c
+        .call(rs.runtime_config(cri::RuntimeConfigRequest {}))
+        .expect("RuntimeConfig");
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Systemd as i32,
+        "kubelet must be told the systemd driver"
+    );
+    // kubelet's systemd driver names the pod's slice.
+    let slice = "kubepods-besteffort-podsd1.slice";
+    let mut pc = c.pod_config("sd");
+    let linux = pc.linux.as_mut().unwrap();
+    linux.cgroup_parent = format!("/kubepods.slice/kubepods-besteffort.slice/{slice}");
+    linux.security_context.as_mut().unwrap().namespace_options = Some(cri::NamespaceOption {
+        network: cri::NamespaceMode::Node as i32,
+        ..Default::default()
+    });
+    let pod = c.run_pod(&pc);
+    let mut cfg = c.container_config("app", "exec sleep 1000");
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = c.start(&pod, &pc, cfg);
+    let unit = format!("berth-{id}.scope");
+    let cg = c.exec_ok(&id, "cat /proc/self/cgroup");
+    assert_eq!(
+        cg.trim(),
+        format!("0::/kubepods.slice/kubepods-besteffort.slice/{slice}/{unit}")
+    );
+    let p = show(&unit, &["ActiveState", "Slice", "MemoryMax"]);
+    assert_eq!(p["ActiveState"], "active", "{p:?}");
+    assert_eq!(p["Slice"], slice, "{p:?}");
+    assert_eq!(p["MemoryMax"], (64u64 << 20).to_string(), "{p:?}");
+    // UpdateContainerResources goes through systemd too.
+    c.call(
+        rs.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    )
+    .expect("UpdateContainerResources");
+    assert_eq!(
+        show(&unit, &["MemoryMax"])["MemoryMax"],
+        (96u64 << 20).to_string()
+    );
+    c.remove_pod(&pod);
+    assert_eq!(show(&unit, &["LoadState"])["LoadState"], "not-found");
+    c.assert_nothing_left();
+}

@@ -66,6 +66,8 @@ pub struct Options {
     pub runtime_root: Option<PathBuf>,
     /// The serving shim's private directory (read back from `shim.json`).
     pub console_dir: Option<PathBuf>,
+    /// Containers get systemd scopes (`berth --systemd-cgroup create`).
+    pub systemd_cgroup: bool,
 }
 
 impl Options {
@@ -100,6 +102,7 @@ impl Options {
             runtime,
             runtime_root,
             console_dir: None,
+            systemd_cgroup: false,
         })
     }
 
@@ -131,6 +134,7 @@ impl Options {
                 d.starts_with(RUN_DIR)
                     && d.components().all(|c| c != std::path::Component::ParentDir)
             }),
+            systemd_cgroup: v["systemd_cgroup"].as_bool().unwrap_or(false),
         })
     }
 }
@@ -193,6 +197,9 @@ pub fn start(o: &Options) -> Result<String, DaemonError> {
         .arg(&address)
         .arg("--runtime")
         .arg(&o.runtime);
+    if o.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
+    }
     if let Some(r) = &o.runtime_root {
         cmd.arg("--runtime-root").arg(r);
     }
@@ -297,12 +304,18 @@ pub fn serve(o: Options) -> Result<(), DaemonError> {
                 .map_err(io_err(format!("create {}", console_dir.display())))?;
             let listener =
                 bind(&address).map_err(io_err(format!("listen on {}", address.display())))?;
+            let global = if o.systemd_cgroup {
+                vec!["--systemd-cgroup".to_string()]
+            } else {
+                Vec::new()
+            };
             let runtime = Runtime::new(
                 o.runtime.clone(),
                 o.runtime_root.clone(),
                 o.bundle.join("runtime.log"),
                 reaper.clone(),
-            );
+            )
+            .with_flags(global, Vec::new());
             let files = [
                 ("address", address.display().to_string()),
                 ("shim.pid", std::process::id().to_string()),
@@ -313,6 +326,7 @@ pub fn serve(o: Options) -> Result<(), DaemonError> {
                         "address": address,
                         "runtime": o.runtime,
                         "runtime_root": o.runtime_root,
+                        "systemd_cgroup": o.systemd_cgroup,
                         "console_dir": console_dir,
                     })
                     .to_string(),

@@ -7,12 +7,13 @@ use berth_shim::daemon::{self, Options};
 
 const USAGE: &str = "\
 usage:
-  berth-shim start  --id ID --bundle DIR --address SOCK [--runtime PATH] [--runtime-root DIR]
+  berth-shim start  --id ID --bundle DIR --address SOCK [--runtime PATH] [--runtime-root DIR] [--systemd-cgroup]
   berth-shim delete --id ID --bundle DIR
   berth-shim hold   [--ipc] [--pid] [--hostname NAME]
   berth-shim --version
 
 start   launch the container's shim in the background; print its socket address
+        (--systemd-cgroup: the runtime makes the container a systemd scope)
 delete  clean up a container whose shim is gone (kill, runtime delete, unmount)
 hold    hold a pod's new namespaces (IPC; PID, as its init; UTS with the
         hostname): print the holder's pid, which lives on
@@ -26,6 +27,10 @@ fn flags(args: &[String]) -> Result<Vec<(&str, &str)>, String> {
         let name = a
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument {a:?}"))?;
+        if name == "systemd-cgroup" {
+            out.push((name, "true"));
+            continue;
+        }
         if !matches!(
             name,
             "id" | "bundle" | "address" | "runtime" | "runtime-root"
@@ -61,7 +66,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let e = |e: daemon::DaemonError| e.to_string();
     match cmd.as_str() {
         "start" | "serve" => {
-            let o = Options::new(
+            let mut o = Options::new(
                 id,
                 &bundle,
                 path("address"),
@@ -69,6 +74,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 path("runtime-root"),
             )
             .map_err(e)?;
+            o.systemd_cgroup = get("systemd-cgroup").is_some();
             if cmd == "start" {
                 println!("{}", daemon::start(&o).map_err(e)?);
                 Ok(())

@@ -22,10 +22,12 @@ if [ -f "$image" ]; then
     exit 0
 fi
 mkdir -p "$CACHE"
+# One image at a time: an older script's or kernel's goes.
+rm -f "$CACHE"/root-*.img "$CACHE"/root-*.img.tmp
 root=$CACHE/root-$key
 rm -rf "$root"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,kmod,udev,procps,util-linux,iproute2,iptables,busybox-static,containernetworking-plugins \
+    --include=systemd,systemd-sysv,dbus,kmod,udev,procps,util-linux,iproute2,iptables,busybox-static,containernetworking-plugins,umoci \
     bookworm "$root" "$MIRROR" >&2
 # The host kernel's modules: 9p, veth, bridge, overlay, nf_tables load on use.
 mkdir -p "$root/lib/modules"

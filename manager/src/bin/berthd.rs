@@ -20,6 +20,11 @@ struct Args {
     /// The cgroup containers' cgroups go under (default /berth).
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// cgroupfs (berth's cgroup directories, the default) or systemd (each
+    /// container a transient systemd scope, as kubelet's systemd driver
+    /// expects).
+    #[arg(long)]
+    cgroup_driver: Option<String>,
     /// The runtime binary containers use by default (default: berth beside berthd).
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -55,7 +60,7 @@ struct Args {
     /// line (repeatable; kubelet's RuntimeClass handler NAME runs it).
     #[arg(long = "runtime-handler", value_name = "NAME=PATH")]
     runtime_handlers: Vec<String>,
-    /// A TOML file with root, state, address, shim, runtime, cgroup_parent,
+    /// A TOML file with root, state, address, shim, runtime, cgroup_parent, cgroup_driver,
     /// cni_conf_dir, cni_bin_dirs, insecure_registries, registry_mirrors,
     /// [registries."HOST"] mirrors, cri_address, cri_cni_conf_dir,
     /// stream_address, [runtime_handlers] NAME = PATH.
@@ -93,6 +98,9 @@ async fn serve() -> anyhow::Result<()> {
     }
     if let Some(c) = a.cgroup_parent {
         cfg.cgroup_parent = c;
+    }
+    if let Some(d) = a.cgroup_driver {
+        cfg.cgroup_driver = d;
     }
     if let Some(s) = a.shim {
         cfg.shim = Some(s);

@@ -3,6 +3,7 @@
 //! through one shim each (`tasks`: lifecycle, exec, network attachment,
 //! recovery after a restart).
 
+pub mod cgroups;
 pub mod logs;
 pub mod records;
 pub mod spec;

@@ -557,12 +557,11 @@ pub fn process(
     }))
 }
 
-/// The whole spec for container `id` in namespace `ns`: `cfg` is the image
-/// config's `config` object; `cgroup_parent` is where its cgroup goes.
+/// The whole spec for container `id`: `cfg` is the image config's `config`
+/// object; `cgroups_path` is where its cgroup goes (see [`super::cgroups`]).
 pub fn generate(
     id: &str,
-    ns: &str,
-    cgroup_parent: &str,
+    cgroups_path: &str,
     cfg: &Value,
     o: &Options,
     passwd: Option<&[u8]>,
@@ -646,7 +645,7 @@ pub fn generate(
     }
     let mut linux = json!({
         "namespaces": namespaces,
-        "cgroupsPath": format!("{}/{ns}/{id}", cgroup_parent.trim_end_matches('/')),
+        "cgroupsPath": cgroups_path,
         "resources": resources,
     });
     if !o.privileged {
@@ -807,7 +806,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let s = generate("abc", "default", "/berth", &json!({}), &o, None, None).unwrap();
+        let s = generate("abc", "/berth/default/abc", &json!({}), &o, None, None).unwrap();
         let ns: Vec<&str> = s["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -206,6 +206,7 @@ impl Cri {
             shm: shared.ipc.then(|| dir.join("shm")),
             dir,
             cgroup_parent: linux.cgroup_parent.clone(),
+            cgroup_driver: self.config.cgroup_driver,
             sysctls: linux.sysctls.into_iter().collect(),
         })
     }

@@ -143,6 +143,8 @@ pub struct CriConfig {
     pub shim: PathBuf,
     /// The cgroup pods without a cgroup parent of their own go under.
     pub cgroup_parent: String,
+    /// berthd's cgroup driver (RuntimeConfig reports it to kubelet).
+    pub cgroup_driver: crate::containers::cgroups::CgroupDriver,
     /// Registries' mirrors and which are spoken to in plain HTTP.
     pub registries: Arc<crate::store::mirrors::RegistrySettings>,
     /// The streaming server's URL base (`http://127.0.0.1:port`; "": none).

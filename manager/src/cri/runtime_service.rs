@@ -494,7 +494,12 @@ impl Api for RuntimeService {
     ) -> Out<cri::RuntimeConfigResponse> {
         ok(cri::RuntimeConfigResponse {
             linux: Some(cri::LinuxRuntimeConfiguration {
-                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+                cgroup_driver: match self.cri.config.cgroup_driver {
+                    crate::containers::cgroups::CgroupDriver::Cgroupfs => {
+                        cri::CgroupDriver::Cgroupfs
+                    }
+                    crate::containers::cgroups::CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+                } as i32,
             }),
         })
     }

@@ -45,6 +45,8 @@ pub struct PodContext {
     pub shm: Option<PathBuf>,
     /// kubelet's cgroup parent for the pod ("": berthd's default).
     pub cgroup_parent: String,
+    /// berthd's cgroup driver, which says what the parent names.
+    pub cgroup_driver: crate::containers::cgroups::CgroupDriver,
     /// The pod's sysctls.
     pub sysctls: BTreeMap<String, String>,
 }
@@ -268,10 +270,16 @@ pub fn container_spec(
         privileged: sc.privileged,
         ..Default::default()
     };
+    // kubelet's parent, or berthd's default place for the CRI's namespace.
+    use crate::containers::cgroups::{container_path, cri_path};
+    let cgroups_path =
+        match cri_path(pod.cgroup_driver, &pod.cgroup_parent, id).map_err(SpecError::Invalid)? {
+            Some(p) => p,
+            None => container_path(pod.cgroup_driver, "/berth", super::NAMESPACE, id),
+        };
     let mut s = spec::generate(
         id,
-        super::NAMESPACE,
-        "/berth",
+        &cgroups_path,
         image.config,
         &o,
         image.passwd,
@@ -297,10 +305,6 @@ pub fn container_spec(
         PidMode::Node => {}
     }
     s["linux"]["namespaces"] = json!(namespaces);
-    if !pod.cgroup_parent.is_empty() {
-        s["linux"]["cgroupsPath"] =
-            json!(format!("{}/{id}", pod.cgroup_parent.trim_end_matches('/')));
-    }
     // Process: groups, no_new_privs, ambient capabilities, oom score.
     let p = &mut s["process"];
     p["user"]["additionalGids"] = json!(groups(&p["user"], &sc));

@@ -15,6 +15,7 @@ fn pod() -> PodContext {
         dir: "/run/berth/pods/p1".into(),
         shm: Some("/run/berth/pods/p1/shm".into()),
         cgroup_parent: "/kubepods/besteffort/podu1".into(),
+        cgroup_driver: Default::default(),
         sysctls: [(
             "net.ipv4.ip_unprivileged_port_start".to_string(),
             "0".to_string(),

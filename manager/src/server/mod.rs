@@ -46,6 +46,9 @@ pub struct Config {
     pub runtime: Option<PathBuf>,
     /// The cgroup containers' cgroups go under, as `<parent>/<ns>/<id>`.
     pub cgroup_parent: String,
+    /// `cgroupfs` (berth's directories) or `systemd` (each container a
+    /// transient scope, as kubelet's systemd driver expects).
+    pub cgroup_driver: String,
     /// Containers' logs rotate past this many bytes unless they say
     /// otherwise (`log_max_size`; docker's local driver's 20 MB).
     pub log_max_size: u64,
@@ -86,6 +89,7 @@ impl Default for Config {
             shim: None,
             runtime: None,
             cgroup_parent: "/berth".into(),
+            cgroup_driver: "cgroupfs".into(),
             log_max_size: 20_000_000,
             log_max_files: 5,
             // Berth's own directory: its default "bridge" stays out of the
@@ -233,6 +237,13 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             why: e.to_string(),
         })?,
     );
+    let cgroup_driver: crate::containers::cgroups::CgroupDriver = cfg
+        .cgroup_driver
+        .parse()
+        .map_err(|why| ServeError::Config {
+            path: "cgroup_driver".into(),
+            why,
+        })?;
     // Closed to other users before anything is put there (perm.rs says why).
     crate::perm::dir(&cfg.root, crate::perm::ROOT).map_err(io("create", &cfg.root))?;
     crate::perm::dir(&cfg.state, crate::perm::STATE).map_err(io("create", &cfg.state))?;
@@ -260,6 +271,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 .unwrap_or_else(|| find_binary("berth-shim")),
             runtime: cfg.runtime.clone().unwrap_or_else(|| find_binary("berth")),
             cgroup_parent: cfg.cgroup_parent.clone(),
+            cgroup_driver,
             cni_conf_dir: cfg.cni_conf_dir.clone(),
             cni_bin_dirs: cfg.cni_bin_dirs.clone(),
         },
@@ -316,6 +328,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 state: cfg.state.clone(),
                 shim: manager.shim_binary().to_path_buf(),
                 cgroup_parent: cfg.cgroup_parent.clone(),
+                cgroup_driver,
                 registries: registries.clone(),
                 stream_url: streams.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
                 handlers: crate::cri::handlers::Handlers::probe(&cfg.runtime_handlers)

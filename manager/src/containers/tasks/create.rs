@@ -183,8 +183,12 @@ impl Manager {
                     })?,
                     None => spec::generate(
                         &id,
-                        ns,
-                        &self.paths.cgroup_parent,
+                        &crate::containers::cgroups::container_path(
+                            self.paths.cgroup_driver,
+                            &self.paths.cgroup_parent,
+                            ns,
+                            &id,
+                        ),
                         &config["config"],
                         &so,
                         layer_file(&layers, "etc/passwd").as_deref(),

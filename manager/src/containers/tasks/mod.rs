@@ -88,8 +88,11 @@ pub struct Paths {
     pub shim: PathBuf,
     /// The default runtime binary.
     pub runtime: PathBuf,
-    /// The cgroup under which containers' cgroups go (`<parent>/<ns>/<id>`).
+    /// The cgroup under which containers' cgroups go (`<parent>/<ns>/<id>`;
+    /// under systemd, its slice if it names one).
     pub cgroup_parent: String,
+    /// Directories of berth's, or systemd scopes.
+    pub cgroup_driver: crate::containers::cgroups::CgroupDriver,
     /// Where the CNI network configuration lists are.
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugin binaries are looked for, in order.

@@ -99,6 +99,10 @@ impl Manager {
             .arg(&runtime)
             .arg("--runtime-root")
             .arg(self.runtime_root(ns))
+            .args(
+                (self.paths.cgroup_driver == crate::containers::cgroups::CgroupDriver::Systemd)
+                    .then_some("--systemd-cgroup"),
+            )
             .stdin(std::process::Stdio::null())
             .output()
             .await
