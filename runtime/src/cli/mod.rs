@@ -147,6 +147,16 @@ fn version_lines() -> String {
     )
 }
 
+/// Whether a systemd manager can make our scopes: the system's (PID 1) for
+/// root, the user's (its private socket in $XDG_RUNTIME_DIR) otherwise.
+fn systemd_runs() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return std::path::Path::new("/run/systemd/system").is_dir();
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|d| std::path::Path::new(&d).join("systemd/private").exists())
+}
+
 /// Logs an error line and, when the log is a file, says it on stderr too.
 fn report(msg: &str) {
     log::log("error", msg);
@@ -265,6 +275,11 @@ fn dispatch(
         "create" | "run" => {
             let p = flags_of(cmd, args, false)?;
             exact_args(cmd, &p, 1)?;
+            // As sd_booted(3) tells: systemd is PID 1 (or the user's manager
+            // runs, for an unprivileged caller).
+            if systemd_cgroup && !systemd_runs() {
+                return Err("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system, or no user manager); use the default cgroupfs driver".into());
+            }
             // Before anything forks into a container: run from a protected copy.
             crate::state::ensure_root(&root).map_err(|x| x.to_string())?;
             exe::reexec_protected(&root).map_err(|x| x.to_string())?;
