@@ -2,8 +2,13 @@
 //! are JSON values under string keys, one table per kind. Every change is one
 //! write transaction, so a crash leaves either all of it or none.
 //! Namespaced records use keys `<namespace>/<name>`.
+//!
+//! An I/O error (a full disk) fails the one call and rolls its transaction
+//! back; redb then refuses every later call ("previous I/O error"), so the
+//! store is reopened: once space is freed, work goes on without a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -15,6 +20,10 @@ pub enum MetaError {
     /// The database failed.
     #[error("metadata store: {0}")]
     Db(String),
+    /// Its file could not be read or written (a full disk): this call
+    /// failed and changed nothing; the store is reopened for the next.
+    #[error("metadata store: {0}")]
+    Io(String),
     /// A stored record does not parse.
     #[error("metadata record {key}: {err}")]
     Corrupt {
@@ -25,8 +34,11 @@ pub enum MetaError {
     },
 }
 
-fn db<E: std::fmt::Display>(e: E) -> MetaError {
-    MetaError::Db(e.to_string())
+fn db<E: Into<redb::Error>>(e: E) -> MetaError {
+    match e.into() {
+        e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => MetaError::Io(e.to_string()),
+        e => MetaError::Db(e.to_string()),
+    }
 }
 
 /// The kinds of records.
@@ -71,34 +83,66 @@ impl Table {
 
 /// The store.
 pub struct Meta {
-    db: redb::Database,
+    /// None between an I/O failure and a reopen that worked.
+    db: RwLock<Option<redb::Database>>,
+    path: PathBuf,
 }
 
 /// One write transaction.
 pub struct Txn {
     tx: redb::WriteTransaction,
+    /// An I/O error one of its operations met (the store must be reopened).
+    io: std::cell::RefCell<Option<String>>,
 }
 
 impl Meta {
     /// Opens (creating) the store at `path`.
     pub fn open(path: &Path) -> Result<Meta, MetaError> {
         Ok(Meta {
-            db: redb::Database::create(path).map_err(db)?,
+            db: RwLock::new(Some(redb::Database::create(path).map_err(db)?)),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Runs `f` on the database; after an I/O error, drops it and opens it
+    /// again (redb's recovery runs), so that the next call starts afresh.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<R, MetaError>,
+    ) -> Result<R, MetaError> {
+        let r = {
+            let g = self.db.read().unwrap_or_else(|e| e.into_inner());
+            match g.as_ref() {
+                Some(d) => f(d),
+                None => Err(MetaError::Io("not open after an I/O error".into())),
+            }
+        };
+        if let Err(MetaError::Io(why)) = &r {
+            let mut g = self.db.write().unwrap_or_else(|e| e.into_inner());
+            // Dropped first: the file is locked while it is open.
+            *g = None;
+            match redb::Database::create(&self.path) {
+                Ok(d) => *g = Some(d),
+                Err(e) => tracing::warn!(error = %e, after = %why, "reopen the metadata store"),
+            }
+        }
+        r
     }
 
     /// One record.
     pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, MetaError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = match tx.open_table(t.def()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db(e)),
-        };
-        match table.get(key).map_err(db)? {
-            Some(v) => parse(key, v.value()).map(Some),
-            None => Ok(None),
-        }
+        self.with(|d| {
+            let tx = d.begin_read().map_err(db)?;
+            let table = match tx.open_table(t.def()) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db(e)),
+            };
+            match table.get(key).map_err(db)? {
+                Some(v) => parse(key, v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Every record whose key starts with `prefix`, in key order.
@@ -107,36 +151,62 @@ impl Meta {
         t: Table,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, MetaError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = match tx.open_table(t.def()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db(e)),
-        };
-        let mut out = Vec::new();
-        for item in table.range(prefix..).map_err(db)? {
-            let (k, v) = item.map_err(db)?;
-            let k = k.value().to_string();
-            if !k.starts_with(prefix) {
-                break;
+        self.with(|d| {
+            let tx = d.begin_read().map_err(db)?;
+            let table = match tx.open_table(t.def()) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(db(e)),
+            };
+            let mut out = Vec::new();
+            for item in table.range(prefix..).map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                let k = k.value().to_string();
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                let v = parse(&k, v.value())?;
+                out.push((k, v));
             }
-            let v = parse(&k, v.value())?;
-            out.push((k, v));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
-    /// Runs `f` in one write transaction, committed when it returns `Ok`.
+    /// Runs `f` in one write transaction, committed when it returns `Ok`
+    /// (dropped, so rolled back, when it or the commit fails).
     pub fn update<R, E: From<MetaError>>(
         &self,
         f: impl FnOnce(&mut Txn) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut txn = Txn {
-            tx: self.db.begin_write().map_err(db)?,
-        };
-        let r = f(&mut txn)?;
-        txn.tx.commit().map_err(db)?;
-        Ok(r)
+        let mut failed: Option<E> = None;
+        let r = self.with(|d| {
+            let mut txn = Txn {
+                tx: d.begin_write().map_err(db)?,
+                io: Default::default(),
+            };
+            match f(&mut txn) {
+                Ok(v) => {
+                    txn.tx.commit().map_err(db)?;
+                    Ok(Some(v))
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    // An I/O error inside: the store is reopened all the same.
+                    match txn.io.take() {
+                        Some(why) => Err(MetaError::Io(why)),
+                        None => Ok(None),
+                    }
+                }
+            }
+        });
+        match (r, failed) {
+            (_, Some(e)) => Err(e),
+            (Ok(Some(v)), None) => Ok(v),
+            (Err(e), None) => Err(e.into()),
+            (Ok(None), None) => {
+                Err(MetaError::Db("a transaction ended without a result".into()).into())
+            }
+        }
     }
 }
 
@@ -148,10 +218,19 @@ fn parse<T: DeserializeOwned>(key: &str, v: &str) -> Result<T, MetaError> {
 }
 
 impl Txn {
+    /// A failure, remembered if it is an I/O error.
+    fn fail(&self, e: impl Into<redb::Error>) -> MetaError {
+        let m = db(e);
+        if let MetaError::Io(why) = &m {
+            *self.io.borrow_mut() = Some(why.clone());
+        }
+        m
+    }
+
     /// One record, as this transaction sees it.
     pub fn get<T: DeserializeOwned>(&self, t: Table, key: &str) -> Result<Option<T>, MetaError> {
-        let table = self.tx.open_table(t.def()).map_err(db)?;
-        let v = table.get(key).map_err(db)?;
+        let table = self.tx.open_table(t.def()).map_err(|e| self.fail(e))?;
+        let v = table.get(key).map_err(|e| self.fail(e))?;
         match v {
             Some(v) => parse(key, v.value()).map(Some),
             None => Ok(None),
@@ -160,10 +239,10 @@ impl Txn {
 
     /// Keys starting with `prefix`.
     pub fn keys(&self, t: Table, prefix: &str) -> Result<Vec<String>, MetaError> {
-        let table = self.tx.open_table(t.def()).map_err(db)?;
+        let table = self.tx.open_table(t.def()).map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
-        for item in table.range(prefix..).map_err(db)? {
-            let (k, _) = item.map_err(db)?;
+        for item in table.range(prefix..).map_err(|e| self.fail(e))? {
+            let (k, _) = item.map_err(|e| self.fail(e))?;
             let k = k.value().to_string();
             if !k.starts_with(prefix) {
                 break;
@@ -179,15 +258,15 @@ impl Txn {
             key: key.into(),
             err,
         })?;
-        let mut table = self.tx.open_table(t.def()).map_err(db)?;
-        table.insert(key, s.as_str()).map_err(db)?;
+        let mut table = self.tx.open_table(t.def()).map_err(|e| self.fail(e))?;
+        table.insert(key, s.as_str()).map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     /// Removes a record; whether it was there.
     pub fn delete(&mut self, t: Table, key: &str) -> Result<bool, MetaError> {
-        let mut table = self.tx.open_table(t.def()).map_err(db)?;
-        let had = table.remove(key).map_err(db)?.is_some();
+        let mut table = self.tx.open_table(t.def()).map_err(|e| self.fail(e))?;
+        let had = table.remove(key).map_err(|e| self.fail(e))?.is_some();
         Ok(had)
     }
 

@@ -155,9 +155,11 @@ pub(super) fn for_each_existing(
     Ok(())
 }
 
-/// Masks paths: directories get an empty read-only tmpfs, files /dev/null.
+/// Masks paths: directories get an empty read-only tmpfs, files the
+/// container's /dev/null.
 pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
-    for_each_existing(paths, "mask", |p, _, fd| {
+    let mut null: Option<OwnedFd> = None;
+    for_each_existing(paths, "mask", |p, root, fd| {
         let st = nix::sys::stat::fstat(&fd).map_err(nsys(format!("mask {p}")))?;
         let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             mount(
@@ -168,8 +170,12 @@ pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
                 Some("size=0"),
             )
         } else {
+            let null = match &null {
+                Some(n) => n,
+                None => null.insert(open_null(root)?),
+            };
             mount(
-                Some("/dev/null"),
+                Some(&fd_path(null)),
                 &fd_path(&fd),
                 None::<&str>,
                 MsFlags::MS_BIND,
@@ -178,6 +184,31 @@ pub fn mask_paths(paths: &[String]) -> Result<(), Error> {
         };
         r.map_err(nsys(format!("mask {p}")))
     })
+}
+
+/// The container's /dev/null, opened without following a symlink and
+/// checked to be the null device (1:3). Bound by its fd over masked files:
+/// a /dev/null swapped for a symlink (or another file) would otherwise
+/// bind whatever it names over them, a writable procfs file included
+/// (CVE-2025-31133).
+fn open_null(root: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
+    let fd = open_in_root(
+        root,
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(sys("open the container's /dev/null"))?;
+    let st = nix::sys::stat::fstat(&fd).map_err(nsys("stat the container's /dev/null"))?;
+    let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 1
+        && libc::minor(st.st_rdev) == 3;
+    if !is_null {
+        return Err(Error::Invalid(
+            "maskedPaths: the container's /dev/null is not the null device (1:3); refusing to bind it over masked paths".into(),
+        ));
+    }
+    Ok(fd)
 }
 
 /// Makes paths read-only by binding each onto itself, then setting the new
