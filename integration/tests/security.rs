@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_integration::stack::{wait_until, Stack};
-use berth_integration::{stderr, stdout};
+use berth_integration::{ok, stderr, stdout, Ctx};
 
 /// Runs `args` as the unprivileged user nobody (no groups, no capabilities).
 /// setpriv keeps root's capabilities until its own exec, so a shell comes
@@ -136,4 +136,39 @@ fn container_filesystems_and_configs_are_closed_to_host_users() {
 
     s.ctl_ok(&["rm", "-f", "peek"]);
     s.assert_nothing_left();
+}
+
+/// CVE-2025-31133: a container whose /dev/null is a symlink (here its /dev
+/// is a directory of the bundle's, as a bind of /dev gives) must not get
+/// the symlink's target bound over its masked paths: a masked file would
+/// become the writable /proc/sys/kernel/core_pattern. berth opens
+/// /dev/null without following it and refuses anything but the null device.
+#[test]
+fn a_dev_null_symlink_is_not_bound_over_masked_paths() {
+    let mut c = Ctx::new("cve-31133", &["sh", "-c", "echo ran"]);
+    let dev = c.dir.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("null")).unwrap();
+    let mounts = c.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| !m["destination"].as_str().unwrap_or("").starts_with("/dev"));
+    mounts.push(serde_json::json!({"destination": "/dev", "type": "bind",
+        "source": dev, "options": ["rbind"]}));
+    // A file every procfs has (not every kernel has /proc/kcore).
+    c.config["linux"]["maskedPaths"] = serde_json::json!(["/proc/uptime"]);
+    let out = c.run();
+    assert!(!out.status.success(), "it ran: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("/dev/null is not the null device"),
+        "{}",
+        stderr(&out)
+    );
+    // With the real node there, it runs.
+    std::fs::remove_file(dev.join("null")).unwrap();
+    let made = std::process::Command::new("mknod")
+        .arg(dev.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(ok(&c.run()).trim(), "ran");
 }
