@@ -101,3 +101,75 @@ fn a_full_disk_fails_the_call_and_berthd_goes_on_once_space_is_freed() {
     ok(&d.ctl(&["rmi", "berth/after:1"]));
     drop(d);
 }
+
+/// Holds `n` connections to `socket` from a python process of the test's
+/// (its own descriptor limit raised to the hard one); prints "held K".
+fn holder(socket: &Path, n: usize) -> std::process::Child {
+    let script = r#"
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(sys.argv[1])
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+print("held", len(held), flush=True)
+time.sleep(600)
+"#;
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(socket)
+        .arg(n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+#[test]
+fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
+    let dir = std::env::temp_dir().join(format!("berth-it-conns-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let d = Berthd::start(&dir, &[]);
+    let socket = dir.join("berthd.sock");
+    let mut holders: Vec<_> = (0..2).map(|_| holder(&socket, 12_000)).collect();
+    for h in &mut holders {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(h.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("held "), "{line}");
+    }
+    // berthd still answers, promptly, and holds no more than its cap.
+    let t = std::time::Instant::now();
+    // Bounded: a berthd out of descriptors never accepts it.
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(berth_integration::manager::sibling("berthctl"))
+        .arg("--address")
+        .arg(&socket)
+        .args(["ps", "-a"])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    for h in &mut holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    ok(&out);
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "ps took {took:?}"
+    );
+    let fds = fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 1024 + 256, "berthd holds {fds} descriptors");
+}

@@ -13,6 +13,7 @@
 
 pub mod build;
 pub mod codes;
+pub mod conns;
 pub mod containers;
 pub mod cri;
 pub mod network;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 
 use super::image_service::ImageService;
@@ -28,7 +27,7 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = UnixListenerStream::new(listener).map(|conn| {
+    let incoming = crate::conns::incoming(listener, crate::conns::Limits::default()).map(|conn| {
         conn.map(|client| {
             let (near, far) = tokio::io::duplex(RELAY_BUFFER);
             tokio::spawn(super::authority::relay(client, far));
@@ -36,6 +35,7 @@ pub async fn serve(
         })
     });
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(crate::conns::PING_EVERY))
         .add_service(RuntimeServiceServer::new(RuntimeService {
             cri: cri.clone(),
         }))

@@ -18,7 +18,6 @@ use berth_proto::images::images_server::ImagesServer;
 use berth_proto::images::leases_server::LeasesServer;
 use berth_proto::images::snapshots_server::SnapshotsServer;
 use serde::Deserialize;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
 
 use crate::containers::tasks::{Manager, Paths};
@@ -356,6 +355,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         }))
     };
     let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(crate::conns::PING_EVERY))
         .add_service(ImagesServer::new(images::Service {
             store: store.clone(),
             tmp,
@@ -380,7 +380,10 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         .add_service(EventsServer::new(cs.clone()))
         .add_service(VolumesServer::new(cs.clone()))
         .add_service(NetworksServer::new(cs))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(
+            crate::conns::incoming(listener, crate::conns::Limits::default()),
+            stop,
+        )
         .await;
     let _ = std::fs::remove_file(&cfg.address);
     drop(stopped);
