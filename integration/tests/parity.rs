@@ -16,6 +16,9 @@ fn kill_with_signal_0_probes_liveness() {
         let id = start_detached(&c, &rt);
         let out = c.with_runtime(&rt, &["kill", &id, "0"]);
         assert!(out.status.success(), "{rt}: {}", stderr(&out));
+        // With --all too.
+        let out = c.with_runtime(&rt, &["kill", "-a", &id, "0"]);
+        assert!(out.status.success(), "{rt} -a: {}", stderr(&out));
         // The probe did not hurt it.
         let st: serde_json::Value =
             serde_json::from_slice(&c.with_runtime(&rt, &["state", &id]).stdout).unwrap();
