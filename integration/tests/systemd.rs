@@ -275,3 +275,80 @@ fn cri_containers_are_scopes_in_kubelets_slice() {
     assert_eq!(show(&unit, &["LoadState"])["LoadState"], "not-found");
     c.assert_nothing_left();
 }
+
+#[test]
+fn an_unprivileged_user_gets_a_scope_from_its_own_manager() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "an_unprivileged_user_gets_a_scope_from_its_own_manager";
+    if !systemd(test) {
+        return;
+    }
+    // The guest's lingering user (uid 1000): its manager starts at boot.
+    let run = Path::new("/run/user/1000");
+    let t = std::time::Instant::now();
+    while !run.join("systemd/private").exists() || !run.join("bus").exists() {
+        if t.elapsed() > std::time::Duration::from_secs(60) {
+            skip(
+                test,
+                "no user manager with a session bus for uid 1000 (a lingering user)",
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let dir = std::env::temp_dir().join(format!("berth-it-sd-user-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let bundle = dir.join("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    for d in [&dir, &bundle] {
+        std::os::unix::fs::chown(d, Some(1000), Some(1000)).unwrap();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Output through files: a created container keeps berth's stdio, and a
+    // pipe would stay open until it exits.
+    let as_user = |args: &[&str]| {
+        let (o, e) = (dir.join("out"), dir.join("err"));
+        let status = Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+            .arg(berth_bin())
+            .args(args)
+            .env("XDG_RUNTIME_DIR", run)
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus")
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(&o).unwrap())
+            .stderr(fs::File::create(&e).unwrap())
+            .status()
+            .expect("setpriv");
+        std::process::Output {
+            status,
+            stdout: fs::read(&o).unwrap_or_default(),
+            stderr: fs::read(&e).unwrap_or_default(),
+        }
+    };
+    let b = bundle.to_str().unwrap();
+    ok(&as_user(&["spec", "--rootless", "--bundle", b]));
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    v["root"] = json!({"path": busybox_rootfs(), "readonly": true});
+    v["process"]["terminal"] = json!(false);
+    v["process"]["args"] = json!(["sleep", "1000"]);
+    v["linux"]["resources"] = json!({"pids": {"limit": 25}});
+    fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let created = as_user(&["--systemd-cgroup", "create", "--bundle", b, "sdu"]);
+    let started = created.status.success().then(|| as_user(&["start", "sdu"]));
+    let state = as_user(&["state", "sdu"]);
+    let scope = Path::new(
+        "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/user.slice/berth-sdu.scope",
+    );
+    let pids_max = fs::read_to_string(scope.join("pids.max")).unwrap_or_default();
+    let deleted = as_user(&["delete", "--force", "sdu"]);
+    let _ = fs::remove_dir_all(&dir);
+    ok(&created);
+    ok(&started.unwrap());
+    let st: serde_json::Value = serde_json::from_str(&ok(&state)).unwrap();
+    assert_eq!(st["status"], "running");
+    // The user's manager made the scope, in its user.slice, with the limit.
+    assert_eq!(pids_max.trim(), "25", "no scope at {}", scope.display());
+    ok(&deleted);
+    assert!(!scope.exists(), "the scope is left after delete");
+}

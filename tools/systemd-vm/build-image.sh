@@ -27,11 +27,16 @@ rm -f "$CACHE"/root-*.img "$CACHE"/root-*.img.tmp
 root=$CACHE/root-$key
 rm -rf "$root"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,kmod,udev,procps,util-linux,iproute2,iptables,busybox-static,containernetworking-plugins,umoci \
+    --include=systemd,systemd-sysv,dbus,kmod,udev,procps,util-linux,iproute2,iptables,busybox-static,containernetworking-plugins,umoci,dbus-user-session,libpam-systemd \
     bookworm "$root" "$MIRROR" >&2
 # The host kernel's modules: 9p, veth, bridge, overlay, nf_tables load on use.
 mkdir -p "$root/lib/modules"
 cp -a "/lib/modules/$kver" "$root/lib/modules/"
+# An ordinary user whose own systemd manager runs from boot (lingering),
+# for the driver's rootless case.
+chroot "$root" useradd -m -u 1000 -s /bin/sh berthuser
+mkdir -p "$root/var/lib/systemd/linger"
+touch "$root/var/lib/systemd/linger/berthuser"
 # A fixed machine id: an empty one would start first-boot prompts.
 echo 4b2e1d0c9a8f7e6d5c4b3a2918070605 > "$root/etc/machine-id"
 echo berth-systemd > "$root/etc/hostname"

@@ -200,10 +200,17 @@ pub(super) fn create_in(
     // container process exists (it is started with the process's pid).
     let systemd_unit = o
         .systemd_cgroup
-        .then(|| cgroups::systemd::Unit::parse(cgroups_path, &o.id))
+        .then(|| {
+            cgroups::systemd::Unit::parse(cgroups_path, &o.id, !nix::unistd::geteuid().is_root())
+        })
         .transpose()?;
+    // A user's manager puts units below its own cgroup: the path is known
+    // before the container process exists, which needs it.
     let mut cgroup_dirs = match &systemd_unit {
-        Some(u) => layout.container_dirs(Some(&u.cgroup_path()), &o.id)?,
+        Some(u) => {
+            let root = cgroups::systemd::dbus::manager_root(!nix::unistd::geteuid().is_root())?;
+            layout.container_dirs(Some(&format!("{root}{}", u.cgroup_path())), &o.id)?
+        }
         None => layout.container_dirs(cgroups_path, &o.id)?,
     };
     if systemd_unit.is_none() {
@@ -401,7 +408,13 @@ pub(super) fn create_in(
     }
     let systemd_user = !nix::unistd::geteuid().is_root();
     if let Some(u) = &systemd_unit {
-        start_scope(u, pid, systemd_user, &layout, &cgroup_dirs, &linux, undo)?;
+        let made = start_scope(u, pid, systemd_user, &layout, &linux, undo)?;
+        if made != cgroup_dirs {
+            return Err(Error::Config(format!(
+                "systemd put {} at {made:?}, not {cgroup_dirs:?}",
+                u.name
+            )));
+        }
     }
     // What neither way covered gets the pid written (systemd moved it).
     let unified = cgroups::unified_dir(&layout, &cgroup_dirs);
@@ -576,27 +589,28 @@ fn prepare_cgroups(
 
 /// The systemd driver: starts the container's transient scope with the
 /// process in it and the properties its resources map to, then writes what
-/// systemd has no property for into the delegated cgroup. On v1, the
-/// hierarchies systemd does not manage get a directory of ours.
+/// systemd has no property for into the delegated cgroup; the container's
+/// cgroup directories, where systemd put the scope. On v1, the hierarchies
+/// systemd does not manage get a directory of ours.
 fn start_scope(
     u: &cgroups::systemd::Unit,
     pid: i32,
     user: bool,
     layout: &Layout,
-    cgroup_dirs: &[PathBuf],
     linux: &oci_spec::runtime::Linux,
     undo: &mut Undo,
-) -> Result<(), Error> {
+) -> Result<Vec<PathBuf>, Error> {
     let res = linux
         .resources()
         .as_ref()
         .and_then(|r| serde_json::to_value(r).ok())
         .unwrap_or_default();
-    let pid = u32::try_from(pid).map_err(|_| Error::Config(format!("pid {pid}")))?;
-    let props = cgroups::systemd::properties(&res, layout.is_pure_v2(), Some((u, pid)))?;
-    cgroups::systemd::dbus::start(u, &props, user)?;
+    let upid = u32::try_from(pid).map_err(|_| Error::Config(format!("pid {pid}")))?;
+    let props = cgroups::systemd::properties(&res, layout.is_pure_v2(), Some((u, upid)))?;
+    let control_group = cgroups::systemd::dbus::start(u, &props, user)?;
     undo.systemd_unit = Some((u.name.clone(), user));
-    crate::debug!("systemd: {} started in {}", u.name, u.slice);
+    crate::debug!("systemd: {} started in {}", u.name, control_group);
+    let cgroup_dirs = layout.container_dirs(Some(&control_group), &u.name)?;
     let missing: Vec<PathBuf> = cgroup_dirs
         .iter()
         .filter(|d| !d.exists())
@@ -604,10 +618,10 @@ fn start_scope(
         .collect();
     if !missing.is_empty() {
         undo.cgroups = cgroups::create_dirs(layout, &missing)?;
-        cgroups::add_pid(&missing, i32::try_from(pid).unwrap_or_default())?;
+        cgroups::add_pid(&missing, pid)?;
     }
-    cgroups::apply(layout, cgroup_dirs, linux.resources().as_ref())?;
-    Ok(())
+    cgroups::apply(layout, &cgroup_dirs, linux.resources().as_ref())?;
+    Ok(cgroup_dirs)
 }
 
 /// Clones the container process from inside the user namespace at `userns`

@@ -92,8 +92,9 @@ fn run_job(
     Err("the connection to systemd closed before the job ended".into())
 }
 
-/// Runs `f` in a child process; its error comes back as text.
-fn in_child(what: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), Error> {
+/// Runs `f` in a child process; its answer (or error) comes back as text:
+/// `O` and the answer, or `E` and the error.
+fn in_child(what: &str, f: impl FnOnce() -> Result<String, String>) -> Result<String, Error> {
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| Error::Unsupported(format!("{what}: pipe: {e}")))?;
     let pid = syscall::clone_fork(libc::SIGCHLD)
@@ -101,8 +102,8 @@ fn in_child(what: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), Er
     if pid == 0 {
         drop(rd);
         let msg = match f() {
-            Ok(()) => String::new(),
-            Err(e) => e,
+            Ok(answer) => format!("O{answer}"),
+            Err(e) => format!("E{e}"),
         };
         let _ = nix::unistd::write(&wr, msg.as_bytes());
         syscall::exit_now(0);
@@ -111,8 +112,13 @@ fn in_child(what: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), Er
     let answer = read_within(&rd, DEADLINE);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     match answer {
-        Some(msg) if msg.is_empty() => Ok(()),
-        Some(msg) => Err(Error::Unsupported(format!("{what}: {msg}"))),
+        Some(msg) => match msg.split_at_checked(1) {
+            Some(("O", answer)) => Ok(answer.to_string()),
+            Some(("E", e)) => Err(Error::Unsupported(format!("{what}: {e}"))),
+            _ => Err(Error::Unsupported(format!(
+                "{what}: the helper process ended without an answer"
+            ))),
+        },
         None => {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -154,9 +160,26 @@ fn read_within(fd: &OwnedFd, deadline: Duration) -> Option<String> {
     }
 }
 
+/// Where a manager's units' cgroups go: "" for the system's (the root), and
+/// for a user's its own cgroup (`/user.slice/user-1000.slice/user@1000.service`),
+/// from its ControlGroup property.
+pub fn manager_root(user: bool) -> Result<String, Error> {
+    if !user {
+        return Ok(String::new());
+    }
+    in_child("systemd: the user manager's cgroup", || {
+        let c = connect(user).map_err(|e| format!("connect to {}: {e}", bus_name(user)))?;
+        let m = manager(&c).map_err(|e| e.to_string())?;
+        m.get_property::<String>("ControlGroup")
+            .map(|p| p.trim_end_matches('/').to_string())
+            .map_err(|e| format!("read the manager's ControlGroup: {e}"))
+    })
+}
+
 /// StartTransientUnit of the container's scope with `props` (its pid among
-/// them), waiting until systemd has made it.
-pub fn start(unit: &Unit, props: &[Prop], user: bool) -> Result<(), Error> {
+/// them), waiting until systemd has made it; the scope's cgroup path
+/// (its ControlGroup: under a user's manager, below that manager's own).
+pub fn start(unit: &Unit, props: &[Prop], user: bool) -> Result<String, Error> {
     in_child(&format!("systemd: start {}", unit.name), || {
         let values: Vec<(&str, Value<'_>)> =
             props.iter().map(|p| (p.name(), to_value(p))).collect();
@@ -165,7 +188,22 @@ pub fn start(unit: &Unit, props: &[Prop], user: bool) -> Result<(), Error> {
             user,
             "StartTransientUnit",
             &(unit.name.as_str(), "replace", values, aux),
+        )?;
+        let c = connect(user).map_err(|e| format!("connect to {}: {e}", bus_name(user)))?;
+        let m = manager(&c).map_err(|e| e.to_string())?;
+        let path: OwnedObjectPath = m
+            .call("GetUnit", &(unit.name.as_str(),))
+            .map_err(|e| e.to_string())?;
+        let scope = zbus::blocking::Proxy::new(
+            &c,
+            "org.freedesktop.systemd1",
+            path,
+            "org.freedesktop.systemd1.Scope",
         )
+        .map_err(|e| e.to_string())?;
+        scope
+            .get_property::<String>("ControlGroup")
+            .map_err(|e| format!("read {}'s ControlGroup: {e}", unit.name))
     })
 }
 
@@ -177,9 +215,10 @@ pub fn set(unit: &str, props: &[Prop], user: bool) -> Result<(), Error> {
         let values: Vec<(&str, Value<'_>)> =
             props.iter().map(|p| (p.name(), to_value(p))).collect();
         m.call_method("SetUnitProperties", &(unit, true, values))
-            .map(|_| ())
+            .map(|_| String::new())
             .map_err(|e| e.to_string())
     })
+    .map(|_| ())
 }
 
 /// StopUnit of the scope, waiting for it to go, then ResetFailedUnit so no
@@ -194,6 +233,7 @@ pub fn stop(unit: &str, user: bool) -> Result<(), Error> {
         let c = connect(user).map_err(|e| format!("connect to {}: {e}", bus_name(user)))?;
         let m = manager(&c).map_err(|e| e.to_string())?;
         let _ = m.call_method("ResetFailedUnit", &(unit,));
-        Ok(())
+        Ok(String::new())
     })
+    .map(|_| ())
 }

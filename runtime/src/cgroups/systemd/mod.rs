@@ -23,12 +23,15 @@ pub struct Unit {
 
 impl Unit {
     /// The unit from runc's `slice:prefix:name` form; no cgroupsPath is
-    /// `system.slice:berth:<id>`, as runc's default is its own.
-    pub fn parse(cgroups_path: Option<&str>, id: &str) -> Result<Unit, Error> {
+    /// `<default slice>:berth:<id>`, as runc's default is its own. The
+    /// default slice is `system.slice` for the system's manager and
+    /// `user.slice` for a user's (`user`), as runc's.
+    pub fn parse(cgroups_path: Option<&str>, id: &str, user: bool) -> Result<Unit, Error> {
+        let default_slice = if user { "user.slice" } else { "system.slice" };
         let path = cgroups_path
             .filter(|p| !p.is_empty())
             .map(String::from)
-            .unwrap_or_else(|| format!("system.slice:berth:{id}"));
+            .unwrap_or_else(|| format!("{default_slice}:berth:{id}"));
         let parts: Vec<&str> = path.split(':').collect();
         let [slice, prefix, name] = parts[..] else {
             return Err(Error::Unsupported(format!(
@@ -46,7 +49,7 @@ impl Unit {
             )));
         }
         let slice = if slice.is_empty() {
-            "system.slice"
+            default_slice
         } else {
             slice
         };
@@ -397,23 +400,26 @@ mod tests {
 
     #[test]
     fn units_from_runcs_cgroups_path() {
-        let u = Unit::parse(Some("machine.slice:libpod:abc"), "x").unwrap();
+        let u = Unit::parse(Some("machine.slice:libpod:abc"), "x", false).unwrap();
         assert_eq!(u.name, "libpod-abc.scope");
         assert_eq!(u.slice, "machine.slice");
         assert_eq!(u.cgroup_path(), "/machine.slice/libpod-abc.scope");
-        let u = Unit::parse(None, "c1").unwrap();
+        let u = Unit::parse(None, "c1", false).unwrap();
         assert_eq!(u.cgroup_path(), "/system.slice/berth-c1.scope");
-        let u = Unit::parse(Some("kubepods-besteffort-pod12.slice:cri:c2"), "c2").unwrap();
+        let u = Unit::parse(Some("kubepods-besteffort-pod12.slice:cri:c2"), "c2", false).unwrap();
         assert_eq!(
             u.cgroup_path(),
             "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-c2.scope"
         );
         assert_eq!(
-            Unit::parse(Some(":berth:c"), "c").unwrap().slice,
+            Unit::parse(Some(":berth:c"), "c", false).unwrap().slice,
             "system.slice"
         );
+        assert_eq!(Unit::parse(None, "c", true).unwrap().slice, "user.slice");
         assert_eq!(
-            Unit::parse(Some("system.slice::c"), "c").unwrap().name,
+            Unit::parse(Some("system.slice::c"), "c", false)
+                .unwrap()
+                .name,
             "c.scope"
         );
         for bad in [
@@ -423,7 +429,7 @@ mod tests {
             "a--b.slice:p:n",
             "slice:p:n",
         ] {
-            assert!(Unit::parse(Some(bad), "c").is_err(), "{bad}");
+            assert!(Unit::parse(Some(bad), "c", false).is_err(), "{bad}");
         }
     }
 
@@ -445,7 +451,7 @@ mod tests {
             "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
                         {"allow": true, "type": "c", "major": 136, "access": "rwm"}]
         });
-        let u = Unit::parse(None, "c").unwrap();
+        let u = Unit::parse(None, "c", false).unwrap();
         let p = properties(&res, true, Some((&u, 42))).unwrap();
         let get = |n: &str| p.iter().find(|x| x.name() == n).cloned();
         assert_eq!(get("PIDs"), Some(Prop::U32s("PIDs", vec![42])));
