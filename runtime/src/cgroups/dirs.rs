@@ -238,46 +238,50 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
 /// asynchronously after exit); a parent we created that another container now
 /// uses is left in place.
 pub fn remove_dirs(dirs: &[PathBuf], leaves: &[PathBuf]) -> Result<(), Error> {
-    // Sub-cgroups the container's processes made go first, deepest first
-    // (rmdir of a cgroup with children is EBUSY), as runc removes them.
-    let subs: Vec<PathBuf> = leaves
-        .iter()
-        .filter(|l| dirs.contains(l))
-        .flat_map(|l| sub_cgroups(l))
-        .collect();
     let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
     sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for d in subs.iter().chain(sorted) {
-        let leaf = leaves.contains(d) || subs.contains(d);
-        let mut tries = 0;
-        loop {
-            match fs::remove_dir(d) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e)
-                    if !leaf
-                        && matches!(
-                            e.raw_os_error(),
-                            Some(libc::EBUSY) | Some(libc::ENOTEMPTY)
-                        ) =>
-                {
-                    break
+    for d in sorted {
+        remove_one(d, leaves.contains(d))?;
+    }
+    Ok(())
+}
+
+/// Removes one directory. A container's own (`leaf`) is retried while the
+/// kernel empties it; when it is busy, the sub-cgroups its processes made
+/// go first, deepest first, as runc removes them (looked for only then: a
+/// directory scan per hierarchy on every delete otherwise).
+fn remove_one(d: &Path, leaf: bool) -> Result<(), Error> {
+    let mut tries = 0;
+    let mut subs_gone = false;
+    loop {
+        match fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if !leaf
+                    && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) =>
+            {
+                return Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !subs_gone => {
+                subs_gone = true;
+                for sub in sub_cgroups(d) {
+                    remove_one(&sub, true)?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(err) => {
-                    return Err(Error::Io {
-                        what: "remove cgroup",
-                        path: d.clone(),
-                        err,
-                    })
-                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(err) => {
+                return Err(Error::Io {
+                    what: "remove cgroup",
+                    path: d.to_path_buf(),
+                    err,
+                })
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
