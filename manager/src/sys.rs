@@ -159,8 +159,8 @@ pub fn delete_bridge(name: &str) -> Result<(), Errno> {
 pub fn limit_malloc_arenas(n: i32) {
     #[cfg(target_env = "gnu")]
     {
-        // SAFETY: mallopt takes two integers and changes only allocator
-        // tuning; called before other threads allocate.
+        // Called before other threads allocate.
+        // SAFETY: mallopt takes two integers and changes only allocator tuning.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, n);
         }

@@ -43,8 +43,8 @@ pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
 pub fn single_malloc_arena() {
     #[cfg(target_env = "gnu")]
     {
-        // SAFETY: mallopt takes two integers and changes only allocator
-        // tuning; called before the runtime's threads start.
+        // Called before the runtime's threads start.
+        // SAFETY: mallopt takes two integers and changes only allocator tuning.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
