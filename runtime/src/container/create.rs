@@ -198,17 +198,17 @@ pub(super) fn create_in(
     let cgroups_path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
     // With the systemd driver the cgroup is the scope systemd makes once the
     // container process exists (it is started with the process's pid).
+    // An unprivileged caller's scopes are its own user manager's.
+    let systemd_user = !nix::unistd::geteuid().is_root();
     let systemd_unit = o
         .systemd_cgroup
-        .then(|| {
-            cgroups::systemd::Unit::parse(cgroups_path, &o.id, !nix::unistd::geteuid().is_root())
-        })
+        .then(|| cgroups::systemd::Unit::parse(cgroups_path, &o.id, systemd_user))
         .transpose()?;
     // A user's manager puts units below its own cgroup: the path is known
     // before the container process exists, which needs it.
     let mut cgroup_dirs = match &systemd_unit {
         Some(u) => {
-            let root = cgroups::systemd::dbus::manager_root(!nix::unistd::geteuid().is_root())?;
+            let root = cgroups::systemd::dbus::manager_root(systemd_user)?;
             layout.container_dirs(Some(&format!("{root}{}", u.cgroup_path())), &o.id)?
         }
         None => layout.container_dirs(cgroups_path, &o.id)?,
@@ -406,7 +406,6 @@ pub(super) fn create_in(
         // Unprivileged: gid_map needs setgroups denied first.
         namespaces::write_id_maps(pid, &uid, &gid, rootless)?;
     }
-    let systemd_user = !nix::unistd::geteuid().is_root();
     if let Some(u) = &systemd_unit {
         let made = start_scope(u, pid, systemd_user, &layout, &linux, undo)?;
         if made != cgroup_dirs {

@@ -138,7 +138,9 @@ fn in_child(what: &str, f: impl FnOnce() -> Result<String, String>) -> Result<St
 fn read_within(fd: &OwnedFd, deadline: Duration) -> Option<String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let end = std::time::Instant::now() + deadline;
+    let mut f = std::fs::File::from(fd.try_clone().ok()?);
     let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
     loop {
         let left = end.checked_duration_since(std::time::Instant::now())?;
         let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
@@ -149,8 +151,6 @@ fn read_within(fd: &OwnedFd, deadline: Duration) -> Option<String> {
             Err(nix::Error::EINTR) => continue,
             Err(_) => return None,
         }
-        let mut buf = [0u8; 4096];
-        let mut f = std::fs::File::from(fd.try_clone().ok()?);
         match f.read(&mut buf) {
             Ok(0) => return Some(String::from_utf8_lossy(&out).into_owned()),
             Ok(n) => out.extend_from_slice(&buf[..n]),
