@@ -66,7 +66,7 @@ bpid=$!
 cleanup() {
     kill $bpid $regpid 2>/dev/null
     wait $bpid 2>/dev/null
-    for pin in "$work"/state/pods/*/ns/ipc "$work"/state/pods/*/ns/pid; do
+    for pin in "$work"/state/pods/*/ns/ipc "$work"/state/pods/*/ns/pid "$work"/state/pods/*/ns/user; do
         [ -e "$pin" ] || continue
         ino=$(stat -L -c %i "$pin" 2>/dev/null) || continue
         for p in /proc/[0-9]*; do

@@ -309,7 +309,7 @@ impl CriStack {
             .flatten()
             .flatten()
         {
-            for kind in ["ipc", "pid"] {
+            for kind in ["ipc", "pid", "user"] {
                 if let Ok(m) = fs::metadata(pod.path().join("ns").join(kind)) {
                     pins.push((kind, m.dev(), m.ino()));
                 }

@@ -54,7 +54,22 @@ fn runtime_answers_version_status_config_and_unknown_ids() {
         .collect();
     assert_eq!(names, ["", "berth"]);
     let f = st.runtime_handlers[0].features.unwrap();
-    assert!(f.recursive_read_only_mounts && !f.user_namespaces);
+    assert!(f.recursive_read_only_mounts);
+    // User namespaces where the layers' filesystem takes idmapped mounts
+    // (their effects: tests/cri_userns.rs).
+    let idmap = std::process::Command::new(berth_integration::manager::sibling("berth-shim"))
+        .arg("idmap-check")
+        .arg(c.s.dir.join("berthd/root"))
+        .status()
+        .unwrap()
+        .success();
+    assert_eq!(f.user_namespaces, idmap);
+    assert_eq!(
+        st.runtime_handlers[1].features.unwrap().user_namespaces,
+        idmap
+    );
+    let info: serde_json::Value = serde_json::from_str(&st.info["config"]).unwrap();
+    assert_eq!(info["cgroupDriver"], "cgroupfs");
     assert!(st.features.unwrap().supplemental_groups_policy);
     let rc = c
         .call(rs.runtime_config(cri::RuntimeConfigRequest {}))

@@ -77,7 +77,11 @@ fn assert_closed(s: &Stack) {
     assert!(!stdout(&out).contains("hunter2"), "{}", stdout(&out));
     assert_eq!(mode(&s.dir.join("berthd/root")), 0o700);
     assert_eq!(mode(&s.dir.join("berthd/root/overlay/snapshots")), 0o700);
-    assert_eq!(mode(&s.dir.join("berthd/state/bundles")), 0o700);
+    assert_eq!(mode(&s.dir.join("berthd/state/bundles")), 0o711);
+    assert_eq!(
+        mode(&s.dir.join("berthd/state/bundles/default/peek")),
+        0o700
+    );
 }
 
 #[test]
@@ -110,6 +114,7 @@ fn container_filesystems_and_configs_are_closed_to_host_users() {
         "berthd/root",
         "berthd/root/overlay/snapshots",
         "berthd/state/bundles",
+        "berthd/state/bundles/default/peek",
     ] {
         fs::set_permissions(s.dir.join(d), fs::Permissions::from_mode(0o755)).unwrap();
     }

@@ -16,6 +16,10 @@ pub const ROOT: u32 = 0o700;
 pub const STATE: u32 = 0o711;
 /// Directories holding container filesystems (snapshots, bundles).
 pub const FILESYSTEMS: u32 = 0o700;
+/// The bundles directory and its namespaces' directories: traversable, so a
+/// container in a user namespace reaches its own bundle by name, each
+/// bundle itself closed (`bundle`).
+pub const BUNDLES: u32 = 0o711;
 /// Files naming a container's environment (a bundle's config.json).
 pub const SECRET_FILE: u32 = 0o600;
 
@@ -41,6 +45,40 @@ pub fn dir(dir: &Path, mode: u32) -> io::Result<()> {
     }
     // The umask may have taken bits off at mkdir; set the mode exactly.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// A container's bundle directory: root's alone (0700), or, for a container
+/// whose root is `mapped_root_gid` on the host (a user namespace), group
+/// `mapped_root_gid` may traverse it too (0710), so the container's root
+/// reaches its rootfs and no other user does (containerd does the same).
+pub fn bundle(dir: &Path, mapped_root_gid: Option<u32>) -> io::Result<()> {
+    self::dir(dir, FILESYSTEMS)?;
+    if let Some(gid) = mapped_root_gid {
+        std::os::unix::fs::lchown(dir, Some(0), Some(gid))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+    }
+    Ok(())
+}
+
+/// Closes the bundles directory as `bundle` keeps it: traversable
+/// directories, each bundle 0700 unless it is a user namespace's 0710 (a
+/// store from an older berthd had them 0755 under a closed parent).
+pub fn close_bundles(bundles: &Path) -> io::Result<()> {
+    dir(bundles, BUNDLES)?;
+    for ns in std::fs::read_dir(bundles)?.flatten() {
+        if !ns.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        dir(&ns.path(), BUNDLES)?;
+        for b in std::fs::read_dir(ns.path())?.flatten() {
+            let Ok(m) = b.metadata() else { continue };
+            let mode = m.permissions().mode() & 0o7777;
+            if m.is_dir() && mode != FILESYSTEMS && mode != 0o710 {
+                std::fs::set_permissions(b.path(), std::fs::Permissions::from_mode(FILESYSTEMS))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `data` to a new file at `path` readable by root only (replacing one
@@ -88,6 +126,30 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn bundles_are_traversable_and_each_bundle_closed() {
+        let t = std::env::temp_dir().join(format!("berth-perm-b-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let plain = t.join("default/a");
+        let userns = t.join("k8s.io/b");
+        bundle(&plain, None).unwrap();
+        bundle(&userns, Some(1000)).unwrap();
+        assert_eq!(mode(&plain), 0o700);
+        assert_eq!(mode(&userns), 0o710);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&userns).unwrap()),
+            1000
+        );
+        // An older berthd's open bundle is closed; a user namespace's stays.
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        close_bundles(&t).unwrap();
+        assert_eq!(mode(&t), 0o711);
+        assert_eq!(mode(&t.join("default")), 0o711);
+        assert_eq!(mode(&plain), 0o700);
+        assert_eq!(mode(&userns), 0o710);
+        std::fs::remove_dir_all(&t).unwrap();
     }
 
     #[test]

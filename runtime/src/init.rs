@@ -78,6 +78,38 @@ fn other(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Runs the container process to the exec; never returns.
+/// The maps of a user namespace joined by path must be the config's (runc
+/// 1.2 refuses a mismatch too): read from inside, /proc/self shows them
+/// relative to the namespace's parent, as the config writes them.
+fn check_joined_maps(linux: &oci_spec::runtime::Linux) -> Result<(), Error> {
+    for (file, maps) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
+        let Some(maps) = maps.as_ref().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        let path = format!("/proc/self/{file}");
+        let got = std::fs::read_to_string(&path).map_err(|e| other(&format!("read {path}"), e))?;
+        if !namespaces::map_matches(&got, maps) {
+            return Err(Error::Namespace(namespaces::Error::Invalid(format!(
+                "linux.{}: the joined user namespace maps {:?}, the config says {:?}",
+                if file == "uid_map" {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                },
+                got.split_whitespace().collect::<Vec<_>>().join(" "),
+                namespaces::format_map(maps)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> ! {
     match setup(&args) {
         Ok(never) => match never {},
@@ -138,6 +170,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
             .map_err(|e| other("become root in the joined user namespace (setresgid 0)", e))?;
         syscall::setresuid(0)
             .map_err(|e| other("become root in the joined user namespace (setresuid 0)", e))?;
+        check_joined_maps(&linux)?;
     }
     if a.plan.new_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -188,9 +221,9 @@ fn setup(a: &Args) -> Result<Never, Error> {
         cgroup_dirs: a.cgroup_dirs,
         new_cgroupns: a.plan.new_cgroup,
         in_userns,
-        // Inside a new user namespace, ids are the container's own.
-        root_uid: if new_user { 0 } else { to_host(&uid_map) },
-        root_gid: if new_user { 0 } else { to_host(&gid_map) },
+        // Inside a user namespace, new or joined, ids are the container's own.
+        root_uid: if in_userns { 0 } else { to_host(&uid_map) },
+        root_gid: if in_userns { 0 } else { to_host(&gid_map) },
     };
     // The rootfs is set up in the container's mount namespace, new or
     // joined by path, or, when the config lists none, in the caller's (the

@@ -198,9 +198,11 @@ pub fn plan(spec: &Spec) -> Result<Plan, Error> {
     }
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-    if has_maps && !p.creates(LinuxNamespaceType::User) {
+    // With a user namespace joined by path the maps say what it must map
+    // (containerd sends both for a pod's); they are checked once joined.
+    if has_maps && !p.creates(LinuxNamespaceType::User) && !p.joins(LinuxNamespaceType::User) {
         return Err(Error::Invalid(
-            "uidMappings/gidMappings need a new user namespace".into(),
+            "uidMappings/gidMappings need a user namespace, new or joined by path".into(),
         ));
     }
     if p.creates(LinuxNamespaceType::User) && !has_maps {
@@ -243,6 +245,13 @@ pub fn join(t: LinuxNamespaceType, path: &PathBuf) -> Result<(), Error> {
         path: path.clone(),
         err: e.into(),
     })
+}
+
+/// Whether `proc_map` (a /proc/PID/uid_map or gid_map as read) holds
+/// exactly the ranges of `maps`, whatever the spacing.
+pub fn map_matches(proc_map: &str, maps: &[LinuxIdMapping]) -> bool {
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    words(proc_map) == words(&format_map(maps))
 }
 
 /// Formats id mappings as written to uid_map/gid_map.
@@ -493,7 +502,11 @@ mod tests {
         let e = plan_of(serde_json::json!({"namespaces": [{"type": "mount"}], "uidMappings": map, "gidMappings": map}))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("need a new user namespace"), "{e}");
+        assert!(e.contains("need a user namespace"), "{e}");
+        // Joined by path, the maps say what the namespace must map.
+        let p = plan_of(serde_json::json!({"namespaces": [{"type": "user", "path": "/p/ns/user"}], "uidMappings": map, "gidMappings": map}))
+            .unwrap();
+        assert!(p.joins(LinuxNamespaceType::User) && !p.creates(LinuxNamespaceType::User));
         let e = plan_of(serde_json::json!({"namespaces": [{"type": "user"}]}))
             .unwrap_err()
             .to_string();

@@ -10,6 +10,7 @@
 pub mod daemon;
 pub mod events;
 pub mod hold;
+pub mod idmap;
 pub mod io;
 pub mod log;
 pub mod mount;

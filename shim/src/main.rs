@@ -9,14 +9,18 @@ const USAGE: &str = "\
 usage:
   berth-shim start  --id ID --bundle DIR --address SOCK [--runtime PATH] [--runtime-root DIR] [--systemd-cgroup]
   berth-shim delete --id ID --bundle DIR
-  berth-shim hold   [--ipc] [--pid] [--hostname NAME]
+  berth-shim hold   [--ipc] [--pid] [--hostname NAME] [--uidmap C:H:L --gidmap C:H:L [--net]]
+  berth-shim idmap-check PATH
   berth-shim --version
 
 start   launch the container's shim in the background; print its socket address
         (--systemd-cgroup: the runtime makes the container a systemd scope)
 delete  clean up a container whose shim is gone (kill, runtime delete, unmount)
+idmap-check  exit 0 if the filesystem at PATH takes idmapped mounts (what a
+        pod with a user namespace needs of the layers' filesystem)
 hold    hold a pod's new namespaces (IPC; PID, as its init; UTS with the
-        hostname): print the holder's pid, which lives on
+        hostname; with --uidmap/--gidmap, a user namespace owning them and
+        the network's): print the holder's pid, which lives on
 ";
 
 /// Flags as `--name value` pairs.
@@ -57,6 +61,12 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     if cmd == "hold" {
         return hold(&args[1..]);
+    }
+    if cmd == "idmap-check" {
+        let [path] = &args[1..] else {
+            return Err("idmap-check takes one path".into());
+        };
+        return berth_shim::idmap::check(Path::new(path)).map_err(|e| e.to_string());
     }
     let f = flags(&args[1..])?;
     let get = |k: &str| f.iter().rev().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -100,12 +110,33 @@ fn hold(args: &[String]) -> Result<(), String> {
         match a.as_str() {
             "--ipc" => o.ipc = true,
             "--pid" => o.pid = true,
+            "--net" => o.net = true,
+            "--uidmap" | "--gidmap" => {
+                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+                let maps = berth_rules::idmap::parse(v).map_err(|e| format!("hold: {a}: {e}"))?;
+                let (u, g) = o.userns.get_or_insert_with(Default::default);
+                if a == "--uidmap" {
+                    *u = maps;
+                } else {
+                    *g = maps;
+                }
+            }
             "--hostname" => {
                 let h = it.next().ok_or("--hostname needs a value")?;
                 o.hostname = Some(h.clone());
             }
             other => return Err(format!("hold: unexpected argument {other:?}")),
         }
+    }
+    if let Some((u, g)) = &o.userns {
+        if u.is_empty() || g.is_empty() {
+            return Err("hold: --uidmap and --gidmap come together".into());
+        }
+    }
+    if o.net && o.userns.is_none() {
+        return Err(
+            "hold: --net only with a user namespace (berthd makes other pods' networks)".into(),
+        );
     }
     berth_shim::hold::start(&o).map_err(|e| format!("hold: {e}"))
 }

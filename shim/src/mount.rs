@@ -34,6 +34,9 @@ pub enum MountError {
         /// Why.
         errno: Errno,
     },
+    /// The rootfs layers could not be idmapped for a user namespace.
+    #[error("idmapped rootfs: {0}")]
+    Idmap(String),
     /// umount2(2) failed.
     #[error("unmount {target}: {errno}")]
     Unmount {
@@ -87,7 +90,45 @@ pub fn mount_on(
     source: &str,
     options: &[String],
 ) -> Result<(), MountError> {
-    let (mut flags, data) = parse_options(options);
+    let mut options = options.to_vec();
+    let maps =
+        crate::idmap::take_maps(&mut options).map_err(|e| MountError::Idmap(e.to_string()))?;
+    let (mut flags, mut data) = parse_options(&options);
+    // Held until the overlay is mounted over them, then detached.
+    let mut _lowers = None;
+    if let Some((uid, gid)) = &maps {
+        let idmap_err = |e: crate::idmap::IdmapError| MountError::Idmap(e.to_string());
+        if fstype != "overlay" && fstype != "bind" && !flags.contains(MsFlags::MS_BIND) {
+            return Err(MountError::Idmap(format!(
+                "uidmap/gidmap on a {fstype} mount of {source}: only overlay layers and binds can be idmapped"
+            )));
+        }
+        let userns = crate::idmap::userns_with(uid, gid).map_err(idmap_err)?;
+        if fstype != "overlay" {
+            let dir = open_dir(target)?;
+            crate::idmap::bind(Path::new(source), &dir, &userns).map_err(idmap_err)?;
+            if flags.contains(MsFlags::MS_RDONLY) {
+                let root = open_dir(target)?;
+                let via = format!("/proc/self/fd/{}", root.as_raw_fd());
+                let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_BIND;
+                mount(None::<&str>, via.as_str(), None::<&str>, ro, None::<&str>).map_err(
+                    |errno| MountError::Mount {
+                        fstype: fstype.into(),
+                        device: source.into(),
+                        target: target.display().to_string(),
+                        errno,
+                    },
+                )?;
+            }
+            return Ok(());
+        }
+        let dir = target.with_file_name("rootfs-idmapped-layers");
+        let (lowers, mapped) =
+            crate::idmap::Lowers::prepare(&dir, &data, &userns).map_err(idmap_err)?;
+        crate::idmap::chown_upper(&data, uid, gid).map_err(idmap_err)?;
+        data = mapped;
+        _lowers = Some(lowers);
+    }
     let fs = if fstype == "bind" {
         flags |= MsFlags::MS_BIND;
         None

@@ -14,6 +14,16 @@ pub enum CgroupDriver {
     Systemd,
 }
 
+impl CgroupDriver {
+    /// Its name in berthd's config (and the CRI's verbose status).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
+}
+
 impl FromStr for CgroupDriver {
     type Err = String;
 

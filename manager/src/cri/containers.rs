@@ -194,6 +194,9 @@ impl Cri {
                 _ => PidMode::Container,
             };
         let linux = pod.config.linux.clone().unwrap_or_default();
+        let userns = shared
+            .userns
+            .map(|(u, g)| (super::holder::pin_path(&dir, "user"), u, g));
         Ok(PodContext {
             id: pod.id.clone(),
             netns: (!host_net).then(|| dir.join("net")),
@@ -208,6 +211,7 @@ impl Cri {
             cgroup_parent: linux.cgroup_parent.clone(),
             cgroup_driver: self.config.cgroup_driver,
             sysctls: linux.sysctls.into_iter().collect(),
+            userns,
         })
     }
 

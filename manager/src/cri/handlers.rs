@@ -22,7 +22,39 @@ pub struct Handler {
 
 /// The handlers beside berthd's own.
 #[derive(Clone, Debug, Default)]
-pub struct Handlers(BTreeMap<String, Handler>);
+pub struct Handlers(BTreeMap<String, Handler>, UserNamespaces);
+
+/// Whether berthd's own handlers offer user namespaces for pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum UserNamespaces {
+    /// Not asked yet.
+    #[default]
+    Unknown,
+    /// The layers' filesystem takes idmapped mounts.
+    Yes,
+    /// Not here, and why (logged once at start).
+    No(String),
+}
+
+/// Asks the shim whether the filesystem at `root` (where the layers are)
+/// takes idmapped mounts, which a pod's user namespace needs for its rootfs.
+pub async fn probe_user_namespaces(shim: &Path, root: &Path) -> UserNamespaces {
+    let check = tokio::process::Command::new(shim)
+        .arg("idmap-check")
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), check).await {
+        Ok(Ok(o)) if o.status.success() => UserNamespaces::Yes,
+        Ok(Ok(o)) => UserNamespaces::No(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Ok(Err(e)) => UserNamespaces::No(format!("run {}: {e}", shim.display())),
+        Err(_) => UserNamespaces::No(format!(
+            "{} idmap-check did not answer in 10 s",
+            shim.display()
+        )),
+    }
+}
 
 /// Whether `features` JSON (runc's `features` command) offers `rro`.
 pub fn offers_rro(features: &serde_json::Value) -> bool {
@@ -65,7 +97,22 @@ impl Handlers {
                 },
             );
         }
-        Ok(Handlers(out))
+        Ok(Handlers(out, UserNamespaces::Unknown))
+    }
+
+    /// The same, with berthd's own handlers offering user namespaces for
+    /// pods as `u` says.
+    pub fn with_user_namespaces(self, u: UserNamespaces) -> Handlers {
+        Handlers(self.0, u)
+    }
+
+    /// Whether a pod may ask for a user namespace (else the reason).
+    pub fn user_namespaces(&self) -> Result<(), String> {
+        match &self.1 {
+            UserNamespaces::Yes => Ok(()),
+            UserNamespaces::No(why) => Err(why.clone()),
+            UserNamespaces::Unknown => Err("not probed".into()),
+        }
     }
 
     /// The runtime binary of handler `name` (`None`: berthd's own).
@@ -94,17 +141,19 @@ impl Handlers {
     /// The handlers as Status lists them: the default (`""`, what kubelet
     /// uses without a RuntimeClass) and `berth` with what Berth's runtime
     /// supports, then each configured one with what it said it supports.
-    /// User namespaces for pods are no handler's yet.
+    /// User namespaces for pods are berthd's own handlers' where the
+    /// layers' filesystem takes idmapped mounts.
     pub fn list(&self) -> Vec<cri::RuntimeHandler> {
-        let h = |name: &str, rro: bool| cri::RuntimeHandler {
+        let h = |name: &str, rro: bool, userns: bool| cri::RuntimeHandler {
             name: name.into(),
             features: Some(cri::RuntimeHandlerFeatures {
                 recursive_read_only_mounts: rro,
-                user_namespaces: false,
+                user_namespaces: userns,
             }),
         };
-        let mut out = vec![h("", true), h(HANDLER, true)];
-        out.extend(self.0.iter().map(|(n, x)| h(n, x.rro)));
+        let own_userns = self.1 == UserNamespaces::Yes;
+        let mut out = vec![h("", true, own_userns), h(HANDLER, true, own_userns)];
+        out.extend(self.0.iter().map(|(n, x)| h(n, x.rro, false)));
         out
     }
 }
@@ -134,6 +183,14 @@ mod tests {
         assert_eq!(list.len(), 3);
         // A runtime that cannot say what it supports gets nothing advertised.
         assert!(!list[2].features.unwrap().recursive_read_only_mounts);
+        assert!(!list[0].features.unwrap().user_namespaces);
+        assert!(h.user_namespaces().is_err());
+        let h = h.with_user_namespaces(UserNamespaces::Yes);
+        let list = h.list();
+        assert!(list[0].features.unwrap().user_namespaces);
+        assert!(list[1].features.unwrap().user_namespaces);
+        assert!(!list[2].features.unwrap().user_namespaces);
+        assert!(h.user_namespaces().is_ok());
         let taken: BTreeMap<String, PathBuf> = [("berth".to_string(), PathBuf::from("/x"))].into();
         assert!(Handlers::probe(&taken).is_err());
     }

@@ -2,10 +2,14 @@
 //! with its holder process (PID 1 of the pod's PID namespace); berthd pins
 //! each by a bind mount of its nsfs file in the pod's directory, so the
 //! pod's containers join them by path and they outlive a berthd restart.
+//! A pod with a user namespace (`userns_options` POD) gets it from the
+//! holder too, with its network namespace made inside it and pinned at the
+//! pod's `net` (see `berth-shim hold`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use berth_rules::idmap::{self, UserMaps};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{io, CriError};
@@ -19,17 +23,24 @@ pub struct Shared {
     pub hostname: Option<String>,
     /// PID, the holder its init (a pod sharing its process namespace).
     pub pid: bool,
+    /// A user namespace with these uid and gid maps owning the others, and
+    /// the pod's network namespace made in it.
+    pub userns: Option<UserMaps>,
 }
 
 impl Shared {
     /// Whether there is anything to hold.
     pub fn any(&self) -> bool {
-        self.ipc || self.hostname.is_some() || self.pid
+        self.ipc || self.hostname.is_some() || self.pid || self.userns.is_some()
     }
 
     /// The namespace types held, as nsfs names.
     pub fn kinds(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
+        if self.userns.is_some() {
+            v.push("user");
+            v.push("net");
+        }
         if self.ipc {
             v.push("ipc");
         }
@@ -55,12 +66,21 @@ impl Shared {
             a.push("--hostname".into());
             a.push(h.clone());
         }
+        if let Some((u, g)) = &self.userns {
+            a.extend(["--uidmap".into(), idmap::format(u)]);
+            a.extend(["--gidmap".into(), idmap::format(g)]);
+            a.push("--net".into());
+        }
         a
     }
 }
 
-/// The pinned namespace file of `kind` in pod directory `dir`.
+/// The pinned namespace file of `kind` in pod directory `dir` (the network
+/// namespace is the pod's `net`, wherever it was made).
 pub fn pin_path(dir: &Path, kind: &str) -> PathBuf {
+    if kind == "net" {
+        return dir.join("net");
+    }
     dir.join("ns").join(kind)
 }
 
@@ -91,12 +111,23 @@ pub async fn start(shim: &Path, shared: &Shared, dir: &Path) -> Result<u32, CriE
         let ns = dir.join("ns");
         std::fs::create_dir_all(&ns).map_err(io("create", &ns))?;
         for kind in shared.kinds() {
-            pin(pid, kind, &pin_path(dir, kind))?;
+            if kind == "net" {
+                crate::network::netns::adopt(pid, &pin_path(dir, kind))
+                    .map_err(|e| CriError::State(e.to_string()))?;
+            } else {
+                pin(pid, kind, &pin_path(dir, kind))?;
+            }
         }
         Ok(())
     })();
     if let Err(e) = pinned {
-        stop(pid, dir);
+        // Just started and not yet pinned, so surely still the holder.
+        if let Ok(p) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         unpin(dir);
         return Err(e);
     }
@@ -122,7 +153,7 @@ pub fn is_holder(pid: u32, dir: &Path) -> bool {
     if pid == 0 {
         return false;
     }
-    let kinds = ["pid", "ipc", "uts"];
+    let kinds = ["user", "pid", "ipc", "uts"];
     let Some(kind) = kinds.iter().find(|k| pin_path(dir, k).exists()) else {
         return false;
     };
@@ -146,7 +177,7 @@ pub fn stop(pid: u32, dir: &Path) {
 
 /// Unpins every namespace of the pod (they go once nothing uses them).
 pub fn unpin(dir: &Path) {
-    for kind in ["ipc", "uts", "pid"] {
+    for kind in ["ipc", "uts", "pid", "user"] {
         let p = pin_path(dir, kind);
         let _ = umount2(&p, MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&p);
@@ -164,9 +195,33 @@ mod tests {
             ipc: true,
             hostname: Some("web-0".into()),
             pid: true,
+            userns: None,
         };
         assert_eq!(s.args(), ["hold", "--ipc", "--pid", "--hostname", "web-0"]);
         assert_eq!(s.kinds(), ["ipc", "uts", "pid"]);
+        let m = idmap::parse("0:1000:100000").unwrap();
+        let u = Shared {
+            userns: Some((m.clone(), m)),
+            ..s
+        };
+        assert_eq!(
+            u.args(),
+            [
+                "hold",
+                "--ipc",
+                "--pid",
+                "--hostname",
+                "web-0",
+                "--uidmap",
+                "0:1000:100000",
+                "--gidmap",
+                "0:1000:100000",
+                "--net"
+            ]
+        );
+        assert_eq!(u.kinds(), ["user", "net", "ipc", "uts", "pid"]);
+        assert_eq!(pin_path(Path::new("/p"), "net"), Path::new("/p/net"));
+        assert_eq!(pin_path(Path::new("/p"), "user"), Path::new("/p/ns/user"));
         let host = Shared::default();
         assert!(!host.any());
         assert!(host.kinds().is_empty());

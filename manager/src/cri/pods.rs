@@ -15,6 +15,8 @@ use k8s_cri::v1 as cri;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
+use berth_rules::idmap::{self, IdMap, UserMaps};
+
 use super::holder::{self, Shared};
 use super::{io, pod_files, Cri, CriError, HANDLER, NAMESPACE};
 use crate::network::networks::PortMapping;
@@ -70,6 +72,50 @@ pub fn hostname(c: &cri::PodSandboxConfig) -> String {
         .unwrap_or_default()
 }
 
+/// The pod's user namespace maps (uid, gid), from `userns_options`: `None`
+/// for NODE (the host's), one uid and one gid range mapping the pod's root
+/// for POD, as kubelet sends them; CONTAINER and TARGET are not modes a
+/// pod's user namespace can have.
+pub fn userns(c: &cri::PodSandboxConfig) -> Result<Option<UserMaps>, CriError> {
+    let Some(u) = namespace_options(c).userns_options else {
+        return Ok(None);
+    };
+    match cri::NamespaceMode::try_from(u.mode) {
+        Ok(cri::NamespaceMode::Node) => Ok(None),
+        Ok(cri::NamespaceMode::Pod) => {
+            let one = |what: &str, maps: &[cri::IdMapping]| -> Result<Vec<IdMap>, CriError> {
+                let [m] = maps else {
+                    return Err(CriError::Invalid(format!(
+                        "user namespace of the pod: {} {what} mappings given, berthd takes exactly one",
+                        maps.len()
+                    )));
+                };
+                if m.container_id != 0 {
+                    return Err(CriError::Invalid(format!(
+                        "user namespace of the pod: the {what} mapping starts at container id {}, it must map root (0)",
+                        m.container_id
+                    )));
+                }
+                let text = format!("{}:{}:{}", m.container_id, m.host_id, m.length);
+                idmap::parse(&text)
+                    .map_err(|e| CriError::Invalid(format!("user namespace of the pod: {e}")))
+            };
+            if namespace_options(c).network == cri::NamespaceMode::Node as i32 {
+                return Err(CriError::Invalid(
+                    "user namespace of the pod: a pod on the node's network cannot have one (its network namespace is the host's, owned by the host's user namespace)".into(),
+                ));
+            }
+            Ok(Some((one("uid", &u.uids)?, one("gid", &u.gids)?)))
+        }
+        _ => Err(CriError::Invalid(format!(
+            "user namespace mode {}: a pod's user namespace is NODE (the host's) or POD",
+            cri::NamespaceMode::try_from(u.mode)
+                .map(|m| m.as_str_name().to_string())
+                .unwrap_or_else(|_| u.mode.to_string())
+        ))),
+    }
+}
+
 /// What the pod's holder shares among its containers.
 pub fn shared(c: &cri::PodSandboxConfig) -> Shared {
     let o = namespace_options(c);
@@ -77,6 +123,8 @@ pub fn shared(c: &cri::PodSandboxConfig) -> Shared {
         ipc: o.ipc != cri::NamespaceMode::Node as i32,
         hostname: (o.network != cri::NamespaceMode::Node as i32).then(|| hostname(c)),
         pid: o.pid == cri::NamespaceMode::Pod as i32,
+        // Checked by RunPodSandbox before anything is made.
+        userns: userns(c).ok().flatten(),
     }
 }
 
@@ -108,6 +156,18 @@ pub fn port_mappings(c: &cri::PodSandboxConfig) -> Result<Vec<PortMapping>, CriE
         });
     }
     Ok(out)
+}
+
+/// The pod's /dev/shm tmpfs options: owned by the pod's root, the mapped
+/// one in a user namespace.
+fn shm_options(shared: &Shared) -> String {
+    let mut o = "mode=1777,size=65536k".to_string();
+    if let Some((u, g)) = &shared.userns {
+        if let (Some(u), Some(g)) = (idmap::to_host(u, 0), idmap::to_host(g, 0)) {
+            o.push_str(&format!(",uid={u},gid={g}"));
+        }
+    }
+    o
 }
 
 fn same_pod(a: &cri::PodSandboxConfig, b: &cri::PodSandboxConfig) -> bool {
@@ -193,6 +253,13 @@ impl Cri {
             )));
         }
         let ports = port_mappings(&config)?;
+        if userns(&config)?.is_some() {
+            self.config.handlers.user_namespaces().map_err(|why| {
+                CriError::Invalid(format!(
+                    "user namespace of the pod: not on this node: {why}"
+                ))
+            })?;
+        }
         let id = super::new_id();
         let _g = self.lock(&id).await;
         let dir = self.pod_dir(&id);
@@ -237,6 +304,12 @@ impl Cri {
         dir: &Path,
         ports: &[PortMapping],
     ) -> Result<(), CriError> {
+        let shared = shared(&pod.config);
+        // A user namespace's holder makes the network namespace inside it,
+        // so it comes first; otherwise berthd makes the network namespace.
+        if shared.userns.is_some() {
+            pod.holder_pid = holder::start(&self.config.shim, &shared, dir).await?;
+        }
         if !host_network(&pod.config) {
             let net = self.networks.list().into_iter().next().ok_or_else(|| {
                 CriError::State(format!(
@@ -245,7 +318,10 @@ impl Cri {
                 ))
             })?;
             let netns = dir.join("net");
-            crate::network::netns::create(&netns).map_err(|e| CriError::State(e.to_string()))?;
+            if shared.userns.is_none() {
+                crate::network::netns::create(&netns)
+                    .map_err(|e| CriError::State(e.to_string()))?;
+            }
             pod.network = net.name.clone();
             let rec = self
                 .networks
@@ -258,8 +334,7 @@ impl Cri {
                     .into(),
             ));
         }
-        let shared = shared(&pod.config);
-        if shared.any() {
+        if shared.any() && shared.userns.is_none() {
             pod.holder_pid = holder::start(&self.config.shim, &shared, dir).await?;
         }
         self.write_pod_files(pod, dir)?;
@@ -271,7 +346,7 @@ impl Cri {
                 &shm,
                 Some("tmpfs"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some("mode=1777,size=65536k"),
+                Some(shm_options(&shared).as_str()),
             )
             .map_err(|e| io("mount the pod's /dev/shm on", &shm)(e.into()))?;
         }
@@ -515,7 +590,8 @@ mod tests {
             Shared {
                 ipc: true,
                 hostname: Some(hostname(&c)),
-                pid: true
+                pid: true,
+                userns: None,
             }
         );
         // Host network: the node's UTS namespace too; PID per container.
@@ -526,7 +602,8 @@ mod tests {
             Shared {
                 ipc: true,
                 hostname: None,
-                pid: false
+                pid: false,
+                userns: None,
             }
         );
         // No options at all: kubelet's defaults.
@@ -573,5 +650,67 @@ mod tests {
         assert_eq!(hostname(&c), node.trim());
         c.hostname = "web-0.svc".into();
         assert_eq!(hostname(&c), "web-0.svc");
+    }
+
+    #[test]
+    fn a_pods_user_namespace_is_one_mapping_of_root_and_only_node_or_pod() {
+        let with = |mode: cri::NamespaceMode, maps: Vec<cri::IdMapping>| {
+            let mut c = config(cri::NamespaceMode::Pod, cri::NamespaceMode::Container);
+            let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+            sc.namespace_options.as_mut().unwrap().userns_options = Some(cri::UserNamespace {
+                mode: mode as i32,
+                uids: maps.clone(),
+                gids: maps,
+            });
+            c
+        };
+        let m = |c: u32, h: u32, l: u32| cri::IdMapping {
+            container_id: c,
+            host_id: h,
+            length: l,
+        };
+        let (u, g) = userns(&with(cri::NamespaceMode::Pod, vec![m(0, 1000, 100000)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(idmap::format(&u), "0:1000:100000");
+        assert_eq!(idmap::format(&g), "0:1000:100000");
+        let c = with(cri::NamespaceMode::Pod, vec![m(0, 1000, 100000)]);
+        assert!(shared(&c).userns.is_some());
+        assert_eq!(
+            shm_options(&shared(&c)),
+            "mode=1777,size=65536k,uid=1000,gid=1000"
+        );
+        assert!(userns(&with(cri::NamespaceMode::Node, vec![]))
+            .unwrap()
+            .is_none());
+        for (bad, why) in [
+            (
+                with(cri::NamespaceMode::Pod, vec![m(0, 1000, 1), m(1, 2000, 5)]),
+                "exactly one",
+            ),
+            (
+                with(cri::NamespaceMode::Pod, vec![m(1, 1000, 100000)]),
+                "must map root",
+            ),
+            (with(cri::NamespaceMode::Pod, vec![]), "exactly one"),
+            (with(cri::NamespaceMode::Container, vec![]), "CONTAINER"),
+            (with(cri::NamespaceMode::Target, vec![]), "TARGET"),
+        ] {
+            let e = userns(&bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut host = with(cri::NamespaceMode::Pod, vec![m(0, 1000, 100000)]);
+        let sc = host
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap();
+        sc.namespace_options.as_mut().unwrap().network = cri::NamespaceMode::Node as i32;
+        assert!(userns(&host)
+            .unwrap_err()
+            .to_string()
+            .contains("node's network"));
     }
 }

@@ -423,7 +423,9 @@ impl Api for RuntimeService {
                     "cniConfDir": self.cri.config.cni_conf_dir,
                     "cniBinDirs": self.cri.config.cni_bin_dirs,
                     "podCIDR": *self.cri.pod_cidr.lock().unwrap(),
-                    "cgroupDriver": "cgroupfs",
+                    "cgroupDriver": self.cri.config.cgroup_driver.as_str(),
+                    "rootDir": self.cri.config.root,
+                    "stateDir": self.cri.config.state,
                 })
                 .to_string(),
             );
@@ -435,7 +437,8 @@ impl Api for RuntimeService {
             info,
             // Only what works is advertised (cri/handlers.rs): recursive
             // read-only mounts where the runtime has them, the supplemental
-            // groups policy (berthd's own); not user namespaces for pods.
+            // groups policy (berthd's own); user namespaces for pods where
+            // the layers' filesystem takes idmapped mounts.
             runtime_handlers: self.cri.config.handlers.list(),
             features: Some(cri::RuntimeFeatures {
                 supplemental_groups_policy: true,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use berth_rules::idmap::IdMap;
 use k8s_cri::v1 as cri;
 use serde_json::{json, Value};
 
@@ -49,6 +50,8 @@ pub struct PodContext {
     pub cgroup_driver: crate::containers::cgroups::CgroupDriver,
     /// The pod's sysctls.
     pub sysctls: BTreeMap<String, String>,
+    /// The pod's user namespace (pinned path, uid and gid maps), if it has one.
+    pub userns: Option<(PathBuf, Vec<IdMap>, Vec<IdMap>)>,
 }
 
 /// A device node kubelet asked for, as found on the host.
@@ -142,17 +145,33 @@ fn propagation(p: i32) -> &'static str {
     }
 }
 
-/// kubelet's mount as an OCI mount.
-fn mount_of(m: &cri::Mount) -> Result<Value, SpecError> {
+/// OCI id mappings (`uidMappings` of linux or of a mount).
+fn oci_maps(maps: &[IdMap]) -> Value {
+    json!(maps
+        .iter()
+        .map(|m| json!({"containerID": m.container, "hostID": m.host, "size": m.len}))
+        .collect::<Vec<_>>())
+}
+
+/// kubelet's mount as an OCI mount; its id mappings (an idmapped volume)
+/// only in a pod with a user namespace.
+fn mount_of(m: &cri::Mount, in_userns: bool) -> Result<Value, SpecError> {
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
         return Err(SpecError::Invalid(format!(
             "mount {}: image volumes are not supported",
             m.container_path
         )));
     }
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+    let idmapped = !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty();
+    if idmapped && !in_userns {
         return Err(SpecError::Invalid(format!(
-            "mount {}: idmapped mounts need user namespaces for pods, which berthd's CRI does not offer yet",
+            "mount {}: id mappings are for a pod with a user namespace, and this pod has none",
+            m.container_path
+        )));
+    }
+    if idmapped && (m.uid_mappings.is_empty() || m.gid_mappings.is_empty()) {
+        return Err(SpecError::Invalid(format!(
+            "mount {}: an idmapped mount needs both uid and gid mappings",
             m.container_path
         )));
     }
@@ -174,9 +193,21 @@ fn mount_of(m: &cri::Mount) -> Result<Value, SpecError> {
     } else if m.readonly {
         opts.push("ro");
     }
-    Ok(
-        json!({"destination": m.container_path, "type": "bind", "source": m.host_path, "options": opts}),
-    )
+    let mut v = json!({"destination": m.container_path, "type": "bind", "source": m.host_path, "options": opts});
+    if idmapped {
+        let maps = |l: &[cri::IdMapping]| -> Vec<IdMap> {
+            l.iter()
+                .map(|x| IdMap {
+                    container: x.container_id,
+                    host: x.host_id,
+                    len: x.length,
+                })
+                .collect()
+        };
+        v["uidMappings"] = oci_maps(&maps(&m.uid_mappings));
+        v["gidMappings"] = oci_maps(&maps(&m.gid_mappings));
+    }
+    Ok(v)
 }
 
 /// The process's supplementary groups, as kubelet's runtimes set them: its
@@ -290,6 +321,13 @@ pub fn container_spec(
         m.remove("hostname");
     }
     let mut namespaces = vec![json!({"type": "mount"})];
+    // The pod's user namespace first: the runtime joins it before the rest,
+    // and makes the container's own namespaces inside it.
+    if let Some((path, uid, gid)) = &pod.userns {
+        namespaces.push(json!({"type": "user", "path": path}));
+        s["linux"]["uidMappings"] = oci_maps(uid);
+        s["linux"]["gidMappings"] = oci_maps(gid);
+    }
     for (kind, path) in [
         ("network", &pod.netns),
         ("ipc", &pod.ipc),
@@ -363,7 +401,7 @@ pub fn container_spec(
         "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec"]}),
     );
     for m in &cfg.mounts {
-        mounts.push(mount_of(m)?);
+        mounts.push(mount_of(m, pod.userns.is_some())?);
     }
     // A mount that propagates needs a root that lets it, as containerd
     // sets: shared for a bidirectional one, else slave for host-to-container.

@@ -21,6 +21,7 @@ fn pod() -> PodContext {
             "0".to_string(),
         )]
         .into(),
+        userns: None,
     }
 }
 
@@ -375,4 +376,54 @@ fn supplemental_groups_merge_the_images_unless_strict() {
         groups(&root, &cri::LinuxContainerSecurityContext::default()),
         vec![0]
     );
+}
+
+#[test]
+fn a_pod_user_namespace_is_joined_first_with_its_maps_and_idmapped_volumes() {
+    let maps = berth_rules::idmap::parse("0:1000:100000").unwrap();
+    let mut p = pod();
+    p.userns = Some(("/run/berth/pods/p1/ns/user".into(), maps.clone(), maps));
+    let vol = |uid: Vec<cri::IdMapping>, gid: Vec<cri::IdMapping>| cri::ContainerConfig {
+        mounts: vec![cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/srv/data".into(),
+            uid_mappings: uid,
+            gid_mappings: gid,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let m = vec![cri::IdMapping {
+        container_id: 0,
+        host_id: 1000,
+        length: 100000,
+    }];
+    let s = make(&vol(m.clone(), m.clone()), &p).unwrap();
+    let ns = ns_of(&s);
+    assert_eq!(ns[0].0, "mount");
+    assert_eq!(
+        ns[1],
+        ("user".to_string(), "/run/berth/pods/p1/ns/user".to_string())
+    );
+    let want = json!([{"containerID": 0, "hostID": 1000, "size": 100000}]);
+    assert_eq!(s["linux"]["uidMappings"], want);
+    assert_eq!(s["linux"]["gidMappings"], want);
+    let data = s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/data")
+        .cloned()
+        .unwrap();
+    assert_eq!(data["uidMappings"], want);
+    assert_eq!(data["gidMappings"], want);
+    // Half a mapping, or a mapping in a pod without a user namespace: refused.
+    let half = make(&vol(m.clone(), vec![]), &p).unwrap_err().to_string();
+    assert!(half.contains("both uid and gid"), "{half}");
+    let none = make(&vol(m.clone(), m), &pod()).unwrap_err().to_string();
+    assert!(none.contains("has none"), "{none}");
+    // Without one: no user namespace, no maps.
+    let plain = make(&cri::ContainerConfig::default(), &pod()).unwrap();
+    assert!(ns_of(&plain).iter().all(|(k, _)| k != "user"));
+    assert!(plain["linux"]["uidMappings"].is_null());
 }

@@ -60,6 +60,46 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
     r
 }
 
+/// Pins the network namespace of process `pid` (one made inside a pod's
+/// user namespace, which berthd cannot make itself) at `path`, with `lo` up.
+pub fn adopt(pid: u32, path: &Path) -> Result<(), NetnsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err("create", dir))?;
+    }
+    std::fs::File::create(path).map_err(err("create", path))?;
+    let from = format!("/proc/{pid}/ns/net");
+    let r = mount(
+        Some(from.as_str()),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| err("bind network namespace on", path)(e.into()))
+    .and_then(|()| {
+        let p = path.to_path_buf();
+        // A fresh thread enters it and ends, as in `create`.
+        std::thread::spawn(move || -> Result<(), NetnsError> {
+            let ns = std::fs::File::open(&p).map_err(err("open", &p))?;
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| err("enter network namespace", &p)(e.into()))?;
+            crate::sys::loopback_up().map_err(|e| err("bring lo up in", &p)(e.into()))
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(NetnsError {
+                what: "adopt network namespace",
+                path: path.to_path_buf(),
+                source: std::io::Error::other("thread panicked"),
+            })
+        })
+    });
+    if r.is_err() {
+        let _ = remove(path);
+    }
+    r
+}
+
 /// Unpins and removes a namespace file (nothing to do when it is gone).
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -247,7 +247,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     crate::perm::dir(&cfg.root, crate::perm::ROOT).map_err(io("create", &cfg.root))?;
     crate::perm::dir(&cfg.state, crate::perm::STATE).map_err(io("create", &cfg.state))?;
     let bundles = cfg.state.join("bundles");
-    crate::perm::dir(&bundles, crate::perm::FILESYSTEMS).map_err(io("create", &bundles))?;
+    crate::perm::close_bundles(&bundles).map_err(io("close", &bundles))?;
     let store = Arc::new(Images::open(&cfg.root)?);
     let tmp = cfg.root.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
@@ -318,6 +318,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                     })?,
             )
         };
+        let userns =
+            crate::cri::handlers::probe_user_namespaces(manager.shim_binary(), &cfg.root).await;
+        if let crate::cri::handlers::UserNamespaces::No(why) = &userns {
+            tracing::info!(reason = %why, "CRI: no user namespaces for pods (idmapped layers)");
+        }
         let c = Arc::new(crate::cri::Cri::new(
             manager.clone(),
             crate::cri::CriConfig {
@@ -331,7 +336,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
                 registries: registries.clone(),
                 stream_url: streams.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
                 handlers: crate::cri::handlers::Handlers::probe(&cfg.runtime_handlers)
-                    .map_err(|e| ServeError::Recover(format!("CRI: {e}")))?,
+                    .map_err(|e| ServeError::Recover(format!("CRI: {e}")))?
+                    .with_user_namespaces(userns),
             },
         ));
         tokio::spawn(c.clone().watch_exits());

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod dockerignore;
 pub mod fdpass;
 pub mod id;
+pub mod idmap;
 pub mod paths;
 pub mod port;
 pub mod reference;

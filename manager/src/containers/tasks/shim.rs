@@ -13,6 +13,54 @@ use tonic::transport::Channel;
 
 use super::*;
 
+/// containerd's `uidmap=`/`gidmap=` rootfs mount options for a container in
+/// a user namespace with id mappings (a CRI pod's): the shim then idmaps
+/// the image's layers, so what root owns in the image the container's root
+/// owns. Nothing for a container without a user namespace.
+fn rootfs_idmap(spec: &Value) -> Vec<String> {
+    let linux = &spec["linux"];
+    let has_userns = linux["namespaces"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|n| n["type"] == "user"));
+    let maps = |key: &str| -> Option<String> {
+        let list = linux[key].as_array().filter(|l| !l.is_empty())?;
+        let parts: Option<Vec<String>> = list
+            .iter()
+            .map(|m| {
+                Some(format!(
+                    "{}:{}:{}",
+                    m["containerID"].as_u64()?,
+                    m["hostID"].as_u64()?,
+                    m["size"].as_u64()?
+                ))
+            })
+            .collect();
+        parts.map(|p| p.join(","))
+    };
+    match (has_userns, maps("uidMappings"), maps("gidMappings")) {
+        (true, Some(u), Some(g)) => vec![format!("uidmap={u}"), format!("gidmap={g}")],
+        _ => Vec::new(),
+    }
+}
+
+/// The host gid of the container's root where it runs in a user namespace
+/// with id mappings.
+fn mapped_root_gid(spec: &Value) -> Option<u32> {
+    let linux = &spec["linux"];
+    linux["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|n| n["type"] == "user")?;
+    linux["gidMappings"].as_array()?.iter().find_map(|m| {
+        let c = m["containerID"].as_u64()?;
+        let h = m["hostID"].as_u64()?;
+        let n = m["size"].as_u64()?;
+        (c == 0 && n > 0)
+            .then_some(h)
+            .and_then(|h| u32::try_from(h).ok())
+    })
+}
+
 impl Manager {
     /// Launches the container's shim and creates its init.
     pub async fn create_task(self: &Arc<Self>, ns: &str, id: &str) -> Result<u32, TaskError> {
@@ -71,16 +119,25 @@ impl Manager {
     ) -> Result<u32, TaskError> {
         let bundle = self.bundle(ns, id);
         let _ = std::fs::remove_dir_all(&bundle);
+        let idmap = rootfs_idmap(spec);
+        // Closed to other users; a user namespace's root may traverse it.
+        if let Some(ns_dir) = bundle.parent() {
+            crate::perm::dir(ns_dir, crate::perm::BUNDLES).map_err(io("create", ns_dir))?;
+        }
+        crate::perm::bundle(&bundle, mapped_root_gid(spec)).map_err(io("create", &bundle))?;
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io("create", &bundle))?;
         let spec = serde_json::to_vec_pretty(spec).unwrap_or_default();
         // The config carries the container's environment (secrets given with -e).
         crate::perm::write_secret(&bundle.join("config.json"), &spec)
             .map_err(io("write", &bundle.join("config.json")))?;
-        let mounts = self
+        let mut mounts = self
             .images
             .snapshots
             .mounts(ns, &c.snapshot)
             .map_err(ImageError::from)?;
+        for m in &mut mounts {
+            m.options.extend(idmap.iter().cloned());
+        }
         let runtime = if c.runtime.is_empty() {
             self.paths.runtime.clone()
         } else {
@@ -321,5 +378,29 @@ impl Manager {
     /// The shim's client of a running container (for attach and friends).
     pub fn shim(&self, ns: &str, id: &str) -> Result<ShimClient<Channel>, TaskError> {
         Ok(self.running_task(ns, id)?.client.clone())
+    }
+}
+
+#[cfg(test)]
+mod idmap_tests {
+    use super::*;
+
+    #[test]
+    fn a_container_in_a_mapped_user_namespace_gets_idmapped_layers() {
+        let m = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 100000}]);
+        let spec = serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user", "path": "/p/ns/user"}],
+            "uidMappings": m, "gidMappings": m,
+        }});
+        assert_eq!(
+            rootfs_idmap(&spec),
+            ["uidmap=0:1000:100000", "gidmap=0:1000:100000"]
+        );
+        let no_userns = serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "uidMappings": m, "gidMappings": m}});
+        assert!(rootfs_idmap(&no_userns).is_empty());
+        let no_maps = serde_json::json!({"linux": {"namespaces": [{"type": "user"}]}});
+        assert!(rootfs_idmap(&no_maps).is_empty());
+        assert_eq!(mapped_root_gid(&spec), Some(1000));
+        assert_eq!(mapped_root_gid(&no_userns), None);
     }
 }
