@@ -227,3 +227,59 @@ fn user_namespace_modes_and_mappings_a_pod_cannot_have_are_refused() {
     c.remove_pod(&pod);
     c.assert_nothing_left();
 }
+
+#[test]
+fn a_user_namespace_pod_sharing_its_pid_namespace_runs_a_container_to_its_exit() {
+    let c = CriStack::new("userns-pid");
+    if !offers_userns(&c) {
+        eprintln!("SKIP a_user_namespace_pod_sharing_its_pid_namespace_runs_a_container_to_its_exit: berthd does not offer user namespaces here");
+        return;
+    }
+    // critest's pod: every namespace the pod's (PID included).
+    let mut pc = with_userns(c.pod_config("upid"), pod_userns());
+    let sc = pc
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+    let pod = c.run_pod(&pc);
+    let mut cfg = c.container_config("cat", "");
+    cfg.command = vec!["cat".into(), "/proc/self/uid_map".into()];
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: pc
+                .linux
+                .as_ref()
+                .unwrap()
+                .security_context
+                .as_ref()
+                .unwrap()
+                .namespace_options
+                .clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = c.start(&pod, &pc, cfg);
+    let st = c.wait_exited(&id, 20);
+    assert_eq!(st.exit_code, 0, "{st:?}");
+    let log = std::path::Path::new(&pc.log_directory).join("cat.log");
+    let lines = CriStack::log_lines(&log);
+    assert_eq!(one_line(&lines[0].2), "0 1000 100000", "{lines:?}");
+    // An exec joins the same user and PID namespaces (the holder is PID 1).
+    let s = c.start(&pod, &pc, c.container_config("s", "exec sleep 1000"));
+    assert_eq!(
+        one_line(&c.exec_ok(&s, "cat /proc/self/uid_map")),
+        "0 1000 100000"
+    );
+    assert_ne!(c.exec_ok(&s, "echo $$").trim(), "1");
+    assert!(c
+        .exec_ok(&s, "ls /proc")
+        .split_whitespace()
+        .any(|p| p == "1"));
+    c.remove_pod(&pod);
+    c.assert_nothing_left();
+}

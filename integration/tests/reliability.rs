@@ -1,4 +1,5 @@
-//! berthd under conditions it must survive: a full disk.
+//! berthd under conditions it must survive: a full disk, a flood of idle
+//! connections, and being killed in the middle of `run -d`.
 
 use std::fs;
 use std::io::Write;
@@ -172,4 +173,65 @@ fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
         .unwrap()
         .count();
     assert!(fds < 1024 + 256, "berthd holds {fds} descriptors");
+}
+
+/// berthd SIGKILLed at every moment of `run -d` (shim starting, creating,
+/// starting the container), then restarted: every shim that still serves is
+/// reconnected (a container it was creating waited for) or shut down through
+/// its API, and `rm -f` then leaves no shim, mount, cgroup, bundle or
+/// snapshot. Before, a shim caught creating was taken for gone: its bundle
+/// was removed under it and it lived on with the container's mount.
+#[test]
+fn berthd_killed_during_run_d_leaves_nothing_once_restarted_and_removed() {
+    let mut s = stack::Stack::new("killrun");
+    // Warm up (the first run loads the image's layer).
+    s.ctl_ok(&["run", "--rm", "--net", "none", "berth/busybox", "true"]);
+    for i in 0..16u64 {
+        let name = format!("k{i}");
+        let mut run = s
+            .d()
+            .ctl_cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--net",
+                "none",
+                "berth/busybox",
+                "sleep",
+                "1000",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // From before the request arrives to after the container runs.
+        std::thread::sleep(std::time::Duration::from_millis(4 * i));
+        s.d.take().unwrap().kill();
+        let _ = run.wait();
+        s.start();
+        let out = s.ctl(&["rm", "-f", &name]);
+        assert!(
+            out.status.success() || stderr(&out).contains("no such container"),
+            "rm -f {name}: {}",
+            stderr(&out)
+        );
+    }
+    // Cleanups of shims found gone run in the background, each under its
+    // container's lock: wait for them.
+    let t = std::time::Instant::now();
+    while !s.our_processes().is_empty() && t.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<String> = s
+        .our_processes()
+        .iter()
+        .map(|p| {
+            let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:#?}");
+    stack::wait_until("every mount gone", 20, || s.our_mounts().is_empty());
+    s.assert_nothing_left();
 }

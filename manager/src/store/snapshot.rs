@@ -340,6 +340,19 @@ impl Snapshotter {
         Ok((bytes, inodes))
     }
 
+    /// Every snapshot of every namespace: (namespace, key, info).
+    pub fn list_all(&self) -> Result<Vec<(String, String, Info)>, SnapshotError> {
+        Ok(self
+            .meta
+            .list::<Info>(Table::Snapshots, "")?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (ns, key) = k.split_once('/')?;
+                Some((ns.to_string(), key.to_string(), v))
+            })
+            .collect())
+    }
+
     /// Every snapshot of a namespace, by key.
     pub fn list(&self, ns: &str) -> Result<Vec<(String, Info)>, SnapshotError> {
         let p = format!("{ns}/");

@@ -247,8 +247,22 @@ pub(super) fn create_in(
     let create_container = hooks::from_spec(hooks_cfg.create_container());
     let start_container = hooks::from_spec(hooks_cfg.start_container());
 
-    for (t, path) in &b.plan.join_before_clone {
-        namespaces::join(*t, path)?;
+    // Namespaces the clone creates must be owned by the user namespace the
+    // container joins by path: a helper joins it first and clones from there.
+    let user_path = b
+        .plan
+        .join
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::User)
+        .map(|(_, p)| p.clone())
+        .filter(|_| !b.plan.clone.is_empty());
+    // PID and time namespaces apply to the children of whoever joins them:
+    // with that helper, the helper joins them (after the user namespace), so
+    // it stays in ours and reports the container's pid as we see it.
+    if user_path.is_none() {
+        for (t, path) in &b.plan.join_before_clone {
+            namespaces::join(*t, path)?;
+        }
     }
     if b.plan.new_time {
         nix::sched::unshare(namespaces::flag(LinuxNamespaceType::Time))
@@ -312,15 +326,6 @@ pub(super) fn create_in(
     if o.detach {
         flags |= libc::CLONE_PARENT;
     }
-    // Namespaces the clone creates must be owned by the user namespace the
-    // container joins by path: a helper joins it first and clones from there.
-    let user_path = b
-        .plan
-        .join
-        .iter()
-        .find(|(t, _)| *t == LinuxNamespaceType::User)
-        .map(|(_, p)| p.clone())
-        .filter(|_| !b.plan.clone.is_empty());
     // Into the cgroup2 directory (pure v2, or a hybrid host's) the process
     // is born (CLONE_INTO_CGROUP).
     let v2_dir = cgroups::unified_dir(&layout, &cgroup_dirs)
@@ -344,7 +349,7 @@ pub(super) fn create_in(
     let around = JoinedAround::enter(&b.plan.join_around_clone)?;
     let cloned = (|| -> Result<i32, Error> {
         Ok(match (&user_path, &v2_dir) {
-            (Some(path), _) => clone_in_userns(flags, path, o.detach)?,
+            (Some(path), _) => clone_in_userns(flags, path, &b.plan.join_before_clone, o.detach)?,
             (None, Some(dir)) => match syscall::clone_into_cgroup(flags as u32 as u64, dir.as_fd())
             {
                 Ok(pid) => {
@@ -624,16 +629,28 @@ fn start_scope(
 }
 
 /// Clones the container process from inside the user namespace at `userns`
-/// through a short-lived helper, so that the new namespaces belong to it.
+/// through a short-lived helper, so that the new namespaces belong to it;
+/// the helper joins `for_children` (PID, time) after it, so the container
+/// process is born in them while the helper, in ours, sees its pid as we do.
 /// Returns 0 in the container process and its pid in the caller; the
 /// container process is our child (or, with `detach`, our caller's).
-pub(super) fn clone_in_userns(flags: i32, userns: &Path, detach: bool) -> Result<i32, Error> {
+pub(super) fn clone_in_userns(
+    flags: i32,
+    userns: &Path,
+    for_children: &[(LinuxNamespaceType, std::path::PathBuf)],
+    detach: bool,
+) -> Result<i32, Error> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
     let helper = syscall::clone_fork(if detach { libc::CLONE_PARENT } else { 0 })
         .map_err(io_err("clone user namespace helper"))?;
     if helper == 0 {
         drop(r);
         let res = namespaces::join(LinuxNamespaceType::User, &userns.to_path_buf())
+            .and_then(|()| {
+                for_children
+                    .iter()
+                    .try_for_each(|(t, path)| namespaces::join(*t, path))
+            })
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 // CLONE_PARENT: the container process is a sibling of this

@@ -15,6 +15,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::*;
 
+/// Runs a call that changes the container to its end even when its client
+/// goes away meanwhile (a manager killed mid-call): tonic drops the call's
+/// future then, which would leave a container half made (its init created,
+/// the shim still "creating" it) for the next manager to find.
+async fn to_completion<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(f)
+        .await
+        .map_err(|e| Status::internal(format!("shim call ended abnormally: {e}")))?
+}
+
 pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -63,7 +75,8 @@ impl Shim for Service {
                 }
             }
         }
-        let pid = self.0.create(r).await?;
+        let inner = self.0.clone();
+        let pid = to_completion(async move { inner.create(r).await }).await?;
         Ok(Response::new(pb::CreateResponse { pid }))
     }
 
@@ -72,7 +85,8 @@ impl Shim for Service {
         r: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
         let r = r.into_inner();
-        let pid = self.0.start(&r.id, &r.exec_id).await?;
+        let inner = self.0.clone();
+        let pid = to_completion(async move { inner.start(&r.id, &r.exec_id).await }).await?;
         Ok(Response::new(pb::StartResponse { pid }))
     }
 
@@ -411,7 +425,10 @@ impl Shim for Service {
         r: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.delete(&r.id, &r.exec_id).await?))
+        let inner = self.0.clone();
+        Ok(Response::new(
+            to_completion(async move { inner.delete(&r.id, &r.exec_id).await }).await?,
+        ))
     }
 
     async fn shutdown(

@@ -45,6 +45,11 @@ impl Inner {
     ) -> Result<T, Status> {
         match &mut *self.slot.lock().expect("slot") {
             Slot::Ready(c) => f(c),
+            // A manager reconnecting mid-create waits for it, rather than
+            // taking a container on its way as one that is not there.
+            Slot::Creating => Err(Status::unavailable(format!(
+                "container {id} is being created"
+            ))),
             _ => Err(Status::not_found(format!("container {id} not found"))),
         }
     }

@@ -55,6 +55,26 @@ impl Manager {
                 }
             });
         }
+        // Snapshots a crash left without an owner: a container's prepared
+        // before its record was written (or after it was removed), and an
+        // earlier berthd's unpacks in progress. Snapshots clients made
+        // through the API have other keys and are theirs.
+        let me = std::process::id();
+        for (ns, key, _) in self.images.snapshots.list_all().unwrap_or_default() {
+            let orphan = match key.strip_prefix("container-") {
+                Some(id) => !all.iter().any(|(n, c)| *n == ns && c.id == id),
+                None => key
+                    .strip_prefix("extract-")
+                    .and_then(|rest| rest.split_once('-'))
+                    .is_some_and(|(pid, _)| pid != me.to_string()),
+            };
+            if orphan {
+                tracing::info!(namespace = %ns, key = %key, "removing orphaned snapshot");
+                if let Err(e) = self.images.snapshots.remove(&ns, &key) {
+                    tracing::warn!(namespace = %ns, key = %key, error = %e, "remove orphaned snapshot");
+                }
+            }
+        }
         // Bundles without a record (a crash between a shim's start and the
         // end of a removal).
         let owned: std::collections::HashSet<(String, String)> =
@@ -86,17 +106,32 @@ impl Manager {
                 .await
                 .ok()?
                 .into_inner();
-            let st = client
-                .state(shimpb::StateRequest {
-                    id: id.into(),
-                    exec_id: String::new(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            Some((client, events, st))
+            Some((client, events))
         }
         .await;
+        // A shim that serves is never taken for gone: berthd may have died
+        // while it was creating the container (wait for that), or before it
+        // was asked to (shut it down through its API).
+        let connected = match connected {
+            None => None,
+            Some((mut client, events)) => match self.shim_state(&mut client, id).await {
+                Ok(st) => Some((client, events, st)),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    tracing::info!(namespace = %ns, id = %id, "shim without a container; shutting it down");
+                    let _ = client
+                        .shutdown(shimpb::ShutdownRequest { id: id.into() })
+                        .await;
+                    self.wait_shim_gone(&bundle).await;
+                    None
+                }
+                Err(status) => {
+                    return Err(TaskError::State(format!(
+                        "shim of {id} serves but cannot say its state: {}; left as it is",
+                        status.message()
+                    )))
+                }
+            },
+        };
         let Some((client, events, st)) = connected else {
             // The shim is gone: its container was killed with it (137). The
             // cleanup (`berth-shim delete`: kill, runtime delete, unmount) runs
@@ -149,5 +184,43 @@ impl Manager {
         }
         tracing::info!(namespace = %ns, id = %id, "reconnected to shim");
         Ok(())
+    }
+
+    /// The init's state, waiting (up to 30 s) while the shim is still
+    /// creating it.
+    async fn shim_state(
+        &self,
+        client: &mut ShimClient<tonic::transport::Channel>,
+        id: &str,
+    ) -> Result<shimpb::StateResponse, tonic::Status> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = client
+                .state(shimpb::StateRequest {
+                    id: id.into(),
+                    exec_id: String::new(),
+                })
+                .await;
+            match r {
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < until =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r.map(|r| r.into_inner()),
+            }
+        }
+    }
+
+    /// Waits (up to 5 s) until the shim of `bundle` no longer serves: it
+    /// removes its address file on the way out.
+    async fn wait_shim_gone(&self, bundle: &std::path::Path) {
+        for _ in 0..100 {
+            if !bundle.join("address").exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
