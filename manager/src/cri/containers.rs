@@ -208,11 +208,46 @@ impl Cri {
             pid,
             shm: shared.ipc.then(|| dir.join("shm")),
             dir,
-            cgroup_parent: linux.cgroup_parent.clone(),
+            cgroup_parent: self.pod_cgroup_parent(pod),
             cgroup_driver: self.config.cgroup_driver,
             sysctls: linux.sysctls.into_iter().collect(),
+            resources: linux.resources.clone(),
             userns,
         })
+    }
+
+    /// The pod's cgroup parent: kubelet's, else, when the pod names
+    /// resources or an overhead under the cgroupfs driver, its own
+    /// (`pod_cgroup`), else none (berthd's default place).
+    pub fn pod_cgroup_parent(&self, pod: &super::pods::Pod) -> String {
+        let given = pod
+            .config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        if !given.is_empty()
+            || self.config.cgroup_driver != crate::containers::cgroups::CgroupDriver::Cgroupfs
+            || super::pod_cgroup::limits(&pod.config).is_none()
+        {
+            return given;
+        }
+        super::pod_cgroup::parent(&pod.id)
+    }
+
+    /// Writes a pod's limits into its own cgroup, which exists once one of
+    /// its containers has a task (nothing for a pod placed by kubelet).
+    fn apply_pod_limits(&self, pod_id: &str) -> Result<(), CriError> {
+        let pod = self.find_pod(pod_id)?;
+        let Some(l) = super::pod_cgroup::limits(&pod.config) else {
+            return Ok(());
+        };
+        let parent = self.pod_cgroup_parent(&pod);
+        if parent != super::pod_cgroup::parent(&pod.id) {
+            return Ok(());
+        }
+        super::pod_cgroup::apply(&parent, &l)
+            .map_err(|e| CriError::State(format!("pod {pod_id}'s resources and overhead: {e}")))
     }
 
     /// CreateContainer: the record, the filesystem and the spec; its id.
@@ -372,6 +407,10 @@ impl Cri {
             }
         }
         self.manager.create_task(NAMESPACE, &c.id).await?;
+        if let Err(e) = self.apply_pod_limits(&c.sandbox_id) {
+            let _ = self.manager.delete_task(NAMESPACE, &c.id, "").await;
+            return Err(e);
+        }
         if let Err(e) = self.manager.start(NAMESPACE, &c.id, "").await {
             let _ = self.manager.delete_task(NAMESPACE, &c.id, "").await;
             return Err(e.into());

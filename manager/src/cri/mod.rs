@@ -5,7 +5,8 @@
 //!
 //! - `pods` (pod sandbox records and lifecycle), `holder` (the process that
 //!   holds a pod's IPC, UTS and PID namespaces: no pause image), `pod_files`
-//!   (the pod's hostname, hosts and resolv.conf);
+//!   (the pod's hostname, hosts and resolv.conf); `pod_cgroup` (a pod's own
+//!   cgroup with its resources and overhead, when kubelet gives it none);
 //! - `spec` (a CRI container config over a pod to an OCI spec, pure),
 //!   `containers` (create, start, stop, remove, status, list, exec_sync,
 //!   update, log reopening);
@@ -28,6 +29,7 @@ pub mod holder;
 pub mod image_service;
 pub mod images;
 pub mod metrics;
+pub mod pod_cgroup;
 pub mod pod_files;
 pub mod pod_stats;
 pub mod pods;

@@ -456,6 +456,9 @@ impl Cri {
         }
         let _g = self.lock(&pod.id).await;
         self.release_pod_dir(&self.pod_dir(&pod.id));
+        if self.pod_cgroup_parent(&pod) == super::pod_cgroup::parent(&pod.id) {
+            super::pod_cgroup::remove(&super::pod_cgroup::parent(&pod.id));
+        }
         self.manager
             .images
             .meta

@@ -50,6 +50,8 @@ pub struct PodContext {
     pub cgroup_driver: crate::containers::cgroups::CgroupDriver,
     /// The pod's sysctls.
     pub sysctls: BTreeMap<String, String>,
+    /// The pod's resources (kubelet's sum of its containers'), if given.
+    pub resources: Option<cri::LinuxContainerResources>,
     /// The pod's user namespace (pinned path, uid and gid maps), if it has one.
     pub userns: Option<(PathBuf, Vec<IdMap>, Vec<IdMap>)>,
 }
@@ -474,6 +476,19 @@ pub fn container_spec(
     ann.insert("io.kubernetes.cri.sandbox-id".into(), pod.id.clone());
     if let Some(m) = &cfg.metadata {
         ann.insert("io.kubernetes.cri.container-name".into(), m.name.clone());
+    }
+    // The pod's resources under containerd's names, for runtimes that size
+    // a sandbox themselves (a VM handler); kubelet's pod cgroup, the
+    // parent, already holds the pod's limits and overhead.
+    if let Some(r) = &pod.resources {
+        for (k, v) in [
+            ("cpu-period", r.cpu_period),
+            ("cpu-quota", r.cpu_quota),
+            ("cpu-shares", r.cpu_shares),
+            ("memory", r.memory_limit_in_bytes),
+        ] {
+            ann.insert(format!("io.kubernetes.cri.sandbox-{k}"), v.to_string());
+        }
     }
     s["annotations"] = json!(ann);
     Ok(s)

@@ -21,6 +21,7 @@ fn pod() -> PodContext {
             "0".to_string(),
         )]
         .into(),
+        resources: None,
         userns: None,
     }
 }
@@ -426,4 +427,25 @@ fn a_pod_user_namespace_is_joined_first_with_its_maps_and_idmapped_volumes() {
     let plain = make(&cri::ContainerConfig::default(), &pod()).unwrap();
     assert!(ns_of(&plain).iter().all(|(k, _)| k != "user"));
     assert!(plain["linux"]["uidMappings"].is_null());
+}
+
+#[test]
+fn the_pods_resources_reach_its_containers_as_containerds_sandbox_annotations() {
+    let plain = make(&cri::ContainerConfig::default(), &pod()).unwrap();
+    assert!(plain["annotations"]["io.kubernetes.cri.sandbox-memory"].is_null());
+    let mut p = pod();
+    p.resources = Some(cri::LinuxContainerResources {
+        cpu_period: 100000,
+        cpu_quota: 50000,
+        cpu_shares: 512,
+        memory_limit_in_bytes: 64 << 20,
+        ..Default::default()
+    });
+    let s = make(&cri::ContainerConfig::default(), &p).unwrap();
+    let a = &s["annotations"];
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-period"], "100000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-quota"], "50000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-shares"], "512");
+    assert_eq!(a["io.kubernetes.cri.sandbox-memory"], "67108864");
+    assert_eq!(a["io.kubernetes.cri.sandbox-id"], "p1");
 }
