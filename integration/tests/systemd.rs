@@ -255,6 +255,22 @@ fn cri_containers_are_scopes_in_kubelets_slice() {
     assert_eq!(p["ActiveState"], "active", "{p:?}");
     assert_eq!(p["Slice"], slice, "{p:?}");
     assert_eq!(p["MemoryMax"], (64u64 << 20).to_string(), "{p:?}");
+    // The container's shim has a scope of its own in the same slice, so
+    // it is not left in berthd's unit.
+    let shim_unit = format!("berth-shim-{id}.scope");
+    let p = show(&shim_unit, &["ActiveState", "Slice"]);
+    assert_eq!(p["ActiveState"], "active", "{p:?}");
+    assert_eq!(p["Slice"], slice, "{p:?}");
+    let shim_pid = fs::read_to_string(
+        c.s.dir
+            .join(format!("berthd/state/bundles/k8s.io/{id}/shim.pid")),
+    )
+    .unwrap();
+    let shim_cg = fs::read_to_string(format!("/proc/{}/cgroup", shim_pid.trim())).unwrap();
+    assert_eq!(
+        shim_cg.trim(),
+        format!("0::/kubepods.slice/kubepods-besteffort.slice/{slice}/{shim_unit}")
+    );
     // UpdateContainerResources goes through systemd too.
     c.call(
         rs.update_container_resources(cri::UpdateContainerResourcesRequest {
@@ -273,6 +289,10 @@ fn cri_containers_are_scopes_in_kubelets_slice() {
     );
     c.remove_pod(&pod);
     assert_eq!(show(&unit, &["LoadState"])["LoadState"], "not-found");
+    // The shim's scope goes with the shim.
+    stack::wait_until("the shim's scope to go", 10, || {
+        show(&shim_unit, &["LoadState"])["LoadState"] == "not-found"
+    });
     c.assert_nothing_left();
 }
 

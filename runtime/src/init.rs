@@ -110,13 +110,21 @@ fn check_joined_maps(linux: &oci_spec::runtime::Linux) -> Result<(), Error> {
     Ok(())
 }
 
+/// Set once READY is sent: from then on the parent no longer reads the
+/// sync channel (it may even have read READY and closed it after our
+/// message arrived), so an error, an execve's included, goes to stderr.
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub fn run(args: Args) -> ! {
     match setup(&args) {
         Ok(never) => match never {},
         Err(e) => {
             // Before READY the parent is listening and reports the error; after
-            // it, the parent may be gone, so stderr is the only witness.
-            if sync::send(&args.sync, sync::ERROR, &e.to_string()).is_err() {
+            // it, stderr is the only witness. (A message sent after READY was
+            // lost when a `run`'s parent, whose exec fifo was open already,
+            // read READY and closed the channel before reading it.)
+            let ready = READY_SENT.load(std::sync::atomic::Ordering::Relaxed);
+            if ready || sync::send(&args.sync, sync::ERROR, &e.to_string()).is_err() {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),
                     format!("berth: {e}\n").as_bytes(),
@@ -387,7 +395,10 @@ fn finish(p: Prepared, s: &ProcessSetup, mut release: Option<Release>) -> Result
             }
             (Step::User, _) => p.change_user(s.process)?,
             (Step::NoNewPrivs, _) => process::set_no_new_privs()?,
-            (Step::Ready, _) => sync::send(s.sync, sync::READY, "")?,
+            (Step::Ready, _) => {
+                sync::send(s.sync, sync::READY, "")?;
+                READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             (Step::ExecFifo, Some(r)) => r.wait_for_start()?,
             (Step::StartHooks, Some(r)) => {
                 if !r.hooks.is_empty() {

@@ -216,7 +216,12 @@ pub fn start(o: &Options) -> Result<String, DaemonError> {
         .read_line(&mut line)
         .map_err(io_err("read shim readiness"))?;
     match line.trim() {
-        "ok" => Ok(address.display().to_string()),
+        "ok" => {
+            if o.systemd_cgroup {
+                place_in_scope(o, child.id());
+            }
+            Ok(address.display().to_string())
+        }
         "" => Err(DaemonError::NotReady {
             id: o.id.clone(),
             message: format!("it exited; see {}/shim.log", o.bundle.display()),
@@ -225,6 +230,55 @@ pub fn start(o: &Options) -> Result<String, DaemonError> {
             id: o.id.clone(),
             message: m.to_string(),
         }),
+    }
+}
+
+/// The slice of the container's scope (runc's `slice:prefix:name`
+/// cgroupsPath in the bundle's config), which the shim's own scope shares;
+/// systemd's default slice without one.
+pub fn shim_slice(config: &serde_json::Value, root: bool) -> String {
+    let default = if root { "system.slice" } else { "user.slice" };
+    config["linux"]["cgroupsPath"]
+        .as_str()
+        .and_then(|p| p.split(':').next())
+        .filter(|s| s.ends_with(".slice"))
+        .unwrap_or(default)
+        .to_string()
+}
+
+/// Under the systemd driver the shim gets a scope of its own beside its
+/// container's (`berth-shim-<id>.scope`), so it is not left in the
+/// manager's unit (stopping berthd's service would take every shim with
+/// it) and systemd accounts for it. Asked of the runtime, which speaks
+/// D-Bus; a refusal is written to shim.log and the shim runs on.
+fn place_in_scope(o: &Options, pid: u32) {
+    let config = std::fs::read(o.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .unwrap_or_default();
+    let slice = shim_slice(&config, nix::unistd::geteuid().is_root());
+    let unit = format!("berth-shim-{}.scope", o.id);
+    let mut c = Command::new(&o.runtime);
+    if let Some(r) = &o.runtime_root {
+        c.arg("--root").arg(r);
+    }
+    let out = c
+        .args(["systemd-scope", &unit, &slice, &pid.to_string()])
+        .stdin(Stdio::null())
+        .output();
+    let why = match out {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => e.to_string(),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .open(o.bundle.join("shim.log"))
+    {
+        let _ = writeln!(
+            f,
+            "warning: the shim stays in its parent's cgroup: {unit} in {slice}: {why}"
+        );
     }
 }
 
@@ -427,4 +481,19 @@ pub fn delete(o: &Options) -> Result<u32, DaemonError> {
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(128 + libc::SIGKILL as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shims_scope_shares_its_containers_slice() {
+        let c = serde_json::json!({"linux": {"cgroupsPath": "kubepods-besteffort-podu1.slice:berth:c1"}});
+        assert_eq!(shim_slice(&c, true), "kubepods-besteffort-podu1.slice");
+        assert_eq!(shim_slice(&serde_json::json!({}), true), "system.slice");
+        assert_eq!(shim_slice(&serde_json::json!({}), false), "user.slice");
+        let cgroupfs = serde_json::json!({"linux": {"cgroupsPath": "/berth/default/c1"}});
+        assert_eq!(shim_slice(&cgroupfs, true), "system.slice");
+    }
 }

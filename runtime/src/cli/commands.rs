@@ -342,6 +342,13 @@ pub const COMMANDS: &[Command] = &[
         flags: &[UPDATE],
     },
     Command {
+        name: "systemd-scope",
+        summary: "place a running process (a shim) in a systemd scope of its own",
+        args: "<unit> <slice> <pid>",
+        description: "Asks systemd (the system's manager, or the caller's user manager) for a transient\nscope <unit> in <slice> holding process <pid>; systemd removes it when the process\nis gone. berth-shim uses it for itself under --systemd-cgroup.",
+        flags: &[],
+    },
+    Command {
         name: "features",
         summary: "print the features berth supports (runtime-spec features JSON)",
         args: "",

@@ -500,6 +500,21 @@ fn dispatch(
                 .map_err(|x| format!("write {}: {x}", path.display()))?;
             Ok(0)
         }
+        "systemd-scope" => {
+            let p = flags_of(cmd, args, false)?;
+            exact_args(cmd, &p, 3)?;
+            if !systemd_runs() {
+                return Err("systemd-scope: systemd is not running on this host".into());
+            }
+            let pid: u32 = p.pos[2]
+                .parse()
+                .map_err(|_| format!("systemd-scope: pid {:?} is not a number", p.pos[2]))?;
+            let (unit, props) = crate::cgroups::systemd::process_scope(&p.pos[0], &p.pos[1], pid)
+                .map_err(|x| x.to_string())?;
+            let user = !nix::unistd::geteuid().is_root();
+            crate::cgroups::systemd::dbus::start(&unit, &props, user).map_err(|x| x.to_string())?;
+            Ok(0)
+        }
         "features" => {
             let p = flags_of(cmd, args, false)?;
             exact_args(cmd, &p, 0)?;

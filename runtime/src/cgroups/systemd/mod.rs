@@ -72,6 +72,31 @@ impl Unit {
     }
 }
 
+/// A scope of its own for a process that is not a container (a shim):
+/// named `unit` (it must end in `.scope`) in `slice`, holding `pid`, not
+/// delegated, collected by systemd once the process is gone.
+pub fn process_scope(unit: &str, slice: &str, pid: u32) -> Result<(Unit, Vec<Prop>), Error> {
+    if !unit.ends_with(".scope") || unit.contains('/') || unit.len() <= ".scope".len() {
+        return Err(Error::Unsupported(format!(
+            "systemd-scope: unit {unit:?} must be a plain name ending in .scope"
+        )));
+    }
+    slice_path(slice)?;
+    let u = Unit {
+        name: unit.to_string(),
+        slice: slice.to_string(),
+    };
+    let props = vec![
+        Prop::Str("Description", format!("berth {unit}")),
+        Prop::Str("Slice", slice.to_string()),
+        Prop::U32s("PIDs", vec![pid]),
+        Prop::Bool("DefaultDependencies", false),
+        // No failed unit is left behind when the process is killed.
+        Prop::Str("CollectMode", "inactive-or-failed".into()),
+    ];
+    Ok((u, props))
+}
+
 /// systemd's path for a slice: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`,
 /// `-.slice` is the root.
 pub fn slice_path(slice: &str) -> Result<String, Error> {
@@ -511,5 +536,21 @@ mod tests {
         .unwrap();
         assert!(p.contains(&Prop::U64("MemoryLimit", 1)));
         assert!(p.contains(&Prop::U64("CPUShares", 2)));
+    }
+
+    #[test]
+    fn a_shims_scope_holds_its_pid_in_the_slice_and_is_collected() {
+        let (u, p) = process_scope("berth-shim-c1.scope", "kubepods-besteffort.slice", 42).unwrap();
+        assert_eq!(u.name, "berth-shim-c1.scope");
+        assert_eq!(
+            u.cgroup_path(),
+            "/kubepods.slice/kubepods-besteffort.slice/berth-shim-c1.scope"
+        );
+        assert!(p.contains(&Prop::U32s("PIDs", vec![42])));
+        assert!(p.contains(&Prop::Str("CollectMode", "inactive-or-failed".into())));
+        assert!(!p.iter().any(|p| p.name() == "Delegate"));
+        assert!(process_scope("shim", "system.slice", 1).is_err());
+        assert!(process_scope("a/b.scope", "system.slice", 1).is_err());
+        assert!(process_scope("x.scope", "not-a-slice", 1).is_err());
     }
 }
