@@ -158,6 +158,11 @@ fn bind_sources_the_mapped_user_cannot_reach_are_still_mounted() {
     let mut seen = Vec::new();
     for rt in runtimes(test) {
         let mut c = Ctx::new("par-usrbind", &["cat", "/data/f"]);
+        // The mount point is the image's (the mapped root may not create
+        // one in a root-owned rootfs, under runc either); the shared rootfs
+        // has none unless another suite ran first.
+        let rootfs = c.own_rootfs();
+        fs::create_dir_all(rootfs.join("data")).unwrap();
         // The source is readable, its parent only root's: the mapped root
         // (host uid 100000) cannot walk to it, the runtime can.
         let private = c.dir.join("private");

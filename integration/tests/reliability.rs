@@ -1,5 +1,6 @@
 //! berthd under conditions it must survive: a full disk, a flood of idle
-//! connections, and being killed in the middle of `run -d`.
+//! connections, being killed in the middle of `run -d`, and 200 `run --rm`
+//! at once.
 
 use std::fs;
 use std::io::Write;
@@ -233,5 +234,49 @@ fn berthd_killed_during_run_d_leaves_nothing_once_restarted_and_removed() {
         .collect();
     assert!(left.is_empty(), "processes left: {left:#?}");
     stack::wait_until("every mount gone", 20, || s.our_mounts().is_empty());
+    s.assert_nothing_left();
+}
+
+/// 200 `run --rm` at once through one berthd: every one exits 0 with its
+/// output, and nothing is left.
+#[test]
+fn two_hundred_concurrent_run_rm_all_succeed() {
+    let s = stack::Stack::new("load");
+    let children: Vec<_> = (0..200)
+        .map(|i| {
+            s.d()
+                .ctl_cmd(&[
+                    "run",
+                    "--rm",
+                    "--net",
+                    "none",
+                    "berth/busybox",
+                    "echo",
+                    &format!("n{i}"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (i, ch) in children.into_iter().enumerate() {
+        let out = ch.wait_with_output().unwrap();
+        if !out.status.success() || stdout(&out) != format!("n{i}\n") {
+            failed.push(format!(
+                "{i}: {:?} {:?} {:?}",
+                out.status.code(),
+                stdout(&out),
+                stderr(&out)
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 200 failed: {failed:#?}",
+        failed.len()
+    );
+    stack::wait_until("every shim gone", 30, || s.our_processes().is_empty());
     s.assert_nothing_left();
 }

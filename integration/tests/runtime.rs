@@ -659,3 +659,41 @@ fn run_always_says_why_execve_failed() {
         );
     }
 }
+
+#[test]
+fn thirty_concurrent_creates_of_one_id_have_exactly_one_winner() {
+    let c = Ctx::new("race", &["sleep", "1000"]);
+    c.write_config();
+    let b = c.bundle.to_str().unwrap().to_string();
+    // Into files: the winner's container process keeps its stdio open.
+    let children: Vec<_> = (0..30)
+        .map(|i| {
+            let err = c.dir.join(format!("create-{i}.err"));
+            let child = c
+                .berth_cmd(&["create", "--bundle", &b, &c.id])
+                .stdout(std::process::Stdio::null())
+                .stderr(fs::File::create(&err).unwrap())
+                .spawn()
+                .unwrap();
+            (child, err)
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|(mut ch, err)| (ch.wait().unwrap(), fs::read_to_string(err).unwrap()))
+        .collect();
+    let won = outs.iter().filter(|(st, _)| st.success()).count();
+    assert_eq!(won, 1, "winners: {won}");
+    for (_, err) in outs.iter().filter(|(st, _)| !st.success()) {
+        assert!(
+            err.contains("container with given ID already exists"),
+            "a loser said: {err}"
+        );
+    }
+    // The winner's container is whole: it starts, and goes.
+    let st: Value = serde_json::from_slice(&c.berth(&["state", &c.id]).stdout).unwrap();
+    assert_eq!(st["status"], "created");
+    ok(&c.berth(&["start", &c.id]));
+    ok(&c.berth(&["delete", "--force", &c.id]));
+    assert!(!c.root.join(&c.id).exists());
+}

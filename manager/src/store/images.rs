@@ -129,6 +129,10 @@ pub struct Images {
     pub gc_lock: tokio::sync::RwLock<()>,
     /// Scratch space on the store's filesystem.
     pub(crate) tmp: std::path::PathBuf,
+    /// One unpack per layer at a time: concurrent first runs of an image
+    /// wait for the one unpacking a layer, then find it committed (they
+    /// used to share its scratch snapshot and remove it under each other).
+    unpacking: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
 }
 
 impl Images {
@@ -148,6 +152,7 @@ impl Images {
             meta,
             snapshots,
             gc_lock: tokio::sync::RwLock::new(()),
+            unpacking: Default::default(),
             tmp: {
                 std::fs::create_dir_all(&tmp).map_err(ImageError::Archive)?;
                 tmp
@@ -297,7 +302,29 @@ impl Images {
         for ((layer, diff_id), chain_id) in m.layers.iter().zip(diff_ids).zip(&chain) {
             let name = chain_id.to_string();
             if !self.snapshots.exists(ns, &name)? {
-                self.apply_layer(ns, layer, diff_id, &name, parent.as_deref())?;
+                let key = format!("{ns}/{name}");
+                let lock = self
+                    .unpacking
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key.clone())
+                    .or_default()
+                    .clone();
+                let done = {
+                    let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.snapshots.exists(ns, &name)? {
+                        Ok(())
+                    } else {
+                        self.apply_layer(ns, layer, diff_id, &name, parent.as_deref())
+                    }
+                };
+                // The last one out forgets the lock.
+                let mut map = self.unpacking.lock().unwrap_or_else(|e| e.into_inner());
+                if Arc::strong_count(&lock) == 2 {
+                    map.remove(&key);
+                }
+                drop(map);
+                done?;
             }
             parent = Some(name);
         }
