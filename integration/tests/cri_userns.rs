@@ -20,15 +20,20 @@ fn mapping() -> Vec<cri::IdMapping> {
     }]
 }
 
-fn with_userns(mut pc: cri::PodSandboxConfig, u: cri::UserNamespace) -> cri::PodSandboxConfig {
-    let sc = pc
-        .linux
+fn namespace_options(pc: &mut cri::PodSandboxConfig) -> &mut cri::NamespaceOption {
+    pc.linux
         .as_mut()
         .unwrap()
         .security_context
         .as_mut()
-        .unwrap();
-    sc.namespace_options.as_mut().unwrap().userns_options = Some(u);
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+}
+
+fn with_userns(mut pc: cri::PodSandboxConfig, u: cri::UserNamespace) -> cri::PodSandboxConfig {
+    namespace_options(&mut pc).userns_options = Some(u);
     pc
 }
 
@@ -237,28 +242,13 @@ fn a_user_namespace_pod_sharing_its_pid_namespace_runs_a_container_to_its_exit()
     }
     // critest's pod: every namespace the pod's (PID included).
     let mut pc = with_userns(c.pod_config("upid"), pod_userns());
-    let sc = pc
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+    namespace_options(&mut pc).pid = cri::NamespaceMode::Pod as i32;
     let pod = c.run_pod(&pc);
     let mut cfg = c.container_config("cat", "");
     cfg.command = vec!["cat".into(), "/proc/self/uid_map".into()];
     cfg.linux = Some(cri::LinuxContainerConfig {
         security_context: Some(cri::LinuxContainerSecurityContext {
-            namespace_options: pc
-                .linux
-                .as_ref()
-                .unwrap()
-                .security_context
-                .as_ref()
-                .unwrap()
-                .namespace_options
-                .clone(),
+            namespace_options: Some(namespace_options(&mut pc.clone()).clone()),
             ..Default::default()
         }),
         ..Default::default()

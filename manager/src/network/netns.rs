@@ -27,71 +27,53 @@ fn err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetnsE
 
 /// Makes a new network namespace with `lo` up, pinned at `path`.
 pub fn create(path: &Path) -> Result<(), NetnsError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err("create", dir))?;
-    }
-    std::fs::File::create(path).map_err(err("create", path))?;
-    let p = path.to_path_buf();
-    // A fresh thread: unshare(CLONE_NEWNET) changes only the calling thread,
-    // which then ends, so no pooled thread is left in the new namespace.
-    let r = std::thread::spawn(move || -> Result<(), NetnsError> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| err("unshare network for", &p)(e.into()))?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| err("bind network namespace on", &p)(e.into()))?;
-        crate::sys::loopback_up().map_err(|e| err("bring lo up in", &p)(e.into()))
+    pin_with(path, "create network namespace", |p| {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| err("unshare network for", p)(e.into()))?;
+        bind("/proc/thread-self/ns/net", p)
     })
-    .join()
-    .unwrap_or_else(|_| {
-        Err(NetnsError {
-            what: "create network namespace",
-            path: path.to_path_buf(),
-            source: std::io::Error::other("thread panicked"),
-        })
-    });
-    if r.is_err() {
-        let _ = remove(path);
-    }
-    r
 }
 
 /// Pins the network namespace of process `pid` (one made inside a pod's
 /// user namespace, which berthd cannot make itself) at `path`, with `lo` up.
 pub fn adopt(pid: u32, path: &Path) -> Result<(), NetnsError> {
+    pin_with(path, "adopt network namespace", move |p| {
+        bind(&format!("/proc/{pid}/ns/net"), p)?;
+        let ns = std::fs::File::open(p).map_err(err("open", p))?;
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| err("enter network namespace", p)(e.into()))
+    })
+}
+
+fn bind(from: &str, at: &Path) -> Result<(), NetnsError> {
+    mount(Some(from), at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| err("bind network namespace on", at)(e.into()))
+}
+
+/// Makes the file `path`, then in a fresh thread runs `enter` (which pins a
+/// namespace there and leaves the thread in it) and brings `lo` up. The
+/// thread ends, so no pooled thread is left in the namespace (setns and
+/// unshare of a network namespace change only the calling thread). On
+/// failure the pin goes.
+fn pin_with(
+    path: &Path,
+    what: &'static str,
+    enter: impl FnOnce(&Path) -> Result<(), NetnsError> + Send + 'static,
+) -> Result<(), NetnsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err("create", dir))?;
     }
     std::fs::File::create(path).map_err(err("create", path))?;
-    let from = format!("/proc/{pid}/ns/net");
-    let r = mount(
-        Some(from.as_str()),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| err("bind network namespace on", path)(e.into()))
-    .and_then(|()| {
-        let p = path.to_path_buf();
-        // A fresh thread enters it and ends, as in `create`.
-        std::thread::spawn(move || -> Result<(), NetnsError> {
-            let ns = std::fs::File::open(&p).map_err(err("open", &p))?;
-            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| err("enter network namespace", &p)(e.into()))?;
-            crate::sys::loopback_up().map_err(|e| err("bring lo up in", &p)(e.into()))
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(NetnsError {
-                what: "adopt network namespace",
-                path: path.to_path_buf(),
-                source: std::io::Error::other("thread panicked"),
-            })
+    let p = path.to_path_buf();
+    let r = std::thread::spawn(move || -> Result<(), NetnsError> {
+        enter(&p)?;
+        crate::sys::loopback_up().map_err(|e| err("bring lo up in", &p)(e.into()))
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetnsError {
+            what,
+            path: path.to_path_buf(),
+            source: std::io::Error::other("thread panicked"),
         })
     });
     if r.is_err() {
