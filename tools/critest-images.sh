@@ -103,6 +103,9 @@ cp "$work/busybox-deb/bin/busybox" "$work/busybox.bundle/rootfs/bin/sh"
 add_libs "$work/busybox.bundle/rootfs" "$work/busybox-deb/bin/busybox"
 finish busybox "--config.cmd sh"
 push busybox "$k8s/busybox:1.29-2" "library/busybox:1.29-2"
+# The image benchmarks' list (public.ecr.aws/docker/library/busybox:...).
+push busybox docker/library/busybox:1.35.0-glibc docker/library/busybox:1-uclibc \
+    docker/library/busybox:1 docker/library/busybox:1-glibc docker/library/busybox:1-musl
 
 # nginx, from Debian's package unpacked (not installed: no service starts).
 deb=$work/nginx-deb

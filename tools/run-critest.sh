@@ -7,6 +7,7 @@
 # dials the streaming URLs on 127.0.0.1 of the runtime's namespace).
 #
 # usage: tools/run-critest.sh CRITEST [critest flags...]
+#   the benchmark specs: ... CRITEST -benchmark -benchmarking-params-file tools/critest-bench.yml
 # env: BERTH_TARGET (a directory with berthd, berth-shim and berth; default
 # target/debug), WORK (default /tmp/berth-critest)
 set -eu
@@ -54,6 +55,8 @@ registry_mirrors = ["http://127.0.0.1:$port"]
 [registries."registry.k8s.io"]
 mirrors = ["http://127.0.0.1:$port"]
 [registries."gcr.io"]
+mirrors = ["http://127.0.0.1:$port"]
+[registries."public.ecr.aws"]
 mirrors = ["http://127.0.0.1:$port"]
 TOML
 "$bin/berthd" --root "$work/root" --state "$work/state" --address "$work/berthd.sock" \

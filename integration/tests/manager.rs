@@ -916,3 +916,31 @@ fn stale_spools_and_ingests_go_at_start() {
         "{out}"
     );
 }
+
+#[test]
+fn the_same_image_pulled_eight_times_at_once_is_pulled_by_all() {
+    // Each pull met the others' ingests as "being written by another
+    // client" and failed (or fell through to the next mirror); now each
+    // waits for the writer and finds the blob in place.
+    let dir = Dir::new("pull-race");
+    let layout = umoci_image(&dir.0);
+    let reg = Registry::start(&dir.0.join("reg"), None);
+    push(&layout, "v2", &reg, &[]);
+    let d = Berthd::start(&dir.0.join("berthd"), &[]);
+    let name = format!("{}/bb:v2", reg.host);
+    let pulls: Vec<_> = (0..8)
+        .map(|_| {
+            d.ctl_cmd(&["pull", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pulls {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = d.ctl(&["run", "--rm", "--net", "none", &name, "true"]);
+    ok(&out);
+}

@@ -311,7 +311,13 @@ async fn fetch_manifest(
         None if v.get("manifests").is_some() => oci::MT_OCI_INDEX.into(),
         None => oci::MT_OCI_MANIFEST.into(),
     };
-    store.content.write_all(&digest, &bytes)?;
+    if let Some(mut w) = writer_or_wait(store, &digest, Some(bytes.len() as u64)).await? {
+        if w.offset() > 0 {
+            w.reset()?;
+        }
+        w.write(&bytes)?;
+        w.commit()?;
+    }
     Ok((
         Descriptor {
             media_type,
@@ -324,6 +330,32 @@ async fn fetch_manifest(
     ))
 }
 
+/// A writer for blob `d`, or None once it is in the store. Another pull
+/// writing it (the same image pulled twice at once) is waited for, as
+/// containerd's ingest lock makes its clients wait, rather than failing
+/// this pull (it then fell through to the next mirror, or failed offline).
+async fn writer_or_wait(
+    store: &Images,
+    d: &Digest,
+    size: Option<u64>,
+) -> Result<Option<crate::store::content::Writer>, ImageError> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        if store.content.exists(d) {
+            return Ok(None);
+        }
+        match store.content.writer(d, size) {
+            Ok(w) => return Ok(Some(w)),
+            Err(crate::store::content::ContentError::Busy(_))
+                if tokio::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Fetches one blob into the content store, resuming a partial ingest.
 async fn fetch_blob(
     client: &oci_client::Client,
@@ -332,11 +364,10 @@ async fn fetch_blob(
     d: &Descriptor,
     tx: &Progress,
 ) -> Result<(), ImageError> {
-    if store.content.exists(&d.digest) {
+    let Some(mut w) = writer_or_wait(store, &d.digest, Some(d.size)).await? else {
         report(tx, &d.digest, "exists", d.size, d.size).await;
         return Ok(());
-    }
-    let mut w = store.content.writer(&d.digest, Some(d.size))?;
+    };
     let desc = OciDescriptor {
         media_type: d.media_type.clone(),
         digest: d.digest.to_string(),
