@@ -77,7 +77,6 @@ fn other(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("{what}: {e}"))
 }
 
-/// Runs the container process to the exec; never returns.
 /// The maps of a user namespace joined by path must be the config's (runc
 /// 1.2 refuses a mismatch too): read from inside, /proc/self shows them
 /// relative to the namespace's parent, as the config writes them.
@@ -92,18 +91,16 @@ fn check_joined_maps(linux: &oci_spec::runtime::Linux) -> Result<(), Error> {
         let path = format!("/proc/self/{file}");
         let got = std::fs::read_to_string(&path).map_err(|e| other(&format!("read {path}"), e))?;
         if !namespaces::map_matches(&got, maps) {
+            let one_line = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            let field = if file == "uid_map" {
+                "uidMappings"
+            } else {
+                "gidMappings"
+            };
             return Err(Error::Namespace(namespaces::Error::Invalid(format!(
-                "linux.{}: the joined user namespace maps {:?}, the config says {:?}",
-                if file == "uid_map" {
-                    "uidMappings"
-                } else {
-                    "gidMappings"
-                },
-                got.split_whitespace().collect::<Vec<_>>().join(" "),
-                namespaces::format_map(maps)
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "linux.{field}: the joined user namespace maps {:?}, the config says {:?}",
+                one_line(&got),
+                one_line(&namespaces::format_map(maps))
             ))));
         }
     }
@@ -115,6 +112,7 @@ fn check_joined_maps(linux: &oci_spec::runtime::Linux) -> Result<(), Error> {
 /// message arrived), so an error, an execve's included, goes to stderr.
 static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Runs the container process to the exec; never returns.
 pub fn run(args: Args) -> ! {
     match setup(&args) {
         Ok(never) => match never {},

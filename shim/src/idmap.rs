@@ -168,7 +168,6 @@ impl Lowers {
     }
 
     fn attach(&mut self, src: &Path, at: &Path, userns: &OwnedFd) -> Result<(), IdmapError> {
-        let tree = idmapped_tree(src, userns)?;
         std::fs::create_dir(at).map_err(sys_err(format!("create {}", at.display())))?;
         let target = open(
             at,
@@ -176,11 +175,7 @@ impl Lowers {
             Mode::empty(),
         )
         .map_err(|e| sys_err(format!("open {}", at.display()))(e.into()))?;
-        sys::move_mount_onto(tree.as_fd(), target.as_fd()).map_err(sys_err(format!(
-            "idmapped layer {}: attach at {}",
-            src.display(),
-            at.display()
-        )))?;
+        bind(src, &target, userns)?;
         self.mounted.push(at.to_path_buf());
         Ok(())
     }

@@ -94,6 +94,12 @@ pub fn mount_on(
     let maps =
         crate::idmap::take_maps(&mut options).map_err(|e| MountError::Idmap(e.to_string()))?;
     let (mut flags, mut data) = parse_options(&options);
+    let err = |errno| MountError::Mount {
+        fstype: fstype.into(),
+        device: source.into(),
+        target: target.display().to_string(),
+        errno,
+    };
     // Held until the overlay is mounted over them, then detached.
     let mut _lowers = None;
     if let Some((uid, gid)) = &maps {
@@ -107,20 +113,7 @@ pub fn mount_on(
         if fstype != "overlay" {
             let dir = open_dir(target)?;
             crate::idmap::bind(Path::new(source), &dir, &userns).map_err(idmap_err)?;
-            if flags.contains(MsFlags::MS_RDONLY) {
-                let root = open_dir(target)?;
-                let via = format!("/proc/self/fd/{}", root.as_raw_fd());
-                let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_BIND;
-                mount(None::<&str>, via.as_str(), None::<&str>, ro, None::<&str>).map_err(
-                    |errno| MountError::Mount {
-                        fstype: fstype.into(),
-                        device: source.into(),
-                        target: target.display().to_string(),
-                        errno,
-                    },
-                )?;
-            }
-            return Ok(());
+            return read_only_if_asked(target, flags | MsFlags::MS_BIND, None, err);
         }
         let dir = target.with_file_name("rootfs-idmapped-layers");
         let (lowers, mapped) =
@@ -136,12 +129,6 @@ pub fn mount_on(
         Some(fstype)
     };
     let data = (!data.is_empty()).then_some(data.as_str());
-    let err = |errno| MountError::Mount {
-        fstype: fstype.into(),
-        device: source.into(),
-        target: target.display().to_string(),
-        errno,
-    };
     // Through the magic link the mount lands on the directory opened here,
     // not on whatever the path names by now.
     let dir = open_dir(target)?;
@@ -163,17 +150,27 @@ pub fn mount_on(
         }
         None => mount(Some(source), via.as_str(), fs, first, data).map_err(err)?,
     }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        // Read-only takes a remount of the new mount's root; `dir` still
-        // names the directory underneath, so open the mount point again.
-        let root = open_dir(target)?;
-        let via = format!("/proc/self/fd/{}", root.as_raw_fd());
-        let bind = flags.contains(MsFlags::MS_BIND);
-        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & MsFlags::MS_BIND);
-        let data = if bind { None } else { data };
-        mount(None::<&str>, via.as_str(), None::<&str>, ro, data).map_err(err)?;
+    read_only_if_asked(target, flags, data, err)
+}
+
+/// Read-only takes a remount of the new mount's root (a bind's without its
+/// data); the mount point is opened again, as an fd opened before the mount
+/// names the directory underneath.
+fn read_only_if_asked(
+    target: &Path,
+    flags: MsFlags,
+    data: Option<&str>,
+    err: impl Fn(Errno) -> MountError,
+) -> Result<(), MountError> {
+    if !flags.contains(MsFlags::MS_RDONLY) {
+        return Ok(());
     }
-    Ok(())
+    let root = open_dir(target)?;
+    let via = format!("/proc/self/fd/{}", root.as_raw_fd());
+    let bind = flags.contains(MsFlags::MS_BIND);
+    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & MsFlags::MS_BIND);
+    let data = if bind { None } else { data };
+    mount(None::<&str>, via.as_str(), None::<&str>, ro, data).map_err(err)
 }
 
 /// mount(2) takes at most a page of option data.

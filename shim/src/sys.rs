@@ -135,8 +135,8 @@ pub fn mount_setattr_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Re
         userns_fd: u64::try_from(userns.as_raw_fd())
             .map_err(|_| io::Error::other("negative fd"))?,
     };
-    // SAFETY: valid fd, an empty C string, and `attr` (of the size passed,
-    // `struct mount_attr`'s first version) outlives the call.
+    // `attr` is of the size passed (`struct mount_attr`'s first version).
+    // SAFETY: valid fd, an empty C string, and `attr` outlives the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,

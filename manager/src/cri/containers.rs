@@ -216,37 +216,39 @@ impl Cri {
         })
     }
 
-    /// The pod's cgroup parent: kubelet's, else, when the pod names
-    /// resources or an overhead under the cgroupfs driver, its own
-    /// (`pod_cgroup`), else none (berthd's default place).
+    /// The pod's cgroup parent: kubelet's, else berthd's own for the pod
+    /// (`own_pod_cgroup`), else none (berthd's default place).
     pub fn pod_cgroup_parent(&self, pod: &super::pods::Pod) -> String {
-        let given = pod
-            .config
-            .linux
-            .as_ref()
-            .map(|l| l.cgroup_parent.clone())
-            .unwrap_or_default();
-        if !given.is_empty()
-            || self.config.cgroup_driver != crate::containers::cgroups::CgroupDriver::Cgroupfs
-            || super::pod_cgroup::limits(&pod.config).is_none()
-        {
-            return given;
-        }
-        super::pod_cgroup::parent(&pod.id)
+        self.own_pod_cgroup(pod).unwrap_or_else(|| {
+            pod.config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The cgroup berthd makes for a pod that kubelet gave no parent and
+    /// that names resources or an overhead, under the cgroupfs driver.
+    pub fn own_pod_cgroup(&self, pod: &super::pods::Pod) -> Option<String> {
+        let given = pod.config.linux.as_ref().map(|l| l.cgroup_parent.as_str());
+        let own = given.unwrap_or_default().is_empty()
+            && self.config.cgroup_driver == crate::containers::cgroups::CgroupDriver::Cgroupfs
+            && super::pod_cgroup::limits(&pod.config).is_some();
+        own.then(|| super::pod_cgroup::parent(&pod.id))
     }
 
     /// Writes a pod's limits into its own cgroup, which exists once one of
     /// its containers has a task (nothing for a pod placed by kubelet).
     fn apply_pod_limits(&self, pod_id: &str) -> Result<(), CriError> {
         let pod = self.find_pod(pod_id)?;
-        let Some(l) = super::pod_cgroup::limits(&pod.config) else {
+        let (Some(own), Some(l)) = (
+            self.own_pod_cgroup(&pod),
+            super::pod_cgroup::limits(&pod.config),
+        ) else {
             return Ok(());
         };
-        let parent = self.pod_cgroup_parent(&pod);
-        if parent != super::pod_cgroup::parent(&pod.id) {
-            return Ok(());
-        }
-        super::pod_cgroup::apply(&parent, &l)
+        super::pod_cgroup::apply(&own, &l)
             .map_err(|e| CriError::State(format!("pod {pod_id}'s resources and overhead: {e}")))
     }
 

@@ -122,12 +122,7 @@ pub async fn start(shim: &Path, shared: &Shared, dir: &Path) -> Result<u32, CriE
     })();
     if let Err(e) = pinned {
         // Just started and not yet pinned, so surely still the holder.
-        if let Ok(p) = i32::try_from(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill(pid);
         unpin(dir);
         return Err(e);
     }
@@ -166,12 +161,16 @@ pub fn is_holder(pid: u32, dir: &Path) -> bool {
 /// process left in it goes too) if it is still the pod's.
 pub fn stop(pid: u32, dir: &Path) {
     if is_holder(pid, dir) {
-        if let Ok(p) = i32::try_from(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill(pid);
+    }
+}
+
+fn kill(pid: u32) {
+    if let Ok(p) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

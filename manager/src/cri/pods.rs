@@ -77,7 +77,8 @@ pub fn hostname(c: &cri::PodSandboxConfig) -> String {
 /// for POD, as kubelet sends them; CONTAINER and TARGET are not modes a
 /// pod's user namespace can have.
 pub fn userns(c: &cri::PodSandboxConfig) -> Result<Option<UserMaps>, CriError> {
-    let Some(u) = namespace_options(c).userns_options else {
+    let o = namespace_options(c);
+    let Some(u) = o.userns_options else {
         return Ok(None);
     };
     match cri::NamespaceMode::try_from(u.mode) {
@@ -96,11 +97,11 @@ pub fn userns(c: &cri::PodSandboxConfig) -> Result<Option<UserMaps>, CriError> {
                         m.container_id
                     )));
                 }
-                let text = format!("{}:{}:{}", m.container_id, m.host_id, m.length);
-                idmap::parse(&text)
+                IdMap::new(m.container_id, m.host_id, m.length)
+                    .map(|m| vec![m])
                     .map_err(|e| CriError::Invalid(format!("user namespace of the pod: {e}")))
             };
-            if namespace_options(c).network == cri::NamespaceMode::Node as i32 {
+            if o.network == cri::NamespaceMode::Node as i32 {
                 return Err(CriError::Invalid(
                     "user namespace of the pod: a pod on the node's network cannot have one (its network namespace is the host's, owned by the host's user namespace)".into(),
                 ));
@@ -456,8 +457,8 @@ impl Cri {
         }
         let _g = self.lock(&pod.id).await;
         self.release_pod_dir(&self.pod_dir(&pod.id));
-        if self.pod_cgroup_parent(&pod) == super::pod_cgroup::parent(&pod.id) {
-            super::pod_cgroup::remove(&super::pod_cgroup::parent(&pod.id));
+        if let Some(own) = self.own_pod_cgroup(&pod) {
+            super::pod_cgroup::remove(&own);
         }
         self.manager
             .images

@@ -197,17 +197,16 @@ fn mount_of(m: &cri::Mount, in_userns: bool) -> Result<Value, SpecError> {
     }
     let mut v = json!({"destination": m.container_path, "type": "bind", "source": m.host_path, "options": opts});
     if idmapped {
-        let maps = |l: &[cri::IdMapping]| -> Vec<IdMap> {
+        let maps = |l: &[cri::IdMapping]| -> Result<Vec<IdMap>, SpecError> {
             l.iter()
-                .map(|x| IdMap {
-                    container: x.container_id,
-                    host: x.host_id,
-                    len: x.length,
+                .map(|x| {
+                    IdMap::new(x.container_id, x.host_id, x.length)
+                        .map_err(|e| SpecError::Invalid(format!("mount {}: {e}", m.container_path)))
                 })
                 .collect()
         };
-        v["uidMappings"] = oci_maps(&maps(&m.uid_mappings));
-        v["gidMappings"] = oci_maps(&maps(&m.gid_mappings));
+        v["uidMappings"] = oci_maps(&maps(&m.uid_mappings)?);
+        v["gidMappings"] = oci_maps(&maps(&m.gid_mappings)?);
     }
     Ok(v)
 }

@@ -28,6 +28,20 @@ pub type UserMaps = (Vec<IdMap>, Vec<IdMap>);
 pub struct IdMapError(pub String);
 
 impl IdMap {
+    /// A range of `len` ids (above 0) from `container` to `host`, neither
+    /// end past 2^32.
+    pub fn new(container: u32, host: u32, len: u32) -> Result<IdMap, IdMapError> {
+        let fits = |start: u32| len > 0 && start.checked_add(len - 1).is_some();
+        if !fits(container) || !fits(host) {
+            return Err(IdMapError(format!("{container}:{host}:{len}")));
+        }
+        Ok(IdMap {
+            container,
+            host,
+            len,
+        })
+    }
+
     /// The host id of `id` inside, if this range maps it.
     pub fn to_host(&self, id: u32) -> Option<u32> {
         let off = id.checked_sub(self.container)?;
@@ -51,16 +65,7 @@ pub fn parse(s: &str) -> Result<Vec<IdMap>, IdMapError> {
             else {
                 return Err(bad());
             };
-            let m = IdMap {
-                container: c?,
-                host: h?,
-                len: l?,
-            };
-            let fits = |start: u32| start.checked_add(m.len - 1).is_some();
-            if m.len == 0 || !fits(m.container) || !fits(m.host) {
-                return Err(bad());
-            }
-            Ok(m)
+            IdMap::new(c?, h?, l?).map_err(|_| bad())
         })
         .collect()
 }

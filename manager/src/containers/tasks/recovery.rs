@@ -66,7 +66,7 @@ impl Manager {
                 None => key
                     .strip_prefix("extract-")
                     .and_then(|rest| rest.split_once('-'))
-                    .is_some_and(|(pid, _)| pid != me.to_string()),
+                    .is_some_and(|(pid, _)| pid.parse::<u32>() != Ok(me)),
             };
             if orphan {
                 tracing::info!(namespace = %ns, key = %key, "removing orphaned snapshot");

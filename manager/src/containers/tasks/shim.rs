@@ -5,6 +5,7 @@ use crate::containers::records::{Container, Exit};
 use crate::store::images::ImageError;
 use berth_proto::shim::shim_client::ShimClient;
 use berth_proto::shim::{self as shimpb};
+use berth_rules::idmap::{self, IdMap, UserMaps};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,52 +14,36 @@ use tonic::transport::Channel;
 
 use super::*;
 
-/// containerd's `uidmap=`/`gidmap=` rootfs mount options for a container in
-/// a user namespace with id mappings (a CRI pod's): the shim then idmaps
-/// the image's layers, so what root owns in the image the container's root
-/// owns. Nothing for a container without a user namespace.
-fn rootfs_idmap(spec: &Value) -> Vec<String> {
-    let linux = &spec["linux"];
-    let has_userns = linux["namespaces"]
-        .as_array()
-        .is_some_and(|l| l.iter().any(|n| n["type"] == "user"));
-    let maps = |key: &str| -> Option<String> {
-        let list = linux[key].as_array().filter(|l| !l.is_empty())?;
-        let parts: Option<Vec<String>> = list
-            .iter()
-            .map(|m| {
-                Some(format!(
-                    "{}:{}:{}",
-                    m["containerID"].as_u64()?,
-                    m["hostID"].as_u64()?,
-                    m["size"].as_u64()?
-                ))
-            })
-            .collect();
-        parts.map(|p| p.join(","))
-    };
-    match (has_userns, maps("uidMappings"), maps("gidMappings")) {
-        (true, Some(u), Some(g)) => vec![format!("uidmap={u}"), format!("gidmap={g}")],
-        _ => Vec::new(),
-    }
-}
-
-/// The host gid of the container's root where it runs in a user namespace
-/// with id mappings.
-fn mapped_root_gid(spec: &Value) -> Option<u32> {
+/// The uid and gid maps of a container that runs in a user namespace with
+/// id mappings (a CRI pod's); None otherwise.
+fn spec_user_maps(spec: &Value) -> Option<UserMaps> {
     let linux = &spec["linux"];
     linux["namespaces"]
         .as_array()?
         .iter()
         .find(|n| n["type"] == "user")?;
-    linux["gidMappings"].as_array()?.iter().find_map(|m| {
-        let c = m["containerID"].as_u64()?;
-        let h = m["hostID"].as_u64()?;
-        let n = m["size"].as_u64()?;
-        (c == 0 && n > 0)
-            .then_some(h)
-            .and_then(|h| u32::try_from(h).ok())
-    })
+    let maps = |key: &str| -> Option<Vec<IdMap>> {
+        let list: Option<Vec<IdMap>> = linux[key]
+            .as_array()?
+            .iter()
+            .map(|m| {
+                let n = |k: &str| m[k].as_u64().and_then(|v| u32::try_from(v).ok());
+                IdMap::new(n("containerID")?, n("hostID")?, n("size")?).ok()
+            })
+            .collect();
+        list.filter(|l| !l.is_empty())
+    };
+    Some((maps("uidMappings")?, maps("gidMappings")?))
+}
+
+/// containerd's `uidmap=`/`gidmap=` rootfs mount options for a container
+/// with `maps`: the shim then idmaps the image's layers, so what root owns
+/// in the image the container's root owns.
+fn rootfs_idmap((uid, gid): &UserMaps) -> [String; 2] {
+    [
+        format!("uidmap={}", idmap::format(uid)),
+        format!("gidmap={}", idmap::format(gid)),
+    ]
 }
 
 impl Manager {
@@ -119,12 +104,13 @@ impl Manager {
     ) -> Result<u32, TaskError> {
         let bundle = self.bundle(ns, id);
         let _ = std::fs::remove_dir_all(&bundle);
-        let idmap = rootfs_idmap(spec);
+        let user_maps = spec_user_maps(spec);
         // Closed to other users; a user namespace's root may traverse it.
         if let Some(ns_dir) = bundle.parent() {
             crate::perm::dir(ns_dir, crate::perm::BUNDLES).map_err(io("create", ns_dir))?;
         }
-        crate::perm::bundle(&bundle, mapped_root_gid(spec)).map_err(io("create", &bundle))?;
+        let mapped_root_gid = user_maps.as_ref().and_then(|(_, g)| idmap::to_host(g, 0));
+        crate::perm::bundle(&bundle, mapped_root_gid).map_err(io("create", &bundle))?;
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(io("create", &bundle))?;
         let spec = serde_json::to_vec_pretty(spec).unwrap_or_default();
         // The config carries the container's environment (secrets given with -e).
@@ -135,8 +121,10 @@ impl Manager {
             .snapshots
             .mounts(ns, &c.snapshot)
             .map_err(ImageError::from)?;
-        for m in &mut mounts {
-            m.options.extend(idmap.iter().cloned());
+        if let Some(maps) = &user_maps {
+            for m in &mut mounts {
+                m.options.extend(rootfs_idmap(maps));
+            }
         }
         let runtime = if c.runtime.is_empty() {
             self.paths.runtime.clone()
@@ -392,15 +380,15 @@ mod idmap_tests {
             "namespaces": [{"type": "mount"}, {"type": "user", "path": "/p/ns/user"}],
             "uidMappings": m, "gidMappings": m,
         }});
+        let maps = spec_user_maps(&spec).unwrap();
         assert_eq!(
-            rootfs_idmap(&spec),
+            rootfs_idmap(&maps),
             ["uidmap=0:1000:100000", "gidmap=0:1000:100000"]
         );
+        assert_eq!(idmap::to_host(&maps.1, 0), Some(1000));
         let no_userns = serde_json::json!({"linux": {"namespaces": [{"type": "mount"}], "uidMappings": m, "gidMappings": m}});
-        assert!(rootfs_idmap(&no_userns).is_empty());
+        assert!(spec_user_maps(&no_userns).is_none());
         let no_maps = serde_json::json!({"linux": {"namespaces": [{"type": "user"}]}});
-        assert!(rootfs_idmap(&no_maps).is_empty());
-        assert_eq!(mapped_root_gid(&spec), Some(1000));
-        assert_eq!(mapped_root_gid(&no_userns), None);
+        assert!(spec_user_maps(&no_maps).is_none());
     }
 }
