@@ -10,6 +10,15 @@ use std::process::Command;
 use berth_integration::manager::Berthd;
 use berth_integration::*;
 
+/// The load and crash tests of this file run one at a time: each is meant
+/// to have the machine's descriptors and CPUs to itself (two of them at once
+/// made a refused connect out of the 24000-connection test's backlog).
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A small tmpfs of the test's, unmounted (lazily) when dropped.
 struct SmallFs(PathBuf);
 
@@ -136,6 +145,7 @@ time.sleep(600)
 
 #[test]
 fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
+    let _heavy = heavy();
     let dir = std::env::temp_dir().join(format!("berth-it-conns-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let d = Berthd::start(&dir, &[]);
@@ -149,17 +159,26 @@ fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
             .unwrap();
         assert!(line.starts_with("held "), "{line}");
     }
-    // berthd still answers, promptly, and holds no more than its cap.
+    // berthd still answers, promptly, and holds no more than its cap. A
+    // connect may meet the listen backlog still full of the holders' (it is
+    // refused at once, not queued): the client tries again, as long as the
+    // deadline allows.
     let t = std::time::Instant::now();
-    // Bounded: a berthd out of descriptors never accepts it.
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg(berth_integration::manager::sibling("berthctl"))
-        .arg("--address")
-        .arg(&socket)
-        .args(["ps", "-a"])
-        .output()
-        .unwrap();
+    let out = loop {
+        // Bounded: a berthd out of descriptors never accepts it.
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(berth_integration::manager::sibling("berthctl"))
+            .arg("--address")
+            .arg(&socket)
+            .args(["ps", "-a"])
+            .output()
+            .unwrap();
+        if out.status.success() || t.elapsed() > std::time::Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let took = t.elapsed();
     for h in &mut holders {
         let _ = h.kill();
@@ -184,6 +203,7 @@ fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
 /// was removed under it and it lived on with the container's mount.
 #[test]
 fn berthd_killed_during_run_d_leaves_nothing_once_restarted_and_removed() {
+    let _heavy = heavy();
     let mut s = stack::Stack::new("killrun");
     // Warm up (the first run loads the image's layer).
     s.ctl_ok(&["run", "--rm", "--net", "none", "berth/busybox", "true"]);
@@ -241,6 +261,7 @@ fn berthd_killed_during_run_d_leaves_nothing_once_restarted_and_removed() {
 /// output, and nothing is left.
 #[test]
 fn two_hundred_concurrent_run_rm_all_succeed() {
+    let _heavy = heavy();
     let s = stack::Stack::new("load");
     let children: Vec<_> = (0..200)
         .map(|i| {
