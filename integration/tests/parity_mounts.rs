@@ -190,3 +190,34 @@ fn bind_sources_the_mapped_user_cannot_reach_are_still_mounted() {
     }
     assert_alike(seen);
 }
+
+#[test]
+fn a_file_bound_onto_a_dangling_symlink_lands_where_it_points() {
+    // Images with systemd-resolved have /etc/resolv.conf -> ../run/...,
+    // dangling until the container runs; engines bind their resolv.conf
+    // onto it. Both runtimes make the file where the link points.
+    let test = "a_file_bound_onto_a_dangling_symlink_lands_where_it_points";
+    let mut seen = Vec::new();
+    for rt in runtimes(test) {
+        let mut c = Ctx::new(
+            "par-dangle",
+            &["sh", "-c", "cat /etc/resolv.conf; ls /run/stub"],
+        );
+        let rootfs = c.own_rootfs();
+        let _ = fs::remove_file(rootfs.join("etc/resolv.conf"));
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../run/stub/resolv.conf", rootfs.join("etc/resolv.conf"))
+            .unwrap();
+        let src = c.dir.join("resolv.conf");
+        fs::write(&src, "nameserver 192.0.2.53\n").unwrap();
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/etc/resolv.conf", "type": "bind",
+                "source": src, "options": ["rbind", "ro"]}));
+        let text = ok(&c.run_with(&rt));
+        assert_eq!(text, "nameserver 192.0.2.53\nresolv.conf\n", "{rt}");
+        seen.push(text);
+    }
+    assert_alike(seen);
+}

@@ -221,6 +221,7 @@ fn setup(a: &Args) -> Result<Never, Error> {
     };
     let in_userns = new_user || a.plan.joins(LinuxNamespaceType::User);
     let ctx = rootfs::Context {
+        sys: &rootfs::Kernel,
         rootfs: a.rootfs,
         bundle: a.bundle,
         layout: a.layout,
@@ -239,38 +240,18 @@ fn setup(a: &Args) -> Result<Never, Error> {
     {
         let rootfd = rootfs::prepare_root(&ctx, linux.rootfs_propagation().as_deref())?;
         syscall::umask(0o022);
-        for (i, m) in mounts.iter().enumerate() {
-            let idmapped = a.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| fd);
-            let opts = a
-                .mount_options
-                .get(i)
-                .ok_or_else(|| Error::Other(format!("mounts[{i}]: options were not parsed")))?;
-            rootfs::mount_one(&ctx, rootfd.as_fd(), m, opts, idmapped)?;
-        }
-        if !rootfs::binds_dev(&mounts) {
-            rootfs::setup_dev(&ctx, rootfd.as_fd())?;
-        }
-        rootfs::create_devices(
+        let cwd = spec.process().as_ref().map(|p| p.cwd().clone());
+        rootfs::populate(
             &ctx,
             rootfd.as_fd(),
-            linux.devices().as_deref().unwrap_or(&[]),
+            &rootfs::Populate {
+                mounts: &mounts,
+                options: a.mount_options,
+                idmapped: a.idmapped,
+                devices: linux.devices().as_deref().unwrap_or(&[]),
+                cwd: cwd.as_deref(),
+            },
         )?;
-        let dev_ro = mounts
-            .iter()
-            .zip(a.mount_options)
-            .any(|(m, o)| rootfs::dev_read_only_later(m.destination(), o));
-        if dev_ro {
-            rootfs::make_dev_read_only(rootfd.as_fd())?;
-        }
-        // A missing working directory is made (0755, root's), as runc and
-        // docker make it, before a read-only root is remounted.
-        if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
-            if rootfs::open_in_root(rootfd.as_fd(), &cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
-            {
-                rootfs::mkdir_all_in_root(rootfd.as_fd(), &cwd, 0o755)?;
-            }
-        }
     }
 
     if a.has_runtime_hooks {
@@ -297,22 +278,18 @@ fn setup(a: &Args) -> Result<Never, Error> {
         rootfs::change_root(a.rootfs, how)?;
         let sysctl = linux.sysctl().clone().unwrap_or_default();
         rootfs::write_sysctls(&sysctl)?;
-        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
-        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
-        if spec
-            .root()
-            .as_ref()
-            .is_some_and(|r| r.readonly().unwrap_or(false))
-        {
-            rootfs::readonly_root()?;
-        }
-        if let Some(p) = linux
-            .rootfs_propagation()
-            .as_deref()
-            .filter(|p| !p.is_empty())
-        {
-            rootfs::set_root_propagation(p)?;
-        }
+        rootfs::restrict(
+            &rootfs::Kernel,
+            &rootfs::Restrict {
+                readonly_paths: linux.readonly_paths().as_deref().unwrap_or(&[]),
+                masked_paths: linux.masked_paths().as_deref().unwrap_or(&[]),
+                readonly_root: spec
+                    .root()
+                    .as_ref()
+                    .is_some_and(|r| r.readonly().unwrap_or(false)),
+                propagation: linux.rootfs_propagation().as_deref(),
+            },
+        )?;
     }
 
     let setup = ProcessSetup {
@@ -497,8 +474,14 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     )
     .map_err(|e| other("open /", e))?;
     let cwd = proc_.cwd();
-    let cwd_fd = rootfs::open_in_root(slash.as_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(|e| other(&format!("process.cwd {}", cwd.display()), e))?;
+    let cwd_fd = rootfs::open_in_root(
+        &rootfs::Kernel,
+        slash.as_fd(),
+        cwd,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| other(&format!("process.cwd {}", cwd.display()), e))?;
     nix::unistd::fchdir(&cwd_fd)
         .map_err(|e| other(&format!("chdir to process.cwd {}", cwd.display()), e))?;
     let now = syscall::getcwd().map_err(|e| other("getcwd after chdir", e))?;

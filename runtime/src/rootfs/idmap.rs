@@ -23,7 +23,7 @@ pub fn idmap_tree(
     let desc = format!("idmapped mount of {}", src.display());
     let userns = idmap_userns(uid, gid).map_err(|e| Error::Invalid(format!("{desc}: {e}")))?;
     let tree =
-        syscall::open_tree_clone(src, recursive).map_err(sys(format!("{desc}: open_tree")))?;
+        syscall::open_tree_clone(src, recursive).map_err(sys_err(format!("{desc}: open_tree")))?;
     syscall::mount_setattr_idmap(tree.as_fd(), recursive, userns.as_fd()).map_err(|err| {
         let why = if err.raw_os_error() == Some(libc::EINVAL) {
             " (its filesystem does not support idmapped mounts on this kernel)"

@@ -10,16 +10,23 @@
 //! (resolution in the root), `mounts` and `idmap` (`mounts[]`),
 //! `cgroup_mount` (a `cgroup` mount), `devices` (`/dev`, `linux.devices`),
 //! `root` (the root change, `maskedPaths`, `readonlyPaths`, `root.readonly`),
-//! `sysctl` (`linux.sysctl`). Here: the errors, and the rootfs prepared as a
-//! mount of its own before anything is mounted in it.
+//! `sysctl` (`linux.sysctl`), `populate` (the order of it all before the
+//! root change), `sys` (the system calls, behind a trait whose recording
+//! double, `fake`, lets all of this be tested without root). Here: the
+//! errors, and the rootfs prepared as a mount of its own before anything is
+//! mounted in it.
 
 mod cgroup_mount;
 mod devices;
+#[cfg(test)]
+mod fake;
 mod idmap;
 mod mounts;
 mod options;
 mod paths;
+mod populate;
 mod root;
+mod sys;
 mod sysctl;
 
 use cgroup_mount::*;
@@ -28,7 +35,9 @@ pub use idmap::*;
 pub use mounts::*;
 pub use options::*;
 pub use paths::*;
+pub use populate::*;
 pub use root::*;
+pub use sys::*;
 pub use sysctl::*;
 
 use crate::cgroups::Layout;
@@ -49,7 +58,7 @@ pub enum Error {
     Invalid(String),
 }
 
-fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+fn sys_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
     move |err| Error::Sys { what, err }
 }
@@ -64,6 +73,8 @@ fn nsys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
 
 /// Everything the rootfs setup needs to know besides the mount list.
 pub struct Context<'a> {
+    /// The system calls (the kernel's, or a test's recording double).
+    pub sys: &'a dyn Sys,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub layout: &'a Layout,
@@ -109,7 +120,7 @@ pub fn prepare_root(ctx: &Context, propagation: Option<&str>) -> Result<OwnedFd,
 /// holding the rootfs private in our namespace.
 fn make_parent_private(rootfs: &Path) -> Result<(), Error> {
     let mi =
-        fs::read_to_string("/proc/self/mountinfo").map_err(sys("read /proc/self/mountinfo"))?;
+        fs::read_to_string("/proc/self/mountinfo").map_err(sys_err("read /proc/self/mountinfo"))?;
     let mut best: Option<(PathBuf, bool)> = None;
     for line in mi.lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -203,6 +214,7 @@ mod tests {
             nix::fcntl::open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         // A symlink aiming at the host's /etc lands in <root>/etc instead.
         let fd = mkdir_all_in_root(
+            &Kernel,
             std::os::fd::AsFd::as_fd(&root),
             Path::new("/a/escape/sub"),
             0o755,

@@ -34,11 +34,11 @@ pub fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Resu
             0,
             syscall::RESOLVE_NO_SYMLINKS | 0x08,
         )
-        .map_err(sys(format!("open sysctl {k}")))?;
+        .map_err(sys_err(format!("open sysctl {k}")))?;
         ensure_procfs(&fd, &format!("sysctl {k}"))?;
         let mut f = fs::File::from(fd);
         io::Write::write_all(&mut f, sysctl[k].as_bytes())
-            .map_err(sys(format!("write sysctl {k}={}", sysctl[k])))?;
+            .map_err(sys_err(format!("write sysctl {k}={}", sysctl[k])))?;
     }
     Ok(())
 }
