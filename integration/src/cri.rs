@@ -436,3 +436,20 @@ impl Drop for CriStack {
         }
     }
 }
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// `cfg` under a 16 MiB memory limit (`tail /dev/zero` is OOM-killed).
+pub fn in_16_mib(mut cfg: cri::ContainerConfig) -> cri::ContainerConfig {
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    cfg
+}

@@ -18,6 +18,7 @@ pub mod oci;
 pub mod parity;
 pub mod shim;
 pub mod stack;
+pub mod store;
 pub mod streaming;
 
 /// The workspace root.

@@ -1,8 +1,10 @@
 //! Containers: their records (`records`: containers, volumes, exits), the
-//! OCI spec made from a create request (`spec`), logs, and tasks run
+//! OCI spec made from a create request (`spec`, with `capabilities` and the
+//! default seccomp filter), logs, and tasks run
 //! through one shim each (`tasks`: lifecycle, exec, network attachment,
 //! recovery after a restart).
 
+pub mod capabilities;
 pub mod cgroups;
 pub mod logs;
 pub mod records;

@@ -1,15 +1,12 @@
-//! The Containers, Tasks, Events and Volumes services: request checks and
-//! conversions around [`Manager`].
+//! The Containers and Tasks services: request checks and conversions around
+//! [`Manager`]. The same `Service` serves `networks`, `events` and `volumes`.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::containers::containers_server::Containers as ContainersApi;
-use berth_proto::containers::events_server::Events as EventsApi;
-use berth_proto::containers::networks_server::Networks as NetworksApi;
 use berth_proto::containers::tasks_server::Tasks as TasksApi;
-use berth_proto::containers::volumes_server::Volumes as VolumesApi;
 use berth_proto::containers::{self as pb};
 use berth_proto::shim as shimpb;
 use tokio_stream::{Stream, StreamExt};
@@ -150,68 +147,7 @@ fn published(caps: &serde_json::Value) -> Vec<pb::PortMapping> {
         .collect()
 }
 
-fn network_pb(m: &Manager, n: crate::network::cni::NetworkConfig) -> Result<pb::Network, Status> {
-    let users = m.network_users(&n.name).map_err(status_of)?;
-    Ok(pb::Network {
-        driver: n.driver().into(),
-        subnets: n.subnets(),
-        config: serde_json::to_string_pretty(&n.raw).unwrap_or_default(),
-        file: n.file.display().to_string(),
-        name: n.name,
-        containers: users
-            .into_iter()
-            .map(|(namespace, id, ip_addresses)| pb::NetworkEndpoint {
-                namespace,
-                id,
-                ip_addresses,
-            })
-            .collect(),
-    })
-}
-
-#[tonic::async_trait]
-impl NetworksApi for Service {
-    async fn create(&self, r: Request<pb::CreateNetworkRequest>) -> Out<pb::Network> {
-        let r = r.into_inner();
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let n = self
-            .manager
-            .networks
-            .create(
-                &r.name,
-                some(&r.subnet).as_deref(),
-                some(&r.gateway).as_deref(),
-            )
-            .map_err(|e| status_of(e.into()))?;
-        Ok(Response::new(network_pb(&self.manager, n)?))
-    }
-
-    async fn list(&self, _r: Request<pb::Empty>) -> Out<pb::ListNetworksResponse> {
-        let mut networks = Vec::new();
-        for n in self.manager.networks.list() {
-            networks.push(network_pb(&self.manager, n)?);
-        }
-        Ok(Response::new(pb::ListNetworksResponse { networks }))
-    }
-
-    async fn get(&self, r: Request<pb::NetworkRef>) -> Out<pb::Network> {
-        let n = self
-            .manager
-            .networks
-            .get(&r.into_inner().name)
-            .map_err(|e| status_of(e.into()))?;
-        Ok(Response::new(network_pb(&self.manager, n)?))
-    }
-
-    async fn remove(&self, r: Request<pb::NetworkRef>) -> Out<pb::Empty> {
-        self.manager
-            .remove_network(&r.into_inner().name)
-            .map_err(status_of)?;
-        Ok(Response::new(pb::Empty {}))
-    }
-}
-
-type Out<T> = Result<Response<T>, Status>;
+pub(super) type Out<T> = Result<Response<T>, Status>;
 
 /// docker's `--log-opt max-size=… max-file=…` as (bytes, files), over
 /// berthd's defaults; any other option is refused, naming it.
@@ -361,7 +297,7 @@ impl ContainersApi for Service {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn exit_pb(e: crate::containers::records::Exit) -> pb::ExitInfo {
     pb::ExitInfo {
@@ -737,74 +673,5 @@ impl TasksApi for Service {
             image: img.name,
             digest: img.target.digest.to_string(),
         }))
-    }
-}
-
-#[tonic::async_trait]
-impl EventsApi for Service {
-    type SubscribeStream = BoxStream<pb::Envelope>;
-
-    async fn subscribe(&self, r: Request<pb::SubscribeRequest>) -> Out<Self::SubscribeStream> {
-        let ns = namespace(&r)?;
-        let r = r.into_inner();
-        let rx = self.manager.subscribe();
-        let s = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| match e {
-            Ok(e) => {
-                let topic_ok =
-                    r.topics.is_empty() || r.topics.iter().any(|t| e.topic.starts_with(t.as_str()));
-                let id_ok = r.containers.is_empty() || r.containers.contains(&e.id);
-                (e.namespace == ns && topic_ok && id_ok).then_some(Ok(e))
-            }
-            // A subscriber too slow for the bus is told, not silently skipped.
-            Err(_) => Some(Err(Status::data_loss(
-                "events: this subscriber fell behind and missed events",
-            ))),
-        });
-        Ok(Response::new(Box::pin(s)))
-    }
-}
-
-fn volume_pb(m: &Manager, ns: &str, v: crate::containers::records::Volume) -> pb::Volume {
-    pb::Volume {
-        mountpoint: m.volumes().data_dir(ns, &v.name).display().to_string(),
-        name: v.name,
-        created: Some(ts(v.created_ms)),
-    }
-}
-
-#[tonic::async_trait]
-impl VolumesApi for Service {
-    async fn create(&self, r: Request<pb::VolumeRef>) -> Out<pb::Volume> {
-        let ns = namespace(&r)?;
-        let v = self
-            .manager
-            .volumes()
-            .create(&ns, &r.into_inner().name)
-            .map_err(|e| status_of(e.into()))?;
-        Ok(Response::new(volume_pb(&self.manager, &ns, v)))
-    }
-
-    async fn list(&self, r: Request<pb::Empty>) -> Out<pb::ListVolumesResponse> {
-        let ns = namespace(&r)?;
-        let vols = self
-            .manager
-            .volumes()
-            .list(&ns)
-            .map_err(|e| status_of(e.into()))?;
-        Ok(Response::new(pb::ListVolumesResponse {
-            volumes: vols
-                .into_iter()
-                .map(|v| volume_pb(&self.manager, &ns, v))
-                .collect(),
-        }))
-    }
-
-    async fn remove(&self, r: Request<pb::VolumeRef>) -> Out<pb::Empty> {
-        let ns = namespace(&r)?;
-        self.manager
-            .volumes()
-            .remove(&ns, &r.into_inner().name)
-            .map_err(|e| status_of(e.into()))?;
-        Ok(Response::new(pb::Empty {}))
     }
 }

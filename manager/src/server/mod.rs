@@ -5,10 +5,13 @@
 mod build;
 mod containers;
 mod content;
+mod events;
 mod images;
 mod leases;
+mod networks;
 mod snapshots;
 mod usage;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
