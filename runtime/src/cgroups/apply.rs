@@ -15,10 +15,9 @@ pub fn apply(
     dirs: &[PathBuf],
     res: Option<&oci_spec::runtime::LinuxResources>,
 ) -> Result<(), Error> {
-    let json = res
-        .and_then(|r| serde_json::to_value(r).ok())
-        .unwrap_or(serde_json::Value::Null);
-    apply_json(layout, dirs, &json)?;
+    if let Some(r) = res {
+        apply_limits(layout, dirs, r)?;
+    }
     if !nix::unistd::geteuid().is_root() {
         // Device rules need privilege (CAP_SYS_ADMIN for v1 devices.*, BPF
         // for v2) even in a delegated cgroup. Rootless, the user namespace
@@ -47,9 +46,13 @@ pub fn apply(
     Ok(())
 }
 
-/// Applies resources given as OCI JSON (the config's, or `update`'s),
-/// everything but devices.
-pub fn apply_json(layout: &Layout, dirs: &[PathBuf], res: &serde_json::Value) -> Result<(), Error> {
+/// Applies `linux.resources` (the config's, or `update`'s), everything but
+/// devices.
+pub fn apply_limits(
+    layout: &Layout,
+    dirs: &[PathBuf],
+    res: &oci_spec::runtime::LinuxResources,
+) -> Result<(), Error> {
     let writes = if layout.is_pure_v2() {
         v2::writes(res)?
     } else {
@@ -124,17 +127,22 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 /// True when `linux.resources` asks for any limit (device rules aside,
 /// which only restrict).
 pub fn limits_requested(res: Option<&oci_spec::runtime::LinuxResources>) -> bool {
-    let Some(v) = res.and_then(|r| serde_json::to_value(r).ok()) else {
+    let Some(r) = res else {
         return false;
     };
-    v.as_object().is_some_and(|o| {
-        o.iter().any(|(k, v)| {
-            k != "devices"
-                && !v.is_null()
-                && v.as_object().is_none_or(|m| !m.is_empty())
-                && v.as_array().is_none_or(|a| !a.is_empty())
-        })
-    })
+    let some_vec = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    r.memory().is_some_and(|m| m != Default::default())
+        || r.cpu().as_ref().is_some_and(|c| *c != Default::default())
+        || r.pids().is_some()
+        || r.block_io()
+            .as_ref()
+            .is_some_and(|b| *b != Default::default())
+        || some_vec(r.hugepage_limits())
+        || r.network()
+            .as_ref()
+            .is_some_and(|n| *n != Default::default())
+        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
+        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
 }
 
 /// One file write a resource setting turns into: `value` to `file` in the
@@ -183,13 +191,13 @@ impl Write {
 
 /// The writes v1 and v2 share file names and values for: cpu idle, cpuset
 /// cpus and mems, pids.max (0 or less is "max", as runc), rdma.max.
-pub(super) fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
-    let c = &r["cpu"];
-    if let Some(v) = c["idle"].as_i64() {
+pub(super) fn shared_writes(r: &oci_spec::runtime::LinuxResources, w: &mut Vec<Write>) {
+    let c = r.cpu().clone().unwrap_or_default();
+    if let Some(v) = c.idle() {
         w.push(Write::new("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
     }
-    for (key, file) in [("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")] {
-        if let Some(v) = c[key].as_str().filter(|s| !s.is_empty()) {
+    for (value, file) in [(c.cpus(), "cpuset.cpus"), (c.mems(), "cpuset.mems")] {
+        if let Some(v) = value.as_deref().filter(|s| !s.is_empty()) {
             w.push(Write::new(
                 "cpuset",
                 file,
@@ -198,7 +206,8 @@ pub(super) fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
             ));
         }
     }
-    if let Some(v) = r["pids"]["limit"].as_i64() {
+    if let Some(p) = r.pids() {
+        let v = p.limit();
         let v = if v > 0 { v.to_string() } else { "max".into() };
         w.push(Write::new(
             "pids",
@@ -207,7 +216,9 @@ pub(super) fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
             "linux.resources.pids.limit",
         ));
     }
-    for (dev, l) in r["rdma"].as_object().into_iter().flatten() {
+    // Sorted: the config's map has no order, the writes do.
+    let rdma: std::collections::BTreeMap<_, _> = r.rdma().iter().flatten().collect();
+    for (dev, l) in rdma {
         w.push(Write::new(
             "rdma",
             "rdma.max",
@@ -218,15 +229,38 @@ pub(super) fn shared_writes(r: &serde_json::Value, w: &mut Vec<Write>) {
 }
 
 /// `rdma.max` line: `<device> hca_handle=N hca_object=M` (max when unset).
-pub(super) fn rdma_line(dev: &str, l: &serde_json::Value) -> String {
-    let v = |k: &str| {
-        l[k].as_u64()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "max".into())
-    };
+pub(super) fn rdma_line(dev: &str, l: &oci_spec::runtime::LinuxRdma) -> String {
+    let v = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_else(|| "max".into());
     format!(
         "{dev} hca_handle={} hca_object={}",
-        v("hcaHandles"),
-        v("hcaObjects")
+        v(l.hca_handles()),
+        v(l.hca_objects())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(v: serde_json::Value) -> oci_spec::runtime::LinuxResources {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn limits_are_requested_by_any_setting_but_device_rules() {
+        assert!(!limits_requested(None));
+        assert!(!limits_requested(Some(&res(serde_json::json!({})))));
+        assert!(!limits_requested(Some(&res(
+            serde_json::json!({"devices": [{"allow": false, "access": "rwm"}], "memory": {}, "hugepageLimits": []})
+        ))));
+        for v in [
+            serde_json::json!({"memory": {"limit": 1}}),
+            serde_json::json!({"cpu": {"shares": 2}}),
+            serde_json::json!({"pids": {"limit": 5}}),
+            serde_json::json!({"blockIO": {"weight": 10}}),
+            serde_json::json!({"unified": {"memory.high": "1"}}),
+        ] {
+            assert!(limits_requested(Some(&res(v.clone()))), "{v}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::{Error, Write};
 
@@ -113,16 +113,12 @@ pub fn apply_devices(dir: &Path, rules: &[(bool, String)]) -> Result<(), Error> 
     Ok(())
 }
 
-fn dev(d: &serde_json::Value) -> String {
-    format!("{}:{}", d["major"], d["minor"])
-}
-
-/// The v1 file writes of `linux.resources` (as JSON), in the order they must
-/// happen. Devices are applied separately.
-pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
+/// The v1 file writes of `linux.resources`, in the order they must happen.
+/// Devices are applied separately.
+pub fn writes(r: &LinuxResources) -> Result<Vec<Write>, Error> {
     let mut w = Vec::new();
-    let m = &r["memory"];
-    if let Some(v) = m["reservation"].as_i64() {
+    let m = r.memory().unwrap_or_default();
+    if let Some(v) = m.reservation() {
         w.push(Write::new(
             "memory",
             "memory.soft_limit_in_bytes",
@@ -132,7 +128,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
     }
     // limit_in_bytes may not exceed memsw.limit_in_bytes: apply() retries the
     // pair the other way round when the kernel refuses the first order.
-    if let Some(v) = m["limit"].as_i64() {
+    if let Some(v) = m.limit() {
         w.push(Write::new(
             "memory",
             "memory.limit_in_bytes",
@@ -140,14 +136,14 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.limit",
         ));
     }
-    if let Some(v) = m["swap"].as_i64() {
+    if let Some(v) = m.swap() {
         w.push(Write::new(
             "memory",
             "memory.memsw.limit_in_bytes",
             v,
             "linux.resources.memory.swap",
         ));
-    } else if m["limit"].as_i64() == Some(-1) {
+    } else if m.limit() == Some(-1) {
         // An unlimited memory limit lifts memory+swap too (the kernel
         // refuses a limit above memsw), where swap accounting exists.
         let mut sw = Write::new(
@@ -159,7 +155,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
         sw.optional = true;
         w.push(sw);
     }
-    if let Some(v) = m["swappiness"].as_u64() {
+    if let Some(v) = m.swappiness() {
         if v > 100 {
             return Err(Error::Unsupported(format!(
                 "linux.resources.memory.swappiness {v}: must be 0..100"
@@ -172,7 +168,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.swappiness",
         ));
     }
-    if m["disableOOMKiller"].as_bool() == Some(true) {
+    if m.disable_oom_killer() == Some(true) {
         w.push(Write::new(
             "memory",
             "memory.oom_control",
@@ -180,7 +176,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.disableOOMKiller",
         ));
     }
-    if m["useHierarchy"].as_bool() == Some(true) {
+    if m.use_hierarchy() == Some(true) {
         w.push(Write::new(
             "memory",
             "memory.use_hierarchy",
@@ -188,11 +184,11 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.useHierarchy",
         ));
     }
-    if m["kernel"].as_i64().is_some() || m["kernelTCP"].as_i64().is_some() {
+    if m.kernel().is_some() || m.kernel_tcp().is_some() {
         crate::warn!("linux.resources.memory.kernel/kernelTCP: deprecated by the kernel, ignored");
     }
-    let c = &r["cpu"];
-    if let Some(v) = c["shares"].as_u64().filter(|v| *v > 0) {
+    let c = r.cpu().clone().unwrap_or_default();
+    if let Some(v) = c.shares().filter(|v| *v > 0) {
         w.push(Write::new(
             "cpu",
             "cpu.shares",
@@ -201,7 +197,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
         ));
     }
     // The period first: a quota is checked against it.
-    if let Some(v) = c["period"].as_u64().filter(|v| *v > 0) {
+    if let Some(v) = c.period().filter(|v| *v > 0) {
         w.push(Write::new(
             "cpu",
             "cpu.cfs_period_us",
@@ -209,7 +205,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.period",
         ));
     }
-    if let Some(v) = c["quota"].as_i64().filter(|v| *v != 0) {
+    if let Some(v) = c.quota().filter(|v| *v != 0) {
         w.push(Write::new(
             "cpu",
             "cpu.cfs_quota_us",
@@ -217,7 +213,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.quota",
         ));
     }
-    if let Some(v) = c["burst"].as_u64() {
+    if let Some(v) = c.burst() {
         w.push(Write::new(
             "cpu",
             "cpu.cfs_burst_us",
@@ -225,7 +221,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.burst",
         ));
     }
-    if let Some(v) = c["realtimePeriod"].as_u64().filter(|v| *v > 0) {
+    if let Some(v) = c.realtime_period().filter(|v| *v > 0) {
         w.push(Write::new(
             "cpu",
             "cpu.rt_period_us",
@@ -233,7 +229,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.realtimePeriod",
         ));
     }
-    if let Some(v) = c["realtimeRuntime"].as_i64().filter(|v| *v != 0) {
+    if let Some(v) = c.realtime_runtime().filter(|v| *v != 0) {
         w.push(Write::new(
             "cpu",
             "cpu.rt_runtime_us",
@@ -242,14 +238,14 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
         ));
     }
     super::shared_writes(r, &mut w);
-    let b = &r["blockIO"];
-    if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
+    let b = r.block_io().clone().unwrap_or_default();
+    if let Some(v) = b.weight().filter(|v| *v > 0) {
         w.push(
             Write::new("blkio", "blkio.weight", v, "linux.resources.blockIO.weight")
                 .or("blkio.bfq.weight"),
         );
     }
-    if let Some(v) = b["leafWeight"].as_u64().filter(|v| *v > 0) {
+    if let Some(v) = b.leaf_weight().filter(|v| *v > 0) {
         w.push(Write::new(
             "blkio",
             "blkio.leaf_weight",
@@ -257,56 +253,65 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.blockIO.leafWeight",
         ));
     }
-    for d in b["weightDevice"].as_array().into_iter().flatten() {
-        if let Some(v) = d["weight"].as_u64() {
+    for d in b.weight_device().iter().flatten() {
+        let dev = format!("{}:{}", d.major(), d.minor());
+        if let Some(v) = d.weight() {
             w.push(
                 Write::new(
                     "blkio",
                     "blkio.weight_device",
-                    format!("{} {v}", dev(d)),
+                    format!("{dev} {v}"),
                     "linux.resources.blockIO.weightDevice",
                 )
                 .or("blkio.bfq.weight_device"),
             );
         }
-        if let Some(v) = d["leafWeight"].as_u64() {
+        if let Some(v) = d.leaf_weight() {
             w.push(Write::new(
                 "blkio",
                 "blkio.leaf_weight_device",
-                format!("{} {v}", dev(d)),
+                format!("{dev} {v}"),
                 "linux.resources.blockIO.weightDevice",
             ));
         }
     }
-    for (key, file) in [
-        ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-        ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-        ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+    for (list, file) in [
         (
-            "throttleWriteIOPSDevice",
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+        ),
+        (
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+        ),
+        (
+            b.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+        ),
+        (
+            b.throttle_write_iops_device(),
             "blkio.throttle.write_iops_device",
         ),
     ] {
-        for d in b[key].as_array().into_iter().flatten() {
+        for d in list.iter().flatten() {
             w.push(Write::new(
                 "blkio",
                 file,
-                format!("{} {}", dev(d), d["rate"]),
+                format!("{}:{} {}", d.major(), d.minor(), d.rate()),
                 "linux.resources.blockIO",
             ));
         }
     }
-    for h in r["hugepageLimits"].as_array().into_iter().flatten() {
-        let size = h["pageSize"].as_str().unwrap_or_default();
+    for h in r.hugepage_limits().iter().flatten() {
         w.push(Write::new(
             "hugetlb",
-            format!("hugetlb.{size}.limit_in_bytes"),
-            h["limit"].as_i64().unwrap_or(0),
+            format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            h.limit(),
             "linux.resources.hugepageLimits",
         ));
     }
-    let n = &r["network"];
-    if let Some(v) = n["classID"].as_u64() {
+    let n = r.network().clone().unwrap_or_default();
+    if let Some(v) = n.class_id() {
         w.push(Write::new(
             "net_cls",
             "net_cls.classid",
@@ -314,19 +319,15 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.network.classID",
         ));
     }
-    for p in n["priorities"].as_array().into_iter().flatten() {
+    for p in n.priorities().iter().flatten() {
         w.push(Write::new(
             "net_prio",
             "net_prio.ifpriomap",
-            format!(
-                "{} {}",
-                p["name"].as_str().unwrap_or_default(),
-                p["priority"]
-            ),
+            format!("{} {}", p.name(), p.priority()),
             "linux.resources.network.priorities",
         ));
     }
-    if r["unified"].as_object().is_some_and(|u| !u.is_empty()) {
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(Error::Unsupported(
             "linux.resources.unified: needs cgroup v2, and this host's controllers are v1".into(),
         ));
@@ -351,5 +352,110 @@ mod tests {
         let any_block: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow": true, "type": "b"}"#).unwrap();
         assert_eq!(device_rule(&any_block), (true, "b *:* rwm".into()));
+    }
+
+    fn writes_of(r: serde_json::Value) -> Vec<(String, String)> {
+        let r: LinuxResources = serde_json::from_value(r).unwrap();
+        writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.file, w.value))
+            .collect()
+    }
+
+    fn pair(f: &str, v: &str) -> (String, String) {
+        (f.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn memory_limit_comes_before_memsw_and_the_period_before_the_quota() {
+        let w = writes_of(serde_json::json!({
+            "memory": {"limit": 1048576, "swap": 2097152},
+            "cpu": {"quota": 50000, "period": 100000}
+        }));
+        assert_eq!(
+            w,
+            vec![
+                pair("memory.limit_in_bytes", "1048576"),
+                pair("memory.memsw.limit_in_bytes", "2097152"),
+                pair("cpu.cfs_period_us", "100000"),
+                pair("cpu.cfs_quota_us", "50000"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unlimited_memory_limit_lifts_memsw_where_it_exists() {
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({"memory": {"limit": -1}})).unwrap();
+        let w = writes(&r).unwrap();
+        assert_eq!(w[1].file, "memory.memsw.limit_in_bytes");
+        assert_eq!(w[1].value, "-1");
+        assert!(w[1].optional);
+    }
+
+    #[test]
+    fn v1_has_what_v2_lacks() {
+        let w = writes_of(serde_json::json!({
+            "memory": {"swappiness": 10, "disableOOMKiller": true},
+            "cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 950000},
+            "blockIO": {"leafWeight": 300, "weightDevice": [{"major": 8, "minor": 0, "weight": 200, "leafWeight": 100}]},
+            "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}
+        }));
+        for (f, v) in [
+            ("memory.swappiness", "10"),
+            ("memory.oom_control", "1"),
+            ("cpu.rt_period_us", "1000000"),
+            ("cpu.rt_runtime_us", "950000"),
+            ("blkio.leaf_weight", "300"),
+            ("blkio.weight_device", "8:0 200"),
+            ("blkio.leaf_weight_device", "8:0 100"),
+            ("net_cls.classid", "1048577"),
+            ("net_prio.ifpriomap", "eth0 5"),
+        ] {
+            assert!(w.contains(&pair(f, v)), "{f}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn v1_refuses_a_swappiness_over_100_and_unified() {
+        for r in [
+            serde_json::json!({"memory": {"swappiness": 101}}),
+            serde_json::json!({"unified": {"memory.high": "1"}}),
+        ] {
+            let r: LinuxResources = serde_json::from_value(r).unwrap();
+            assert!(writes(&r).is_err());
+        }
+    }
+
+    #[test]
+    fn pids_zero_or_less_is_max_and_rdma_is_one_line_per_device_in_order() {
+        let w = writes_of(serde_json::json!({
+            "pids": {"limit": 0},
+            "rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx5_0": {"hcaObjects": 9}}
+        }));
+        assert_eq!(
+            w,
+            vec![
+                pair("pids.max", "max"),
+                pair("rdma.max", "mlx5_0 hca_handle=max hca_object=9"),
+                pair("rdma.max", "mlx5_1 hca_handle=3 hca_object=max"),
+            ]
+        );
+    }
+
+    #[test]
+    fn throttles_and_hugepages_name_their_device_and_size() {
+        let w = writes_of(serde_json::json!({
+            "blockIO": {"throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 300}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]
+        }));
+        assert_eq!(
+            w,
+            vec![
+                pair("blkio.throttle.write_iops_device", "8:16 300"),
+                pair("hugetlb.2MB.limit_in_bytes", "4194304"),
+            ]
+        );
     }
 }

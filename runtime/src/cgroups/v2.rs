@@ -2,6 +2,7 @@
 //! conversions runc makes so one config works on v1 and v2.
 
 use super::{shares_to_weight, Error, Write};
+use oci_spec::runtime::LinuxResources;
 
 /// blkio weight (10..1000) to io.weight (1..10000), as runc converts it.
 pub fn blkio_weight_to_io(w: u64) -> u64 {
@@ -9,10 +10,6 @@ pub fn blkio_weight_to_io(w: u64) -> u64 {
         return 0;
     }
     1 + (w.saturating_sub(10)) * 9999 / 990
-}
-
-fn dev(d: &serde_json::Value) -> String {
-    format!("{}:{}", d["major"], d["minor"])
 }
 
 fn max_or(v: i64) -> String {
@@ -23,12 +20,12 @@ fn max_or(v: i64) -> String {
     }
 }
 
-/// The v2 file writes of `linux.resources` (as JSON). Devices are a BPF
-/// program, handled apart.
-pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
+/// The v2 file writes of `linux.resources`. Devices are a BPF program,
+/// handled apart.
+pub fn writes(r: &LinuxResources) -> Result<Vec<Write>, Error> {
     let mut w = Vec::new();
-    let m = &r["memory"];
-    if let Some(v) = m["reservation"].as_i64() {
+    let m = r.memory().unwrap_or_default();
+    if let Some(v) = m.reservation() {
         w.push(Write::new(
             "memory",
             "memory.low",
@@ -36,7 +33,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.reservation",
         ));
     }
-    let limit = m["limit"].as_i64();
+    let limit = m.limit();
     if let Some(v) = limit {
         w.push(Write::new(
             "memory",
@@ -46,7 +43,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
         ));
     }
     // OCI's swap is memory+swap; v2's swap.max is swap alone.
-    if let Some(s) = m["swap"].as_i64() {
+    if let Some(s) = m.swap() {
         let v = match (s, limit) {
             (-1, _) => "max".to_string(),
             (s, Some(l)) if l > 0 && s >= l => (s - l).to_string(),
@@ -68,19 +65,19 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.memory.swap",
         ));
     }
-    if m["swappiness"].as_u64().is_some_and(|v| v != 0) {
+    if m.swappiness().is_some_and(|v| v != 0) {
         return Err(Error::Unsupported(
             "linux.resources.memory.swappiness: cgroup v2 has no per-group swappiness".into(),
         ));
     }
-    if m["disableOOMKiller"].as_bool() == Some(true) {
+    if m.disable_oom_killer() == Some(true) {
         return Err(Error::Unsupported(
             "linux.resources.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer"
                 .into(),
         ));
     }
-    let c = &r["cpu"];
-    if let Some(v) = c["shares"].as_u64().filter(|v| *v > 0) {
+    let c = r.cpu().clone().unwrap_or_default();
+    if let Some(v) = c.shares().filter(|v| *v > 0) {
         w.push(Write::new(
             "cpu",
             "cpu.weight",
@@ -88,8 +85,8 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.shares",
         ));
     }
-    let quota = c["quota"].as_i64().filter(|v| *v != 0);
-    let period = c["period"].as_u64().filter(|v| *v > 0);
+    let quota = c.quota().filter(|v| *v != 0);
+    let period = c.period().filter(|v| *v > 0);
     if quota.is_some() || period.is_some() {
         let q = quota.map(max_or).unwrap_or_else(|| "max".into());
         w.push(Write::new(
@@ -99,7 +96,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.quota",
         ));
     }
-    if let Some(v) = c["burst"].as_u64() {
+    if let Some(v) = c.burst() {
         w.push(Write::new(
             "cpu",
             "cpu.max.burst",
@@ -107,71 +104,76 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
             "linux.resources.cpu.burst",
         ));
     }
-    if c["realtimeRuntime"].as_i64().is_some_and(|v| v != 0)
-        || c["realtimePeriod"].as_u64().is_some_and(|v| v != 0)
-    {
+    if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
         return Err(Error::Unsupported(
             "linux.resources.cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no realtime budget"
                 .into(),
         ));
     }
     super::shared_writes(r, &mut w);
-    let b = &r["blockIO"];
-    if let Some(v) = b["weight"].as_u64().filter(|v| *v > 0) {
+    let b = r.block_io().clone().unwrap_or_default();
+    if let Some(v) = b.weight().filter(|v| *v > 0) {
         // bfq takes blkio's own range; io.weight the converted one.
         w.push(
             Write::new("io", "io.bfq.weight", v, "linux.resources.blockIO.weight")
-                .or_value("io.weight", blkio_weight_to_io(v)),
+                .or_value("io.weight", blkio_weight_to_io(v.into())),
         );
     }
-    if b["leafWeight"].as_u64().is_some_and(|v| v > 0) {
+    if b.leaf_weight().is_some_and(|v| v > 0) {
         return Err(Error::Unsupported(
             "linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weight".into(),
         ));
     }
-    for d in b["weightDevice"].as_array().into_iter().flatten() {
-        if let Some(v) = d["weight"].as_u64() {
+    for d in b.weight_device().iter().flatten() {
+        if let Some(v) = d.weight() {
+            let dev = format!("{}:{}", d.major(), d.minor());
             w.push(
                 Write::new(
                     "io",
                     "io.bfq.weight",
-                    format!("{} {v}", dev(d)),
+                    format!("{dev} {v}"),
                     "linux.resources.blockIO.weightDevice",
                 )
-                .or_value("io.weight", format!("{} {}", dev(d), blkio_weight_to_io(v))),
+                .or_value(
+                    "io.weight",
+                    format!("{dev} {}", blkio_weight_to_io(v.into())),
+                ),
             );
         }
     }
-    for (key, k) in [
-        ("throttleReadBpsDevice", "rbps"),
-        ("throttleWriteBpsDevice", "wbps"),
-        ("throttleReadIOPSDevice", "riops"),
-        ("throttleWriteIOPSDevice", "wiops"),
+    for (list, k) in [
+        (b.throttle_read_bps_device(), "rbps"),
+        (b.throttle_write_bps_device(), "wbps"),
+        (b.throttle_read_iops_device(), "riops"),
+        (b.throttle_write_iops_device(), "wiops"),
     ] {
-        for d in b[key].as_array().into_iter().flatten() {
+        for d in list.iter().flatten() {
             w.push(Write::new(
                 "io",
                 "io.max",
-                format!("{} {k}={}", dev(d), d["rate"]),
+                format!("{}:{} {k}={}", d.major(), d.minor(), d.rate()),
                 "linux.resources.blockIO",
             ));
         }
     }
-    for h in r["hugepageLimits"].as_array().into_iter().flatten() {
-        let size = h["pageSize"].as_str().unwrap_or_default();
+    for h in r.hugepage_limits().iter().flatten() {
         w.push(Write::new(
             "hugetlb",
-            format!("hugetlb.{size}.max"),
-            max_or(h["limit"].as_i64().unwrap_or(-1)),
+            format!("hugetlb.{}.max", h.page_size()),
+            max_or(h.limit()),
             "linux.resources.hugepageLimits",
         ));
     }
-    if r["network"].as_object().is_some_and(|n| !n.is_empty()) {
+    if r.network().as_ref().is_some_and(|n| {
+        n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())
+    }) {
         return Err(Error::Unsupported(
             "linux.resources.network: cgroup v2 has no net_cls/net_prio (use a BPF program outside the runtime)".into(),
         ));
     }
-    for (k, v) in r["unified"].as_object().into_iter().flatten() {
+    // Sorted: the config's map has no order, the writes do.
+    let unified: std::collections::BTreeMap<_, _> = r.unified().iter().flatten().collect();
+    for (k, v) in unified {
         if k.contains('/') || k.starts_with('.') || !k.contains('.') {
             return Err(Error::Unsupported(format!(
                 "linux.resources.unified: {k:?} is not a cgroup interface file name"
@@ -192,7 +194,7 @@ pub fn writes(r: &serde_json::Value) -> Result<Vec<Write>, Error> {
         w.push(Write::new(
             controller,
             k.clone(),
-            v.as_str().unwrap_or_default(),
+            v.as_str(),
             "linux.resources.unified",
         ));
     }
@@ -204,8 +206,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn typed(r: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(r).unwrap()
+    }
+
     fn files(r: serde_json::Value) -> Vec<(String, String)> {
-        writes(&r)
+        writes(&typed(r))
             .unwrap()
             .into_iter()
             .map(|w| (w.file, w.value))
@@ -245,7 +251,7 @@ mod tests {
             json!({"unified": {"../x": "1"}}),
             json!({"memory": {"swap": 100, "limit": 200}}),
         ] {
-            assert!(writes(&r).is_err(), "{r}");
+            assert!(writes(&typed(r.clone())).is_err(), "{r}");
         }
         assert_eq!(
             files(json!({"memory": {"limit": -1, "swap": -1}})),

@@ -604,11 +604,7 @@ fn start_scope(
     linux: &oci_spec::runtime::Linux,
     undo: &mut Undo,
 ) -> Result<Vec<PathBuf>, Error> {
-    let res = linux
-        .resources()
-        .as_ref()
-        .and_then(|r| serde_json::to_value(r).ok())
-        .unwrap_or_default();
+    let res = linux.resources().clone().unwrap_or_default();
     let upid = u32::try_from(pid).map_err(|_| Error::Config(format!("pid {pid}")))?;
     let props = cgroups::systemd::properties(&res, layout.is_pure_v2(), Some((u, upid)))?;
     let control_group = cgroups::systemd::dbus::start(u, &props, user)?;

@@ -3,6 +3,7 @@
 
 use crate::cgroups::{self, Layout};
 use crate::state::{self, Dir, Status};
+use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 
 use super::*;
@@ -29,9 +30,9 @@ pub fn resume(root: &Path, id: &str) -> Result<(), Error> {
     Ok(cgroups::freeze(&saved.cgroup_paths, false)?)
 }
 
-/// `update`: applies new resource limits (OCI `linux.resources` JSON) to a
-/// container that has not stopped.
-pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Error> {
+/// `update`: applies new resource limits (`linux.resources`) to a container
+/// that has not stopped.
+pub fn update(root: &Path, id: &str, res: &LinuxResources) -> Result<(), Error> {
     let dir = Dir::open(root, id)?;
     let saved = dir.load()?;
     if state::status_of(&dir, &saved) == Status::Stopped {
@@ -41,14 +42,14 @@ pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Erro
     // Device rules stay as created, as runc's update leaves them: containerd
     // sends the container's whole resources, devices included, to change
     // CPU or memory, and a device plugin may have added rules of its own.
-    if res.get("devices").is_some_and(|d| !d.is_null()) {
+    if res.devices().is_some() {
         crate::debug!("update: device rules are not changed on a running container");
     }
     let layout = Layout::detect()?;
-    let m = &res["memory"];
-    if m["checkBeforeUpdate"].as_bool() == Some(true) {
+    let m = res.memory().unwrap_or_default();
+    if m.check_before_update() == Some(true) {
         if let (Some(limit), Some(usage)) = (
-            m["limit"].as_i64().filter(|l| *l > 0),
+            m.limit().filter(|l| *l > 0),
             cgroups::memory_usage(&layout, &saved.cgroup_paths),
         ) {
             if (limit as u64) < usage {
@@ -63,13 +64,11 @@ pub fn update(root: &Path, id: &str, res: &serde_json::Value) -> Result<(), Erro
     if let Some(unit) = &saved.systemd_unit {
         // Devices stay as created (above), in systemd too.
         let mut changed = res.clone();
-        if let Some(m) = changed.as_object_mut() {
-            m.remove("devices");
-        }
+        changed.set_devices(None);
         let props = cgroups::systemd::properties(&changed, layout.is_pure_v2(), None)?;
         if !props.is_empty() {
             cgroups::systemd::dbus::set(unit, &props, saved.systemd_user)?;
         }
     }
-    Ok(cgroups::apply_json(&layout, &saved.cgroup_paths, res)?)
+    Ok(cgroups::apply_limits(&layout, &saved.cgroup_paths, res)?)
 }

@@ -8,7 +8,7 @@
 
 pub mod dbus;
 
-use serde_json::Value;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::{shares_to_weight, Error};
 
@@ -198,28 +198,27 @@ pub fn cpuset_mask(list: &str) -> Result<Vec<u8>, Error> {
 /// otherwise `strict` with each allowed device (by `/dev/char/M:N`, or
 /// `char-*`/`block-*` for a whole type). Deny rules after allows, which
 /// systemd cannot say, are left to the runtime's own device program.
-fn devices(rules: &[Value]) -> Vec<Prop> {
+fn devices(rules: &[LinuxDeviceCgroup]) -> Vec<Prop> {
     let mut allow_all = false;
     let mut allowed = Vec::new();
     for r in rules {
-        let ty = r["type"].as_str().unwrap_or("a");
-        let access = r["access"].as_str().unwrap_or("rwm").to_string();
-        let allow = r["allow"].as_bool().unwrap_or(false);
-        let (maj, min) = (r["major"].as_i64(), r["minor"].as_i64());
-        if !allow {
-            if ty == "a" && maj.is_none() && min.is_none() {
+        let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+        let (maj, min) = (r.major(), r.minor());
+        let kind = match r.typ() {
+            Some(LinuxDeviceType::B) => Some("block"),
+            Some(LinuxDeviceType::C | LinuxDeviceType::U | LinuxDeviceType::P) => Some("char"),
+            Some(LinuxDeviceType::A) | None => None,
+        };
+        if !r.allow() {
+            if kind.is_none() && maj.is_none() && min.is_none() {
                 allow_all = false;
                 allowed.clear();
             }
             continue;
         }
-        let kind = match ty {
-            "b" => "block",
-            "c" | "u" | "p" => "char",
-            _ => {
-                allow_all = true;
-                continue;
-            }
+        let Some(kind) = kind else {
+            allow_all = true;
+            continue;
         };
         match (maj, min) {
             (Some(a), Some(b)) => allowed.push((format!("/dev/{kind}/{a}:{b}"), access)),
@@ -258,20 +257,23 @@ fn driver_name(kind: &str, major: i64) -> Option<String> {
         })
 }
 
-/// A default rule (`c 1:3 rwm`, `c *:* m`) as OCI JSON.
-fn default_rule(rule: &str) -> Option<Value> {
+/// A default rule (`c 1:3 rwm`, `c *:* m`) as an OCI device rule.
+fn default_rule(rule: &str) -> Option<LinuxDeviceCgroup> {
     let mut it = rule.split(' ');
     let (ty, nums, access) = (it.next()?, it.next()?, it.next()?);
     let (maj, min) = nums.split_once(':')?;
-    let num = |n: &str| n.parse::<i64>().ok();
-    let mut v = serde_json::json!({"allow": true, "type": ty, "access": access});
-    if let Some(m) = num(maj) {
-        v["major"] = m.into();
-    }
-    if let Some(m) = num(min) {
-        v["minor"] = m.into();
-    }
-    Some(v)
+    let typ = match ty {
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => LinuxDeviceType::A,
+    };
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(typ));
+    r.set_access(Some(access.to_string()));
+    r.set_major(maj.parse().ok());
+    r.set_minor(min.parse().ok());
+    Some(r)
 }
 
 /// blkio's 10..1000 weight as io's 1..10000 (runc's conversion).
@@ -282,10 +284,14 @@ fn io_weight(w: u64) -> u64 {
     1 + (w.saturating_sub(10)) * 9999 / 990
 }
 
-/// The unit properties for `linux.resources` (OCI JSON), on cgroup v2
+/// The unit properties for `linux.resources`, on cgroup v2
 /// (`v2`) or v1, with the scope's own settings when `start` (its pids, its
 /// slice, delegation).
-pub fn properties(res: &Value, v2: bool, start: Option<(&Unit, u32)>) -> Result<Vec<Prop>, Error> {
+pub fn properties(
+    res: &LinuxResources,
+    v2: bool,
+    start: Option<(&Unit, u32)>,
+) -> Result<Vec<Prop>, Error> {
     let mut p = Vec::new();
     if let Some((unit, pid)) = start {
         p.push(Prop::Str(
@@ -307,35 +313,35 @@ pub fn properties(res: &Value, v2: bool, start: Option<(&Unit, u32)>) -> Result<
             p.push(Prop::Bool(a, true));
         }
     }
-    let m = &res["memory"];
-    if let Some(l) = m["limit"].as_i64() {
+    let m = res.memory().unwrap_or_default();
+    if let Some(l) = m.limit() {
         p.push(Prop::U64(
             if v2 { "MemoryMax" } else { "MemoryLimit" },
             limit(l),
         ));
     }
-    if let (true, Some(r)) = (v2, m["reservation"].as_i64()) {
+    if let (true, Some(r)) = (v2, m.reservation()) {
         p.push(Prop::U64("MemoryLow", limit(r)));
     }
-    if let (true, Some(sw)) = (v2, m["swap"].as_i64()) {
+    if let (true, Some(sw)) = (v2, m.swap()) {
         // OCI's swap is memory plus swap; systemd's is swap alone.
-        let max = match (sw, m["limit"].as_i64()) {
+        let max = match (sw, m.limit()) {
             (-1, _) => INFINITY,
             (sw, Some(l)) if l > 0 => limit(sw).saturating_sub(limit(l)),
             (sw, _) => limit(sw),
         };
         p.push(Prop::U64("MemorySwapMax", max));
     }
-    let c = &res["cpu"];
-    if let Some(s) = c["shares"].as_u64().filter(|s| *s > 0) {
+    let c = res.cpu().clone().unwrap_or_default();
+    if let Some(s) = c.shares().filter(|s| *s > 0) {
         if v2 {
             p.push(Prop::U64("CPUWeight", shares_to_weight(s)));
         } else {
             p.push(Prop::U64("CPUShares", s));
         }
     }
-    let period = c["period"].as_u64().filter(|p| *p > 0);
-    if let Some(q) = c["quota"].as_i64().filter(|q| *q != 0) {
+    let period = c.period().filter(|p| *p > 0);
+    if let Some(q) = c.quota().filter(|q| *q != 0) {
         let per_sec = if q < 0 {
             INFINITY
         } else {
@@ -350,61 +356,52 @@ pub fn properties(res: &Value, v2: bool, start: Option<(&Unit, u32)>) -> Result<
     if let Some(period) = period {
         p.push(Prop::U64("CPUQuotaPeriodUSec", period));
     }
-    if let Some(cpus) = c["cpus"].as_str().filter(|s| !s.is_empty()) {
+    if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
         p.push(Prop::Bytes("AllowedCPUs", cpuset_mask(cpus)?));
     }
-    if let Some(mems) = c["mems"].as_str().filter(|s| !s.is_empty()) {
+    if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
         p.push(Prop::Bytes("AllowedMemoryNodes", cpuset_mask(mems)?));
     }
-    if let Some(l) = res["pids"]["limit"].as_i64() {
+    if let Some(pids) = res.pids() {
+        let l = pids.limit();
         p.push(Prop::U64(
             "TasksMax",
             if l <= 0 { INFINITY } else { limit(l) },
         ));
     }
-    let b = &res["blockIO"];
-    if let Some(w) = b["weight"].as_u64() {
+    let b = res.block_io().clone().unwrap_or_default();
+    if let Some(w) = b.weight() {
         if v2 {
-            p.push(Prop::U64("IOWeight", io_weight(w)));
+            p.push(Prop::U64("IOWeight", io_weight(w.into())));
         } else {
-            p.push(Prop::U64("BlockIOWeight", w));
+            p.push(Prop::U64("BlockIOWeight", w.into()));
         }
     }
-    for (key, v2_name, v1_name) in [
+    for (devices, v2_name, v1_name) in [
         (
-            "throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
             "IOReadBandwidthMax",
             "BlockIOReadBandwidth",
         ),
         (
-            "throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
             "IOWriteBandwidthMax",
             "BlockIOWriteBandwidth",
         ),
-        ("throttleReadIOPSDevice", "IOReadIOPSMax", ""),
-        ("throttleWriteIOPSDevice", "IOWriteIOPSMax", ""),
+        (b.throttle_read_iops_device(), "IOReadIOPSMax", ""),
+        (b.throttle_write_iops_device(), "IOWriteIOPSMax", ""),
     ] {
-        let list: Vec<(String, u64)> = b[key]
-            .as_array()
-            .into_iter()
+        let list: Vec<(String, u64)> = devices
+            .iter()
             .flatten()
-            .filter_map(|d| {
-                Some((
-                    format!(
-                        "/dev/block/{}:{}",
-                        d["major"].as_i64()?,
-                        d["minor"].as_i64()?
-                    ),
-                    d["rate"].as_u64()?,
-                ))
-            })
+            .map(|d| (format!("/dev/block/{}:{}", d.major(), d.minor()), d.rate()))
             .collect();
         let name = if v2 { v2_name } else { v1_name };
         if !list.is_empty() && !name.is_empty() {
             p.push(Prop::PathValues(name, list));
         }
     }
-    if let Some(rules) = res["devices"].as_array() {
+    if let Some(rules) = res.devices() {
         // runc's defaults follow the config's rules, as in the runtime's
         // own device program.
         let mut all = rules.clone();
@@ -422,6 +419,10 @@ pub fn properties(res: &Value, v2: bool, start: Option<(&Unit, u32)>) -> Result<
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn typed(r: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(r).unwrap()
+    }
 
     #[test]
     fn units_from_runcs_cgroups_path() {
@@ -477,7 +478,7 @@ mod tests {
                         {"allow": true, "type": "c", "major": 136, "access": "rwm"}]
         });
         let u = Unit::parse(None, "c", false).unwrap();
-        let p = properties(&res, true, Some((&u, 42))).unwrap();
+        let p = properties(&typed(res), true, Some((&u, 42))).unwrap();
         let get = |n: &str| p.iter().find(|x| x.name() == n).cloned();
         assert_eq!(get("PIDs"), Some(Prop::U32s("PIDs", vec![42])));
         assert_eq!(get("Delegate"), Some(Prop::Bool("Delegate", true)));
@@ -523,13 +524,13 @@ mod tests {
         assert_eq!(allow[1], ("char-pts".into(), "rwm".into()));
         // A quota is rounded up to systemd's 10 ms steps; unlimited ones
         // are infinity.
-        let p = properties(&json!({"cpu": {"quota": 1500, "period": 100000}, "memory": {"limit": -1}, "pids": {"limit": -1}}), true, None).unwrap();
+        let p = properties(&typed(json!({"cpu": {"quota": 1500, "period": 100000}, "memory": {"limit": -1}, "pids": {"limit": -1}})), true, None).unwrap();
         assert!(p.contains(&Prop::U64("CPUQuotaPerSecUSec", 20_000)));
         assert!(p.contains(&Prop::U64("MemoryMax", u64::MAX)));
         assert!(p.contains(&Prop::U64("TasksMax", u64::MAX)));
         // v1 names.
         let p = properties(
-            &json!({"memory": {"limit": 1}, "cpu": {"shares": 2}}),
+            &typed(json!({"memory": {"limit": 1}, "cpu": {"shares": 2}})),
             false,
             None,
         )
