@@ -47,7 +47,7 @@ pub struct Overrides {
 }
 
 fn bad(msg: String) -> Error {
-    Error::Config(msg)
+    Error::Invalid(msg)
 }
 
 /// The container's config, read from its bundle as runc reads it.

@@ -69,12 +69,24 @@ pub enum Error {
     Terminal(#[from] terminal::Error),
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::Error),
+    /// A step of the setup failed: what it was, and the system's reason.
+    #[error("{what}: {err}")]
+    Step { what: String, err: String },
+    /// The config asks for something that cannot be (the message names the field).
     #[error("{0}")]
-    Other(String),
+    Invalid(String),
+    /// An order the setup keeps was broken: a bug, never the config.
+    #[error("{0}")]
+    Bug(&'static str),
 }
 
 fn other(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{what}: {e}"))
+    Error::Step {
+        what: what.to_string(),
+        err: e.to_string(),
+    }
 }
 
 /// The maps of a user namespace joined by path must be the config's (runc
@@ -143,14 +155,14 @@ fn setup(a: &Args) -> Result<Never, Error> {
     let proc_ = spec
         .process()
         .clone()
-        .ok_or_else(|| Error::Other("process: missing".into()))?;
+        .ok_or_else(|| Error::Invalid("process: missing".into()))?;
     let sync = &a.sync;
 
     let states = sync::expect(sync, sync::GO)?;
     // Still one thread: this moves the whole process, before anything runs
     // in the container and before a cgroup namespace is made.
     if let Some(j) = a.cgroup_join {
-        j.join().map_err(|e| Error::Other(e.to_string()))?;
+        j.join()?;
     }
     // Id maps are written (a rootless parent needed us dumpable for that).
     process::set_not_dumpable()?;
@@ -330,7 +342,7 @@ impl Release<'_> {
         let host_proc = self
             .host_proc
             .take()
-            .ok_or_else(|| Error::Other("exec fifo: written twice".into()))?;
+            .ok_or_else(|| Error::Bug("exec fifo: written twice"))?;
         let fifo_path = format!("thread-self/fd/{}", self.fifo.as_raw_fd());
         let w = loop {
             // The wait may be long (until `start`): a signal must not end it.
@@ -384,7 +396,7 @@ fn finish(p: Prepared, s: &ProcessSetup, mut release: Option<Release>) -> Result
             (Step::Exec, _) => return Err(p.exec()),
         }
     }
-    Err(Error::Other("the last steps end without execve".into()))
+    Err(Error::Bug("the last steps end without execve"))
 }
 
 /// The process attributes shared by a container's init and `exec`'d processes.
@@ -486,7 +498,7 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
         .map_err(|e| other(&format!("chdir to process.cwd {}", cwd.display()), e))?;
     let now = syscall::getcwd().map_err(|e| other("getcwd after chdir", e))?;
     if now.first() != Some(&b'/') {
-        return Err(Error::Other(format!(
+        return Err(Error::Invalid(format!(
             "process.cwd {}: outside the container root",
             cwd.display()
         )));
@@ -510,13 +522,13 @@ fn prepare_process(s: &ProcessSetup) -> Result<Prepared, Error> {
     let argv: Vec<String> = proc_.args().clone().unwrap_or_default();
     let exe = process::find_executable(&argv[0], &env, &process::Who::of(proc_, caps.as_ref()))?;
     let c = |s: &str| {
-        CString::new(s).map_err(|_| Error::Other(format!("process: {s:?} contains a NUL byte")))
+        CString::new(s).map_err(|_| Error::Invalid(format!("process: {s:?} contains a NUL byte")))
     };
     let prepared = Prepared {
         argv: argv.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
         env: env.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?,
         exe: CString::new(exe.as_os_str().as_bytes())
-            .map_err(|_| Error::Other("process.args[0]: NUL byte".into()))?,
+            .map_err(|_| Error::Invalid("process.args[0]: NUL byte".into()))?,
         display: exe.display().to_string(),
         caps,
         setgroups_ok,
@@ -555,7 +567,7 @@ pub fn run_exec(a: ExecArgs) -> ! {
     let r = (|| -> Result<Never, Error> {
         sync::expect(&a.sync, sync::GO)?;
         if let Some(j) = a.cgroup_join {
-            j.join().map_err(|e| Error::Other(e.to_string()))?;
+            j.join()?;
         }
         if !a.join.is_empty() {
             // One setns on the pidfd joins all of them at once, user

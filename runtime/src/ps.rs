@@ -26,9 +26,9 @@ pub fn table(pids: &[i32], args: &[String]) -> Result<String, Error> {
     let out = Command::new("ps")
         .args(&args)
         .output()
-        .map_err(|e| Error::Config(format!("run ps {}: {e}", args.join(" "))))?;
+        .map_err(|e| Error::Ps(format!("run ps {}: {e}", args.join(" "))))?;
     if !out.status.success() {
-        return Err(Error::Config(format!(
+        return Err(Error::Ps(format!(
             "ps {}: {}: {}",
             args.join(" "),
             out.status,
@@ -45,7 +45,7 @@ pub fn filter(ps_output: &str, pids: &[i32]) -> Result<String, Error> {
     let col = header
         .split_whitespace()
         .position(|f| f == "PID")
-        .ok_or_else(|| Error::Config("couldn't find PID field in ps output".into()))?;
+        .ok_or_else(|| Error::Ps("couldn't find PID field in ps output".into()))?;
     let mut out = format!("{header}\n");
     for l in lines {
         let pid = l.split_whitespace().nth(col).and_then(|p| p.parse().ok());

@@ -32,7 +32,7 @@ impl Bundle {
         let mounts = self.spec.mounts().as_deref().unwrap_or(&[]);
         for (i, m) in mounts.iter().enumerate().skip(self.mount_options.len()) {
             let o = rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))
-                .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("mounts[{i}].options: {e}")))?;
             self.mount_options.push(o);
         }
         Ok(())
@@ -56,16 +56,16 @@ pub(super) fn mount_idmaps(
                 return Ok(Vec::new());
             }
             serde_json::from_value(v.clone())
-                .map_err(|e| Error::Config(format!("mounts[{i}].{what}: {e}")))
+                .map_err(|e| Error::Invalid(format!("mounts[{i}].{what}: {e}")))
         };
         let (u, g) = (parse(u, "uidMappings")?, parse(g, "gidMappings")?);
         if u.is_empty() || g.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Invalid(format!(
                 "mounts[{i}]: an idmapped mount needs both uidMappings and gidMappings"
             )));
         }
         if !options.get(i).is_some_and(|o| o.is_bind()) {
-            return Err(Error::Config(format!(
+            return Err(Error::Invalid(format!(
                 "mounts[{i}]: only bind mounts can be idmapped here"
             )));
         }
@@ -81,7 +81,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let cfg = dir.join("config.json");
     let data = fs::read(&cfg).map_err(io_err(format!("read {}", cfg.display())))?;
     let spec: Spec = serde_json::from_slice(&data)
-        .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+        .map_err(|e| Error::Invalid(format!("parse {}: {e}", cfg.display())))?;
     let mount_options = spec
         .mounts()
         .iter()
@@ -89,7 +89,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
         .enumerate()
         .map(|(i, m)| {
             rootfs::parse_options(m.options().as_deref().unwrap_or(&[]))
-                .map_err(|e| Error::Config(format!("mounts[{i}].options: {e}")))
+                .map_err(|e| Error::Invalid(format!("mounts[{i}].options: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     // The raw JSON only for what oci-spec drops: skip the second parse on
@@ -99,7 +99,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
         .any(|w| w == b"uidMappings" || w == b"gidMappings")
     {
         let raw: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::Config(format!("parse {}: {e}", cfg.display())))?;
+            .map_err(|e| Error::Invalid(format!("parse {}: {e}", cfg.display())))?;
         mount_idmaps(&raw, &mount_options)?
     } else {
         Vec::new()
@@ -107,7 +107,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let root = spec
         .root()
         .as_ref()
-        .ok_or_else(|| Error::Config("root: missing from config.json".into()))?;
+        .ok_or_else(|| Error::Invalid("root: missing from config.json".into()))?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {
@@ -116,13 +116,13 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     let rootfs =
         fs::canonicalize(&rootfs).map_err(io_err(format!("root.path {}", rootfs.display())))?;
     if !rootfs.is_dir() {
-        return Err(Error::Config(format!(
+        return Err(Error::Invalid(format!(
             "root.path {}: not a directory",
             rootfs.display()
         )));
     }
     let p = spec.process().as_ref().ok_or_else(|| {
-        Error::Config("process: missing from config.json (needed to create a container)".into())
+        Error::Invalid("process: missing from config.json (needed to create a container)".into())
     })?;
     process::validate(p)?;
     let plan = namespaces::plan(&spec)?;
@@ -133,7 +133,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
             || l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())
     });
     if restricts && !plan.has(LinuxNamespaceType::Mount) {
-        return Err(Error::Config(
+        return Err(Error::Invalid(
             "unable to restrict sys entries without a private MNT namespace".into(),
         ));
     }
@@ -157,11 +157,11 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
             crate::seccomp::validate(s)?;
         }
         if linux.intel_rdt().is_some() {
-            return Err(Error::Config("linux.intelRdt: not supported".into()));
+            return Err(Error::Unsupported("linux.intelRdt: not supported".into()));
         }
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
-                return Err(Error::Config(format!(
+                return Err(Error::Invalid(format!(
                     "mounts: destination {} is not absolute",
                     m.destination().display()
                 )));
@@ -173,7 +173,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle, Error> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
         && !plan.has(LinuxNamespaceType::Uts)
     {
-        return Err(Error::Config(
+        return Err(Error::Invalid(
             "hostname: setting it needs a uts namespace, new or joined".into(),
         ));
     }

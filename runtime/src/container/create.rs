@@ -119,12 +119,12 @@ pub(super) fn create_inner(
         .as_ref()
         .is_some_and(|p| p.terminal().unwrap_or(false));
     if terminal && o.console_socket.is_none() && !own_console {
-        return Err(Error::Config(
+        return Err(Error::Invalid(
             "process.terminal is true but no --console-socket was given: a detached container's terminal must go somewhere (cannot allocate tty if berth will detach without setting console socket)".into(),
         ));
     }
     if !terminal && o.console_socket.is_some() {
-        return Err(Error::Config(
+        return Err(Error::Invalid(
             "--console-socket given but process.terminal is false".into(),
         ));
     }
@@ -149,7 +149,7 @@ pub(super) fn create_inner(
             .map_err(io_err("mark container as creating"))?;
         if let Some(host) = &o.notify_socket {
             notify::add_to_spec(&mut b.spec, &dir.path)
-                .map_err(|x| Error::Config(format!("NOTIFY_SOCKET {host}: {x}")))?;
+                .map_err(|x| Error::Notify(format!("NOTIFY_SOCKET {host}: {x}")))?;
             b.parse_added_mounts()?;
         }
         if o.listen_fds > 0 {
@@ -414,7 +414,7 @@ pub(super) fn create_in(
     if let Some(u) = &systemd_unit {
         let made = start_scope(u, pid, systemd_user, &layout, &linux, undo)?;
         if made != cgroup_dirs {
-            return Err(Error::Config(format!(
+            return Err(Error::Stuck(format!(
                 "systemd put {} at {made:?}, not {cgroup_dirs:?}",
                 u.name
             )));
@@ -507,7 +507,7 @@ pub(super) fn create_in(
                 } else {
                     syscall::wait_pidfd(pidfd.as_fd(), false).ok().flatten()
                 };
-                Error::Config(format!(
+                Error::Died(format!(
                     "container process exited during setup{}",
                     status
                         .map(|s| format!(" with status {s}"))
@@ -560,7 +560,7 @@ fn prepare_cgroups(
                 && !nix::unistd::geteuid().is_root() =>
         {
             if cgroups::limits_requested(linux.resources().as_ref()) {
-                return Err(Error::Config(format!(
+                return Err(Error::Unsupported(format!(
                     "linux.resources: cannot create the container's cgroup {} as an unprivileged user (no delegated cgroup); remove the limits or delegate a cgroup",
                     path.display()
                 )));
@@ -577,7 +577,7 @@ fn prepare_cgroups(
     // container would never run) and warns of processes already in it.
     if cgroup_dirs.iter().any(|d| !undo.cgroups.contains(d)) {
         if cgroups::is_frozen(cgroup_dirs) {
-            return Err(Error::Config(
+            return Err(Error::WrongState(
                 "container's cgroup unexpectedly frozen".into(),
             ));
         }
@@ -605,7 +605,7 @@ fn start_scope(
     undo: &mut Undo,
 ) -> Result<Vec<PathBuf>, Error> {
     let res = linux.resources().clone().unwrap_or_default();
-    let upid = u32::try_from(pid).map_err(|_| Error::Config(format!("pid {pid}")))?;
+    let upid = u32::try_from(pid).map_err(|_| Error::Invalid(format!("pid {pid} out of range")))?;
     let props = cgroups::systemd::properties(&res, layout.is_pure_v2(), Some((u, upid)))?;
     let control_group = cgroups::systemd::dbus::start(u, &props, user)?;
     undo.systemd_unit = Some((u.name.clone(), user));
@@ -680,7 +680,7 @@ pub(super) fn clone_in_userns(
     }
     match n {
         4 => Ok(i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])),
-        _ => Err(Error::Config(format!(
+        _ => Err(Error::Died(format!(
             "join user namespace {}: {}",
             userns.display(),
             String::from_utf8_lossy(&buf[..n])

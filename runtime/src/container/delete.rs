@@ -52,7 +52,7 @@ pub(super) fn kill_and_wait(saved: &Saved) -> Result<(), Error> {
         cgroups::freeze(&saved.cgroup_paths, false)?;
     }
     if !wait_gone(&pidfd, 10_000) {
-        return Err(Error::Config(format!(
+        return Err(Error::Stuck(format!(
             "container {} did not exit 10s after SIGKILL",
             saved.id
         )));

@@ -11,7 +11,7 @@ use super::*;
 
 /// Parses a signal by name (`KILL`, `SIGKILL`) or number (`berth_rules::signal`).
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
-    berth_rules::signal::parse(s).map_err(|e| Error::Config(e.to_string()))
+    berth_rules::signal::parse(s).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Sends `sig` to the container's init, or with `all` to every process in its cgroup.

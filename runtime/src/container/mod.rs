@@ -51,8 +51,27 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::Error),
     #[error("{what}: {err}")]
     Io { what: String, err: io::Error },
+    /// The config or a flag is wrong (the message names the field).
     #[error("{0}")]
-    Config(String),
+    Invalid(String),
+    /// Something the config asks for that berth or this host cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The container is not in a state the command can act on.
+    #[error("{0}")]
+    WrongState(String),
+    /// The container process died (or a helper failed) during setup.
+    #[error("{0}")]
+    Died(String),
+    /// The container did not go (or systemd put it elsewhere) in time.
+    #[error("{0}")]
+    Stuck(String),
+    /// `ps` could not be run or its output read.
+    #[error("{0}")]
+    Ps(String),
+    /// The NOTIFY_SOCKET relay could not be set up.
+    #[error("{0}")]
+    Notify(String),
     #[error("container not running")]
     NotRunning,
     /// The reason says what was seen of the container process.

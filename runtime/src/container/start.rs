@@ -37,7 +37,7 @@ pub(super) fn bind_relay(
     match notify_socket {
         Some(host) if dir.path.join(notify::DIR).is_dir() => Ok(Some(
             notify::Relay::bind(&dir.path, host, saved.pid)
-                .map_err(|x| Error::Config(x.to_string()))?,
+                .map_err(|x| Error::Notify(x.to_string()))?,
         )),
         _ => Ok(None),
     }

@@ -14,7 +14,7 @@ pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
     let saved = dir.load()?;
     match state::status_of(&dir, &saved) {
         Status::Running | Status::Created => {}
-        Status::Paused => return Err(Error::Config(format!("container {id} is already paused"))),
+        Status::Paused => return Err(Error::WrongState(format!("container {id} is already paused"))),
         _ => return Err(Error::NotRunning),
     }
     Ok(cgroups::freeze(&saved.cgroup_paths, true)?)
@@ -25,7 +25,7 @@ pub fn resume(root: &Path, id: &str) -> Result<(), Error> {
     let dir = Dir::open(root, id)?;
     let saved = dir.load()?;
     if state::status_of(&dir, &saved) != Status::Paused {
-        return Err(Error::Config("container not paused".into()));
+        return Err(Error::WrongState("container not paused".into()));
     }
     Ok(cgroups::freeze(&saved.cgroup_paths, false)?)
 }
@@ -53,7 +53,7 @@ pub fn update(root: &Path, id: &str, res: &LinuxResources) -> Result<(), Error> 
             cgroups::memory_usage(&layout, &saved.cgroup_paths),
         ) {
             if (limit as u64) < usage {
-                return Err(Error::Config(format!(
+                return Err(Error::WrongState(format!(
                     "memory.limit {limit} is below the container's current usage {usage} (checkBeforeUpdate)"
                 )));
             }
