@@ -342,7 +342,7 @@ impl Release<'_> {
         let host_proc = self
             .host_proc
             .take()
-            .ok_or_else(|| Error::Bug("exec fifo: written twice"))?;
+            .ok_or(Error::Bug("exec fifo: written twice"))?;
         let fifo_path = format!("thread-self/fd/{}", self.fifo.as_raw_fd());
         let w = loop {
             // The wait may be long (until `start`): a signal must not end it.

@@ -12,6 +12,7 @@ use berth_proto::images::{self as pb};
 use berth_rules::dockerignore::Ignore;
 use tonic::transport::Channel;
 
+use crate::context_tar::TarWriter;
 use crate::request;
 
 /// What `berthctl build` was asked, as docker's flags.
@@ -79,8 +80,7 @@ fn write_context(dir: &Path, keep: &[String], w: impl Write) -> std::io::Result<
         Ok(t) => Ignore::parse(&t),
         Err(_) => Ignore::default(),
     };
-    let mut b = tar::Builder::new(w);
-    b.follow_symlinks(false);
+    let mut b = TarWriter::new(w);
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((d, rel)) = stack.pop() {
         let mut names: Vec<_> = std::fs::read_dir(&d)?
@@ -101,14 +101,14 @@ fn write_context(dir: &Path, keep: &[String], w: impl Write) -> std::io::Result<
                 if excluded && !ignore.has_exceptions() {
                     continue;
                 }
-                b.append_dir(&crel, &path)?;
+                b.append(&path, &crel, &m)?;
                 stack.push((path, crel));
             } else if !excluded {
-                b.append_path_with_name(&path, &crel)?;
+                b.append(&path, &crel, &m)?;
             }
         }
     }
-    b.into_inner()?.flush()
+    b.finish()?.flush()
 }
 
 pub(crate) async fn build(c: &mut ImagesClient<Channel>, ns: &str, a: Args) -> anyhow::Result<()> {

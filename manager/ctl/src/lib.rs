@@ -5,6 +5,7 @@
 
 mod build;
 mod containers;
+mod context_tar;
 mod failure;
 mod format;
 mod images;

@@ -14,7 +14,11 @@ pub fn pause(root: &Path, id: &str) -> Result<(), Error> {
     let saved = dir.load()?;
     match state::status_of(&dir, &saved) {
         Status::Running | Status::Created => {}
-        Status::Paused => return Err(Error::WrongState(format!("container {id} is already paused"))),
+        Status::Paused => {
+            return Err(Error::WrongState(format!(
+                "container {id} is already paused"
+            )))
+        }
         _ => return Err(Error::NotRunning),
     }
     Ok(cgroups::freeze(&saved.cgroup_paths, true)?)
