@@ -61,15 +61,14 @@ pub fn mount_view(d: &Berthd, chain_id: &str, key: &str, at: &Path) {
         .into_inner()
         .mounts
     });
+    mount_at(&m[0], at);
+}
+
+/// Mounts a snapshot's mount (as the Snapshots API returns it) at `at`.
+pub fn mount_at(m: &pb::Mount, at: &Path) {
     fs::create_dir_all(at).unwrap();
     run(Command::new("mount")
-        .args([
-            "-t",
-            &m[0].r#type,
-            "-o",
-            &m[0].options.join(","),
-            &m[0].source,
-        ])
+        .args(["-t", &m.r#type, "-o", &m.options.join(","), &m.source])
         .arg(at));
 }
 

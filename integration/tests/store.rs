@@ -7,7 +7,7 @@ use std::process::Command;
 
 use berth_integration::manager::{Berthd, Registry};
 use berth_integration::oci::{run, tree, umoci_image};
-use berth_integration::store::{chain_id, df, manifest_digest, mount_view, push, Dir};
+use berth_integration::store::{chain_id, df, manifest_digest, mount_at, mount_view, push, Dir};
 use berth_integration::{ok, stderr};
 use berth_proto::images::snapshots_client::SnapshotsClient;
 use berth_proto::images::{self as pb};
@@ -172,16 +172,7 @@ fn commit_makes_a_container_filesystem_an_image() {
             .mounts
     });
     let m1 = dir.0.join("m1");
-    fs::create_dir_all(&m1).unwrap();
-    run(Command::new("mount")
-        .args([
-            "-t",
-            &m[0].r#type,
-            "-o",
-            &m[0].options.join(","),
-            &m[0].source,
-        ])
-        .arg(&m1));
+    mount_at(&m[0], &m1);
     fs::write(m1.join("opt/keep/added"), "added").unwrap();
     fs::remove_file(m1.join("bin/cat")).unwrap();
     fs::remove_dir_all(m1.join("etc")).unwrap();

@@ -199,35 +199,13 @@ fn rw_clears_read_only_on_a_bind() {
 #[test]
 fn an_atime_option_replaces_the_atime_bits() {
     use crate::syscall::*;
-    let f = Fake::new().with_host("/srv/data", Node::Dir);
-    let f = run(
-        f,
-        &entry("/data", None, Some("/srv/data"), &["bind", "noatime"]),
-    )
-    .unwrap();
     assert_eq!(
-        f.calls().last().unwrap(),
-        &Call::SetAttr {
-            path: PathBuf::from("/data"),
-            recursive: false,
-            set: MOUNT_ATTR_NOATIME,
-            clear: MOUNT_ATTR__ATIME
-        }
+        bind_attrs(&["noatime"]),
+        Some((MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME))
     );
-    let f = Fake::new().with_host("/srv/data", Node::Dir);
-    let f = run(
-        f,
-        &entry("/data", None, Some("/srv/data"), &["bind", "relatime"]),
-    )
-    .unwrap();
     assert_eq!(
-        f.calls().last().unwrap(),
-        &Call::SetAttr {
-            path: PathBuf::from("/data"),
-            recursive: false,
-            set: MOUNT_ATTR_RELATIME,
-            clear: MOUNT_ATTR__ATIME
-        }
+        bind_attrs(&["relatime"]),
+        Some((MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME))
     );
 }
 
