@@ -177,3 +177,92 @@ fn a_dev_null_symlink_is_not_bound_over_masked_paths() {
     assert!(made.success());
     assert_eq!(ok(&c.run()).trim(), "ran");
 }
+
+/// CVE-2026-41579's shape: an image whose `/dev` is a symlink to a host
+/// directory. runc joined strings under it, so the links of /dev and the
+/// removal of `ptmx` reached the host directory. berth resolves every path
+/// in the rootfs by fd, so the link is followed inside the rootfs: the host
+/// directory keeps its `ptmx` and gets nothing, with or without a /dev
+/// mount in the config.
+#[test]
+fn an_image_dev_symlink_never_reaches_the_host() {
+    for keep_dev_mount in [false, true] {
+        let mut c = Ctx::new("cve-41579", &["sh", "-c", "ls /dev >/dev/null; echo ran"]);
+        let rootfs = c.own_rootfs();
+        let host = c.dir.join("host-dir");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("ptmx"), "canary").unwrap();
+        let _ = fs::remove_dir_all(rootfs.join("dev"));
+        std::os::unix::fs::symlink(&host, rootfs.join("dev")).unwrap();
+        if !keep_dev_mount {
+            c.config["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|m| !m["destination"].as_str().unwrap_or("").starts_with("/dev"));
+        }
+        let out = c.run();
+        assert_eq!(
+            fs::read_to_string(host.join("ptmx")).ok().as_deref(),
+            Some("canary"),
+            "the host's ptmx was touched (dev mount: {keep_dev_mount}): {}",
+            stderr(&out)
+        );
+        let mut left: Vec<String> = fs::read_dir(&host)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["ptmx"], "dev mount: {keep_dev_mount}");
+        // What the link names inside the rootfs got the devices instead.
+        assert_eq!(ok(&out).trim(), "ran", "dev mount: {keep_dev_mount}");
+        let inside = rootfs.join(host.strip_prefix("/").unwrap());
+        if !keep_dev_mount {
+            assert!(
+                fs::symlink_metadata(inside.join("fd")).is_ok(),
+                "the /dev links were not made where /dev points inside the rootfs"
+            );
+        }
+    }
+}
+
+/// CVE-2025-52881's class: a procfs write redirected by a mount. A config
+/// binds another file over /proc/sys/kernel/domainname and asks for that
+/// sysctl: the write must not follow the mount. First a host file (refused
+/// as not procfs), then another procfs file, the advisory's redirect (here
+/// the container's own hostname, harmless: runc's case was sysrq-trigger),
+/// which only refusing to cross a mount stops. Both fail naming the sysctl,
+/// and nothing is written.
+#[test]
+fn a_sysctl_redirected_by_a_mount_is_not_written() {
+    let mut c = Ctx::new("cve-52881", &["cat", "/proc/sys/kernel/hostname"]);
+    let target = c.dir.join("host-file");
+    fs::write(&target, "untouched").unwrap();
+    c.config["hostname"] = serde_json::json!("kept");
+    c.config["linux"]["sysctl"] = serde_json::json!({"kernel.domainname": "redirected"});
+    let base = c.config["mounts"].clone();
+    for source in [target.to_str().unwrap(), "/proc/sys/kernel/hostname"] {
+        c.config["mounts"] = base.clone();
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+            "destination": "/proc/sys/kernel/domainname", "type": "bind",
+            "source": source, "options": ["bind"]}));
+        let out = c.run();
+        assert!(!out.status.success(), "{source}: it ran: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("sysctl kernel.domainname"),
+            "{source}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+    // Without the redirect the sysctl is written and the hostname kept.
+    c.config["mounts"] = base;
+    c.config["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/hostname /proc/sys/kernel/domainname"
+    ]);
+    assert_eq!(ok(&c.run()), "kept\nredirected\n");
+}

@@ -32,7 +32,10 @@ pub fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Resu
             Path::new(&rel),
             libc::O_WRONLY,
             0,
-            syscall::RESOLVE_NO_SYMLINKS | 0x08,
+            // Not through a link, not out of /proc/sys, and not across a
+            // mount: a file bound over a sysctl (even another procfs file,
+            // CVE-2025-52881's redirect) is refused, not written.
+            syscall::RESOLVE_NO_SYMLINKS | syscall::RESOLVE_BENEATH | syscall::RESOLVE_NO_XDEV,
         )
         .map_err(sys_err(format!("open sysctl {k}")))?;
         ensure_procfs(&fd, &format!("sysctl {k}"))?;

@@ -20,8 +20,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// `openat2` resolve flags (linux/openat2.h).
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// `mount_setattr` attribute bits (linux/mount.h).
