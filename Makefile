@@ -127,9 +127,14 @@ integration: deps
 	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
 	$(CARGO) test -p berth-integration -- --test-threads=4
 
+# The tests, between the two halves of the leak audit: whatever they leave
+# on the host (mounts, cgroups, netns, links, iptables rules, processes,
+# state directories) fails the run, named (tools/leak-audit.sh).
 test: deps
 	$(CARGO) build -p berth -p berth-shim -p berth-manager -p berthctl
+	@mkdir -p $(CACHE) && tools/leak-audit.sh snapshot $(CACHE)/leak-audit.before
 	$(CARGO) test --workspace -- --test-threads=4
+	tools/leak-audit.sh compare $(CACHE)/leak-audit.before
 
 # The runtime's integration tests again under pure cgroup v2: the test
 # binaries, berth and the busybox rootfs are shared into the guest over 9p.

@@ -55,6 +55,8 @@ fn fill(path: &Path) {
 fn a_full_disk_fails_the_call_and_berthd_goes_on_once_space_is_freed() {
     let dir = std::env::temp_dir().join(format!("berth-it-enospc-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
+    // Removed last, after the filesystem below it is unmounted.
+    let _rm = RemoveOnDrop(dir.clone());
     // Unmounted after berthd is gone (drop order: last declared first).
     let _fs = SmallFs::mount(&dir.join("root"), "64m");
     let d = Berthd::start(&dir, &[]);
@@ -148,6 +150,7 @@ fn twenty_four_thousand_idle_connections_do_not_stop_berthd() {
     let _heavy = heavy();
     let dir = std::env::temp_dir().join(format!("berth-it-conns-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
+    let _rm = RemoveOnDrop(dir.clone());
     let d = Berthd::start(&dir, &[]);
     let socket = dir.join("berthd.sock");
     let mut holders: Vec<_> = (0..2).map(|_| holder(&socket, 12_000)).collect();

@@ -596,6 +596,7 @@ mod layer_tests {
         let diff = apply(&d, cut).unwrap();
         assert_eq!(diff, crate::store::digest::sha256_of(cut));
         assert_eq!(std::fs::read(d.join("top")).unwrap(), b"top\n");
+        let _ = std::fs::remove_dir_all(&d);
         // Cut inside a file's data: refused.
         let d = dir("cut-inside");
         assert!(apply(&d, &tar[..512 + 2]).is_err());
