@@ -661,3 +661,59 @@ fn foreground_exec_forwards_signals() {
     let _ = out.as_raw_fd();
     kill_and_reap(&c, pid);
 }
+
+/// CVE-2025-52565's shape: runc binds the terminal over /dev/console, and a
+/// /dev/console swapped for a symlink (to a procfs file) redirected that
+/// bind. berth binds nothing there: the pty is handed over by fd and the
+/// process's stdio is the pty itself. With a /dev from the bundle whose
+/// `console` is such a symlink, no mount is made on /dev/console or where
+/// it points, and the symlink is left as it was.
+#[test]
+fn a_terminal_makes_no_mount_on_a_swapped_dev_console() {
+    let mut c = Ctx::new("cve-52565", &[]);
+    tty_config(&mut c);
+    let dev = c.dir.join("dev");
+    fs::create_dir_all(&dev).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("console")).unwrap();
+    // What a terminal needs of a /dev the runtime does not populate.
+    fs::create_dir_all(dev.join("pts")).unwrap();
+    std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx")).unwrap();
+    let made = Command::new("mknod")
+        .arg(dev.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mounts = c.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/dev");
+    mounts.push(json!({"destination": "/dev", "type": "bind",
+        "source": dev, "options": ["rbind"]}));
+    mounts.sort_by_key(|m| m["destination"] != "/dev");
+    let cs = ConsoleSocket::new(&c.dir);
+    let b = bundle(&c);
+    let p = cs.path.to_str().unwrap().to_string();
+    let master = std::thread::scope(|s| {
+        let m = s.spawn(|| cs.master());
+        let out = c.berth(&["create", "--console-socket", &p, "--bundle", &b, &c.id]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        m.join().unwrap()
+    });
+    ok(&c.berth(&["start", &c.id]));
+    drive_shell(&master);
+    let pid = pid_of(&c.state(&c.id)["pid"]);
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    for target in ["/dev/console", "/proc/sys/kernel/core_pattern"] {
+        assert!(
+            !mountinfo
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some(target)),
+            "something is mounted on {target}:\n{mountinfo}"
+        );
+    }
+    assert_eq!(
+        fs::read_link(dev.join("console")).unwrap(),
+        std::path::Path::new("/proc/sys/kernel/core_pattern")
+    );
+    let _ = c.berth(&["kill", &c.id, "KILL"]);
+    reap(pid);
+}
