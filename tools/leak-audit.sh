@@ -49,8 +49,8 @@ state() {
     done | sort -u
     echo "## directories"
     # The shared busybox rootfs the tests make once is kept on purpose.
-    find /tmp /run -maxdepth 1 \( -name 'berth-it-*' -o -name 'berth-bench-*' -o -name 'berth' \
-        -o -name 'berth-*' \) ! -name berth-it-rootfs ! -name 'berth-it-rootfs.*' 2>/dev/null | sort -u
+    find /tmp /run -maxdepth 1 \( -name berth -o -name 'berth-*' \) \
+        ! -name berth-it-rootfs ! -name 'berth-it-rootfs.*' 2>/dev/null | sort -u
 }
 
 case "${1:-}" in

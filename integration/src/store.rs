@@ -43,13 +43,19 @@ pub fn push(layout: &Path, tag: &str, reg: &Registry, extra: &[&str]) {
         .arg(format!("docker://{}/bb:{tag}", reg.host)));
 }
 
-/// Mounts a view of an unpacked image's top snapshot at `at`.
-pub fn mount_view(d: &Berthd, chain_id: &str, key: &str, at: &Path) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs one gRPC exchange (or any future) to completion on a runtime of
+/// its own, for the tests' synchronous code.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let m = rt.block_on(async {
+        .unwrap()
+        .block_on(f)
+}
+
+/// Mounts a view of an unpacked image's top snapshot at `at`.
+pub fn mount_view(d: &Berthd, chain_id: &str, key: &str, at: &Path) {
+    let m = block_on(async {
         let ch = berth_proto::connect_unix(&d.address).await.unwrap();
         let mut c = SnapshotsClient::new(ch);
         c.view(pb::PrepareRequest {
@@ -74,11 +80,7 @@ pub fn mount_at(m: &pb::Mount, at: &Path) {
 
 /// The top chain id of an image, through the Unpack call (a no-op when unpacked).
 pub fn chain_id(d: &Berthd, name: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let ch = berth_proto::connect_unix(&d.address).await.unwrap();
         let mut c = berth_proto::images::images_client::ImagesClient::new(ch);
         c.unpack(pb::UnpackRequest {
@@ -107,11 +109,7 @@ pub fn manifest_digest(reg: &Registry, tag: &str) -> String {
 /// The store's counts: (images, blobs, snapshots), from the DiskUsage call
 /// (`system df` shows docker's rows, not these).
 pub fn df(d: &Berthd) -> (u64, u64, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let u = rt.block_on(async {
+    let u = block_on(async {
         let ch = berth_proto::connect_unix(&d.address).await.unwrap();
         berth_proto::images::images_client::ImagesClient::new(ch)
             .disk_usage(pb::Empty {})

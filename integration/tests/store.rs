@@ -7,7 +7,9 @@ use std::process::Command;
 
 use berth_integration::manager::{Berthd, Registry};
 use berth_integration::oci::{run, tree, umoci_image};
-use berth_integration::store::{chain_id, df, manifest_digest, mount_at, mount_view, push, Dir};
+use berth_integration::store::{
+    block_on, chain_id, df, manifest_digest, mount_at, mount_view, push, Dir,
+};
 use berth_integration::{ok, stderr};
 use berth_proto::images::snapshots_client::SnapshotsClient;
 use berth_proto::images::{self as pb};
@@ -155,11 +157,7 @@ fn commit_makes_a_container_filesystem_an_image() {
     ok(&d.ctl(&["pull", &v2]));
     // A container's filesystem: an active snapshot over v2, changed.
     let parent = chain_id(&d, &v2);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = rt.block_on(async {
+    let m = block_on(async {
         let ch = berth_proto::connect_unix(&d.address).await.unwrap();
         SnapshotsClient::new(ch)
             .prepare(pb::PrepareRequest {
